@@ -1,0 +1,1 @@
+"""The ktx semantic layer: metric definitions in YAML compiled to SQL with sqlglot."""
