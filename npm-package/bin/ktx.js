@@ -6,23 +6,47 @@
 const { spawn } = require("node:child_process");
 const path = require("node:path");
 const fs = require("node:fs");
+const os = require("node:os");
 
-// platform-arch pairs this package ships a binary for (keep in sync with `cargo xtask pack-npm`).
-const SUPPORTED = ["linux-x64"];
+const packageRoot = path.resolve(__dirname, "..");
+
+// The platform-arch pairs this package ships a binary for: the "ktx.native" keys that
+// `cargo xtask pack-npm` stamps into package.json (this list is the fallback for an unpacked tree).
+function supportedTargets() {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, "package.json"), "utf8"));
+    if (pkg.ktx && pkg.ktx.native && typeof pkg.ktx.native === "object") {
+      return Object.keys(pkg.ktx.native).sort();
+    }
+  } catch (_) {
+    // fall through to the built-in list
+  }
+  return ["linux-x64"];
+}
+
+function fail(message) {
+  process.stderr.write(message);
+  process.exit(1);
+}
 
 function main() {
   const target = `${process.platform}-${process.arch}`;
-  const packageRoot = path.resolve(__dirname, "..");
   const exe = process.platform === "win32" ? "ktx.exe" : "ktx";
   const binary = path.join(packageRoot, "native", target, exe);
+  const supported = supportedTargets();
 
-  if (!SUPPORTED.includes(target) || !fs.existsSync(binary)) {
-    process.stderr.write(
-      `ktx: no native binary for ${target} in this package.\n` +
-        `Supported platforms: ${SUPPORTED.join(", ")}.\n` +
+  if (!supported.includes(target)) {
+    fail(
+      `ktx: unsupported platform ${target}: this package has no native ktx binary for it.\n` +
+        `Supported platforms: ${supported.length ? supported.join(", ") : "(none)"}.\n` +
         `Please report your platform at https://github.com/kaelio/ktx/issues\n`
     );
-    process.exit(1);
+  }
+  if (!fs.existsSync(binary)) {
+    fail(
+      `ktx: the native binary ${binary} is missing from this installation.\n` +
+        `Reinstall the package (for example: npm install @kaelio/ktx).\n`
+    );
   }
 
   const env = { ...process.env, KTX_ASSET_DIR: path.join(packageRoot, "python") };
@@ -43,18 +67,23 @@ function main() {
   }
 
   child.on("error", (err) => {
-    process.stderr.write(`ktx: failed to start ${binary}: ${err.message}\n`);
-    process.exit(1);
+    fail(`ktx: failed to start ${binary}: ${err.message}\n`);
   });
 
   child.on("exit", (code, signal) => {
     if (signal) {
-      // Die of the same signal so our parent sees what really happened (not exit 0).
+      // Die of the same signal so our parent sees what really happened (never exit 0).
       for (const sig of forwarded) process.removeListener(sig, handlers[sig]);
-      process.kill(process.pid, signal);
-      // If the signal did not end us (ignored or not deliverable), use the shell convention.
-      const num = require("node:os").constants.signals[signal] || 0;
-      process.exit(128 + num);
+      const num = os.constants.signals[signal] || 0;
+      try {
+        process.kill(process.pid, signal);
+      } catch (_) {
+        process.exit(128 + num);
+      }
+      // The signal is delivered asynchronously; if it is ignored (e.g. SIGPIPE in Node) or
+      // cannot end us, fall back to the shell convention after a short grace period.
+      setTimeout(() => process.exit(128 + num), 500);
+      return;
     }
     process.exit(code === null ? 1 : code);
   });

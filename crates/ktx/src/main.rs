@@ -1,28 +1,97 @@
 //! The `ktx` binary: parses the command line, calls into the library crates and prints.
 //! It holds no business logic of its own.
+//!
+//! Layout: one module per command group (`runtime.rs` for `ktx runtime ...`). To add a group:
+//! write `mod group;` with a `#[derive(clap::Args)] pub struct Args` and
+//! `pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError>`, then add one
+//! variant to [`Command`] and one arm to the match in `main`.
 
-use clap::{Parser, Subcommand};
+mod daemon_cmd;
+mod demo_cmd;
+mod embed_cmd;
+mod output;
+mod runtime;
+mod sl_cmd;
+
+use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
+
+pub use output::CliError;
 
 /// ktx: metrics as code, with a private Python runtime managed for you.
 #[derive(Debug, Parser)]
 #[command(name = "ktx", version, about, long_about = None, propagate_version = true)]
 struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// Flags every Python-backed command understands (accepted before or after the subcommand).
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Install the Python runtime without asking when a command needs it.
+    #[arg(long, global = true, conflicts_with = "no_input")]
+    pub yes: bool,
+    /// Never prompt and never install; fail with the command to run instead.
+    #[arg(long, global = true)]
+    pub no_input: bool,
+    /// Use (or start) the background Python daemon for faster repeated calls [env: KTX_DAEMON=1].
+    #[arg(long, global = true)]
+    pub daemon: bool,
+}
+
+impl GlobalArgs {
+    /// The lazy-install policy and call options these flags select.
+    pub fn call_options(&self) -> Result<ktx_runner::CallOptions, CliError> {
+        let policy = ktx_runner::Policy::from_flags(self.yes, self.no_input)?;
+        let mut opts = ktx_runner::CallOptions::new(policy);
+        opts.daemon |= self.daemon;
+        Ok(opts)
+    }
+}
+
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Manage the private Python runtime (install, status, doctor, prune).
+    Runtime(runtime::Args),
+    /// Compute local sentence embeddings (needs the local-embeddings runtime feature).
+    Embed(embed_cmd::Args),
+    Sl(sl_cmd::Args),
+    Demo(demo_cmd::Args),
+}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    // Ctrl-C / SIGTERM: kill installer children (their process groups) so no uv or pip keeps
+    // writing after we are gone. The install receipt is written last, so nothing half-done is
+    // ever trusted; the next install cleans the leftovers.
+    let _ = ctrlc::set_handler(|| {
+        ktx_runtime::process::kill_active_children();
+        eprintln!("\ninterrupted");
+        std::process::exit(130);
+    });
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help / --version exit 0; usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
         None => {
             use clap::CommandFactory;
-            // No subcommand: show help on stderr and signal a usage error.
             let _ = Cli::command().print_help();
-            ExitCode::from(2)
+            Ok(ExitCode::from(2))
         }
+        Some(Command::Runtime(args)) => runtime::run(args, &cli.global),
+        Some(Command::Embed(args)) => embed_cmd::run(args, &cli.global),
+        Some(Command::Sl(args)) => sl_cmd::run(args, &cli.global),
+        Some(Command::Demo(args)) => demo_cmd::run(args, &cli.global),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => err.report(),
     }
 }

@@ -21,6 +21,10 @@ ABI_VERSION = 1
 OPS: dict[str, str] = {
     "runtime.ping": "ktx_daemon.ops.runtime:ping",
     "runtime.info": "ktx_daemon.ops.runtime:info",
+    "semantic.query": "semantic_layer.ops:query",
+    "semantic.validate": "semantic_layer.ops:validate",
+    "demo.scaffold": "semantic_layer.ops:scaffold",
+    "embedding.compute": "ktx_daemon.ops.embedding:compute",
 }
 
 _resolved: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -57,9 +61,7 @@ def resolve(op: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return fn
     target = OPS.get(op)
     if target is None:
-        raise OpError(
-            "unknown_op", f"unknown op {op!r}", {"op": op, "known": sorted(OPS)}
-        )
+        raise OpError("unknown_op", f"unknown op {op!r}", {"op": op, "known": sorted(OPS)})
     module_name, _, attr = target.partition(":")
     fn = getattr(importlib.import_module(module_name), attr)
     _resolved[op] = fn

@@ -1,0 +1,335 @@
+//! The daemon directory: state, owner record, token, log and lock files.
+
+use crate::error::{DaemonError, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Paths of the files in a daemon directory (`<root>/<version>/daemon/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonPaths {
+    /// The daemon directory itself.
+    pub dir: PathBuf,
+    /// `state.json`, written by the Python daemon.
+    pub state: PathBuf,
+    /// `owner.json`: pid and process start time of the daemon we spawned (written by Rust).
+    pub owner: PathBuf,
+    /// `token`: the bearer token (0600).
+    pub token: PathBuf,
+    /// `daemon.log`: the daemon's stdout and stderr.
+    pub log: PathBuf,
+    /// `lifecycle.lock`: serializes start and stop between processes.
+    pub lock: PathBuf,
+}
+
+impl DaemonPaths {
+    /// The files of the daemon directory `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        DaemonPaths {
+            state: dir.join("state.json"),
+            owner: dir.join("owner.json"),
+            token: dir.join("token"),
+            log: dir.join("daemon.log"),
+            lock: dir.join("lifecycle.lock"),
+            dir,
+        }
+    }
+}
+
+/// The daemon's `state.json`, as written by the Python daemon after it bound its port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonState {
+    /// Always 1 for now.
+    pub schema_version: u32,
+    /// The daemon's pid.
+    pub pid: u32,
+    /// Always `127.0.0.1`.
+    pub host: String,
+    /// The port it bound.
+    pub port: u16,
+    /// PEP 440 version of the Python package.
+    pub version: String,
+    /// Features it serves (`core` always).
+    pub features: Vec<String>,
+    /// RFC 3339 UTC start time.
+    pub started_at: String,
+    /// Random id of this daemon instance.
+    pub instance_id: String,
+    /// ABI version it speaks.
+    pub abi: u32,
+}
+
+impl DaemonState {
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Written by Rust right after spawning: ties the pid to its process start time, so that a
+/// recycled pid is never mistaken for the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OwnerRecord {
+    pub schema_version: u32,
+    pub pid: u32,
+    /// Opaque process start time (Linux: `/proc/<pid>/stat` field 22).
+    pub start_time: String,
+    pub spawned_at: String,
+    /// Filled in once the daemon answered `/health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+}
+
+/// Create the daemon directory (owner-only on Unix).
+pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir)
+        .map_err(|e| DaemonError::io("creating the daemon directory", dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+fn create_private(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// Write `data` to `path` atomically: an owner-only tmp file in the same directory, fsync,
+/// rename over the target.
+pub(crate) fn write_atomic(path: &Path, data: &[u8], what: &str) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        random_hex(4)?
+    ));
+    let result = (|| -> io::Result<()> {
+        let mut f = create_private(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(DaemonError::io(format!("writing {what}"), path, e));
+    }
+    Ok(())
+}
+
+/// `n` random bytes from the OS, hex encoded.
+pub(crate) fn random_hex(n: usize) -> Result<String> {
+    let mut buf = vec![0u8; n];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| DaemonError::io("reading random bytes", "/dev/urandom", e))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Generate a fresh 32-byte token and write it (0600) to the token file.
+pub(crate) fn write_new_token(paths: &DaemonPaths) -> Result<String> {
+    let token = random_hex(32)?;
+    write_atomic(&paths.token, token.as_bytes(), "the daemon token file")?;
+    Ok(token)
+}
+
+/// Read the token file; `None` when missing or empty.
+pub(crate) fn read_token(paths: &DaemonPaths) -> Option<String> {
+    let token = fs::read_to_string(&paths.token).ok()?;
+    let token = token.trim();
+    (!token.is_empty()).then(|| token.to_string())
+}
+
+/// Read a JSON file: `Ok(None)` when missing, `Err(description)` when unreadable or invalid.
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+) -> std::result::Result<Option<T>, String> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{} is not valid: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Remove `state.json` only if it still names `instance_id` (or is unreadable when
+/// `instance_id` is `None`): never delete a successor's state.
+pub(crate) fn remove_state_if(paths: &DaemonPaths, instance_id: Option<&str>) -> Result<()> {
+    let current: std::result::Result<Option<serde_json::Value>, String> = read_json(&paths.state);
+    let matches = match (&current, instance_id) {
+        (Ok(None), _) => return Ok(()),
+        (Ok(Some(v)), Some(id)) => v.get("instanceId").and_then(|x| x.as_str()) == Some(id),
+        (Ok(Some(v)), None) => v.get("instanceId").is_none(),
+        (Err(_), _) => true,
+    };
+    if matches {
+        remove_if_exists(&paths.state, "removing the stale daemon state")?;
+    }
+    Ok(())
+}
+
+/// Remove `owner.json` only if it still names `pid`.
+pub(crate) fn remove_owner_if(paths: &DaemonPaths, pid: Option<u32>) -> Result<()> {
+    let matches = match read_json::<OwnerRecord>(&paths.owner) {
+        Ok(None) => return Ok(()),
+        Ok(Some(owner)) => match pid {
+            Some(p) => owner.pid == p,
+            None => true,
+        },
+        Err(_) => true,
+    };
+    if matches {
+        remove_if_exists(&paths.owner, "removing the daemon owner record")?;
+    }
+    Ok(())
+}
+
+fn remove_if_exists(path: &Path, op: &str) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(DaemonError::io(op, path, e)),
+    }
+}
+
+/// Open `daemon.log` for appending (rotating it to `daemon.log.1` past 1 MiB) and return it
+/// with the offset where this run's output begins.
+pub(crate) fn open_log(paths: &DaemonPaths) -> Result<(File, u64)> {
+    const ROTATE_AT: u64 = 1024 * 1024;
+    if fs::metadata(&paths.log).is_ok_and(|m| m.len() > ROTATE_AT) {
+        let _ = fs::rename(&paths.log, paths.log.with_extension("log.1"));
+    }
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options
+        .open(&paths.log)
+        .map_err(|e| DaemonError::io("opening the daemon log", &paths.log, e))?;
+    let offset = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((file, offset))
+}
+
+/// The last `max_lines` lines of `path` written after `from` (at most 16 KiB).
+pub(crate) fn log_tail(path: &Path, from: u64, max_lines: usize) -> String {
+    const MAX: u64 = 16 * 1024;
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = from.max(len.saturating_sub(MAX)).min(len);
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = f.take(MAX).read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(max_lines)..].join("\n")
+}
+
+/// Now as RFC 3339 UTC, second precision.
+pub(crate) fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+/// Format seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn atomic_write_is_owner_only_and_leaves_no_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        write_atomic(&path, b"{}", "x").unwrap();
+        write_atomic(&path, b"{\"a\":1}", "x").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{\"a\":1}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn compare_and_delete_keeps_a_successors_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = DaemonPaths::new(dir.path());
+        fs::write(&paths.state, r#"{"instanceId":"new"}"#).unwrap();
+        remove_state_if(&paths, Some("old")).unwrap();
+        assert!(paths.state.exists());
+        remove_state_if(&paths, Some("new")).unwrap();
+        assert!(!paths.state.exists());
+        fs::write(&paths.state, "garbage").unwrap();
+        remove_state_if(&paths, Some("old")).unwrap();
+        assert!(!paths.state.exists());
+    }
+
+    #[test]
+    fn tail_only_shows_this_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("daemon.log");
+        fs::write(&log, "old 1\nold 2\nnew 1\nnew 2\nnew 3\n").unwrap();
+        assert_eq!(log_tail(&log, 12, 10), "new 1\nnew 2\nnew 3");
+        assert_eq!(log_tail(&log, 12, 2), "new 2\nnew 3");
+        assert_eq!(log_tail(&dir.path().join("missing"), 0, 2), "");
+    }
+}

@@ -1,0 +1,775 @@
+//! `start`, `stop` and `status`: the daemon's lifecycle.
+
+use crate::client::{Client, Health};
+use crate::error::{DaemonError, Result};
+use crate::files::{self, DaemonPaths, DaemonState, OwnerRecord};
+use crate::lock::LifecycleLock;
+use crate::process::{self, Signal};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to start (or reuse) the daemon.
+#[derive(Debug, Clone)]
+pub struct StartConfig {
+    /// The runtime's interpreter (`<venv>/bin/python`).
+    pub python: PathBuf,
+    /// The daemon directory (`<root>/<version>/daemon`); created if missing.
+    pub daemon_dir: PathBuf,
+    /// Expected PEP 440 version of the Python package; a daemon of another version is replaced.
+    pub version: String,
+    /// Features needed (`core` is always added); a daemon serving fewer is replaced.
+    pub features: Vec<String>,
+    /// Replace a running daemon even if it could be reused.
+    pub force: bool,
+    /// Idle time after which the daemon exits by itself (default 15 minutes).
+    pub idle_timeout: Duration,
+    /// How long a new daemon may take to answer `/health` (default 10 s).
+    pub start_timeout: Duration,
+    /// How long a daemon may stay `loading` (warming a feature up) after it answered (default 5 min).
+    pub loading_timeout: Duration,
+    /// How long to wait for another process's start or stop (default 60 s).
+    pub lock_timeout: Duration,
+}
+
+impl StartConfig {
+    /// Defaults for everything but the interpreter, the directory and the version.
+    pub fn new(python: impl Into<PathBuf>, daemon_dir: impl Into<PathBuf>, version: &str) -> Self {
+        StartConfig {
+            python: python.into(),
+            daemon_dir: daemon_dir.into(),
+            version: version.to_string(),
+            features: vec!["core".to_string()],
+            force: false,
+            idle_timeout: Duration::from_secs(900),
+            start_timeout: Duration::from_secs(10),
+            loading_timeout: Duration::from_secs(300),
+            lock_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What `start` did.
+#[derive(Debug, Clone)]
+pub struct StartOutcome {
+    /// An already running daemon was reused (`Using existing KTX Python daemon`).
+    pub reused: bool,
+    /// Why a previous daemon (or its leftover state) was replaced, when one was.
+    pub restart_reason: Option<String>,
+    /// The running daemon.
+    pub state: DaemonState,
+    /// Its `/health` answer.
+    pub health: Health,
+    /// Time from spawn to healthy (None when reused).
+    pub startup: Option<Duration>,
+}
+
+/// What `stop` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// A running daemon was stopped (`Stopped KTX Python daemon`).
+    Stopped {
+        /// Its pid.
+        pid: u32,
+        /// How it went down: `shutdown`, `SIGTERM` or `SIGKILL`.
+        how: String,
+    },
+    /// Nothing was running (`KTX Python daemon already stopped`); `cleaned` says which stale
+    /// leftovers were removed, if any.
+    AlreadyStopped {
+        /// Description of removed stale state.
+        cleaned: Option<String>,
+    },
+}
+
+/// Kind of [`DaemonStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusKind {
+    /// No daemon and no state.
+    Stopped,
+    /// A healthy daemon of the expected version runs.
+    Running,
+    /// State exists but its daemon is dead, foreign, not answering or of another version.
+    Stale,
+}
+
+impl StatusKind {
+    /// `stopped`, `running` or `stale`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusKind::Stopped => "stopped",
+            StatusKind::Running => "running",
+            StatusKind::Stale => "stale",
+        }
+    }
+}
+
+/// Read-only view of the daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonStatus {
+    /// stopped, running or stale.
+    pub kind: StatusKind,
+    /// One human sentence.
+    pub detail: String,
+    /// The state file, when readable.
+    pub state: Option<DaemonState>,
+    /// The health answer, when it answered.
+    pub health: Option<Health>,
+}
+
+/// Progress reported during `start` and `stop`.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// Another process holds the lifecycle lock.
+    WaitingForLock {
+        /// Who, as recorded in the lock file.
+        holder: Option<String>,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// Stopping a daemon before replacing it.
+    Stopping {
+        /// Its pid.
+        pid: u32,
+        /// Why.
+        reason: String,
+    },
+    /// A new daemon process was spawned.
+    Spawned {
+        /// Its pid.
+        pid: u32,
+    },
+    /// Still waiting for the daemon (about once a second).
+    Waiting {
+        /// Since spawn (or since we started waiting on a reused daemon).
+        elapsed: Duration,
+        /// `starting` or `loading`.
+        phase: String,
+    },
+}
+
+/// What we found in the daemon directory.
+enum Found {
+    /// Nothing recorded, nothing of ours running.
+    Nothing,
+    /// A verified daemon answered (maybe of another version or with fewer features).
+    Answering(Client, Health),
+    /// Leftovers: state and/or a process of ours that is not usable.
+    Stale {
+        reason: String,
+        state: Option<DaemonState>,
+        /// Our own process (pid + start time verified), which may be signalled.
+        ours: Option<OwnerRecord>,
+        /// Authenticated client when it answered with the right identity (for /v1/shutdown).
+        client: Option<Client>,
+    },
+}
+
+fn inspect(paths: &DaemonPaths) -> Found {
+    let owner: Option<OwnerRecord> = files::read_json(&paths.owner).unwrap_or(None);
+    let owner_alive = owner
+        .clone()
+        .filter(|o| process::is_same_process(o.pid, &o.start_time));
+    let state: std::result::Result<Option<DaemonState>, String> = files::read_json(&paths.state);
+    match state {
+        Ok(None) => match owner_alive {
+            None => Found::Nothing,
+            Some(o) => Found::Stale {
+                reason: format!("daemon pid {} runs without a state file", o.pid),
+                state: None,
+                ours: Some(o),
+                client: None,
+            },
+        },
+        Err(e) => Found::Stale {
+            reason: e,
+            state: None,
+            ours: owner_alive,
+            client: None,
+        },
+        Ok(Some(state)) => match Client::connect_verified(paths) {
+            Ok((client, health)) => Found::Answering(client, health),
+            Err(reason) => {
+                let ours = owner_alive.filter(|o| o.pid == state.pid);
+                // A live process with no owner record (or our own, verified one) may still be
+                // a daemon of ours: if it authenticates with our token and the state's
+                // identity, it can be told to shut down over HTTP (never signalled). A pid
+                // whose start time contradicts the owner record is a stranger: no contact.
+                let contradicted =
+                    owner.as_ref().is_some_and(|o| o.pid == state.pid) && ours.is_none();
+                let client = (!contradicted && process::is_running(state.pid))
+                    .then(|| Client::for_state(paths, state.clone()).ok())
+                    .flatten()
+                    .filter(|c| c.health().is_ok_and(|h| c.check_identity(&h).is_ok()));
+                Found::Stale {
+                    reason,
+                    state: Some(state),
+                    ours,
+                    client,
+                }
+            }
+        },
+    }
+}
+
+/// Read-only status of the daemon in `daemon_dir` against the `expected_version`.
+pub fn status(daemon_dir: &Path, expected_version: &str) -> DaemonStatus {
+    let paths = DaemonPaths::new(daemon_dir);
+    match inspect(&paths) {
+        Found::Nothing => DaemonStatus {
+            kind: StatusKind::Stopped,
+            detail: "no daemon running".into(),
+            state: None,
+            health: None,
+        },
+        Found::Answering(client, health) => {
+            let state = client.state().clone();
+            let (kind, detail) = if health.version != expected_version {
+                (
+                    StatusKind::Stale,
+                    format!(
+                        "daemon pid {} runs version {}, expected {}; `ktx runtime start` replaces it",
+                        state.pid, health.version, expected_version
+                    ),
+                )
+            } else {
+                (
+                    StatusKind::Running,
+                    format!(
+                        "pid {} at {} ({}), features {}",
+                        state.pid,
+                        state.url(),
+                        health.status,
+                        health.features.join(", ")
+                    ),
+                )
+            };
+            DaemonStatus {
+                kind,
+                detail,
+                state: Some(state),
+                health: Some(health),
+            }
+        }
+        Found::Stale { reason, state, .. } => DaemonStatus {
+            kind: StatusKind::Stale,
+            detail: format!("{reason}; `ktx runtime start` or `ktx runtime stop` cleans it up"),
+            state,
+            health: None,
+        },
+    }
+}
+
+/// Start the daemon, or reuse the running one (see [`start_with_progress`]).
+pub fn start(config: &StartConfig) -> Result<StartOutcome> {
+    start_with_progress(config, &mut |_| {})
+}
+
+fn wanted_features(config: &StartConfig) -> Vec<String> {
+    let mut features = vec!["core".to_string()];
+    for f in &config.features {
+        if !features.contains(f) {
+            features.push(f.clone());
+        }
+    }
+    features
+}
+
+/// Start the daemon or reuse the running one, under `lifecycle.lock`.
+///
+/// Reuse needs: pid alive with the recorded start time, `/health` answering with the state's
+/// instance id, the expected version, and every requested feature. Anything else is cleaned
+/// up (our own process stopped; a foreign process never signalled; state compare-and-deleted)
+/// and a new daemon is spawned detached (new session, stdin null, output to `daemon.log`).
+pub fn start_with_progress(
+    config: &StartConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<StartOutcome> {
+    let paths = DaemonPaths::new(&config.daemon_dir);
+    files::ensure_dir(&paths.dir)?;
+    let _lock = LifecycleLock::acquire(&paths.lock, "start", config.lock_timeout, &mut |h| {
+        progress(Progress::WaitingForLock {
+            holder: h,
+            path: paths.lock.clone(),
+        })
+    })?;
+    let mut features = wanted_features(config);
+
+    let restart_reason = match inspect(&paths) {
+        Found::Nothing => None,
+        Found::Answering(client, health) => {
+            let missing: Vec<String> = features
+                .iter()
+                .filter(|f| !health.features.contains(f))
+                .cloned()
+                .collect();
+            let reason = if health.version != config.version {
+                Some(format!(
+                    "the running daemon is version {}, expected {}",
+                    health.version, config.version
+                ))
+            } else if !missing.is_empty() {
+                // Keep what the old daemon served: another caller may rely on it.
+                for f in &health.features {
+                    if !features.contains(f) {
+                        features.push(f.clone());
+                    }
+                }
+                Some(format!(
+                    "the running daemon serves {}; {} requested",
+                    health.features.join(", "),
+                    missing.join(", ")
+                ))
+            } else if config.force {
+                Some("restart forced".to_string())
+            } else {
+                None
+            };
+            match reason {
+                None => {
+                    let health = if health.status == "loading" {
+                        wait_until_ok(&client, config.loading_timeout, progress, &paths, None)?
+                    } else {
+                        health
+                    };
+                    return Ok(StartOutcome {
+                        reused: true,
+                        restart_reason: None,
+                        state: client.state().clone(),
+                        health,
+                        startup: None,
+                    });
+                }
+                Some(reason) => {
+                    let state = client.state().clone();
+                    let owner: Option<OwnerRecord> = files::read_json(&paths.owner).unwrap_or(None);
+                    progress(Progress::Stopping {
+                        pid: state.pid,
+                        reason: reason.clone(),
+                    });
+                    let owner = owner.filter(|o| o.pid == state.pid);
+                    take_down(&paths, Some(&state), owner.as_ref(), Some(&client))?;
+                    Some(reason)
+                }
+            }
+        }
+        Found::Stale {
+            reason,
+            state,
+            ours,
+            client,
+        } => {
+            if let Some(o) = &ours {
+                progress(Progress::Stopping {
+                    pid: o.pid,
+                    reason: reason.clone(),
+                });
+            }
+            take_down(&paths, state.as_ref(), ours.as_ref(), client.as_ref())?;
+            Some(format!("stale daemon state: {reason}"))
+        }
+    };
+    let (state, health, startup) = spawn(config, &paths, &features, progress)?;
+    Ok(StartOutcome {
+        reused: false,
+        restart_reason,
+        state,
+        health,
+        startup: Some(startup),
+    })
+}
+
+/// Stop the daemon in `daemon_dir` with default timeouts.
+pub fn stop(daemon_dir: &Path) -> Result<StopOutcome> {
+    stop_with_progress(daemon_dir, Duration::from_secs(60), &mut |_| {})
+}
+
+/// Stop the daemon: `POST /v1/shutdown`, wait, then SIGTERM, then SIGKILL after a grace period.
+/// Only a process whose start time matches the recorded one is ever signalled. Stale state is
+/// removed (compare-and-delete).
+pub fn stop_with_progress(
+    daemon_dir: &Path,
+    lock_timeout: Duration,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<StopOutcome> {
+    let paths = DaemonPaths::new(daemon_dir);
+    if !paths.dir.is_dir() {
+        return Ok(StopOutcome::AlreadyStopped { cleaned: None });
+    }
+    let _lock = LifecycleLock::acquire(&paths.lock, "stop", lock_timeout, &mut |h| {
+        progress(Progress::WaitingForLock {
+            holder: h,
+            path: paths.lock.clone(),
+        })
+    })?;
+    match inspect(&paths) {
+        Found::Nothing => {
+            files::remove_owner_if(&paths, None)?;
+            Ok(StopOutcome::AlreadyStopped { cleaned: None })
+        }
+        Found::Answering(client, _) => {
+            let state = client.state().clone();
+            let owner: Option<OwnerRecord> = files::read_json(&paths.owner).unwrap_or(None);
+            let owner = owner.filter(|o| o.pid == state.pid);
+            let how = take_down(&paths, Some(&state), owner.as_ref(), Some(&client))?;
+            Ok(StopOutcome::Stopped {
+                pid: state.pid,
+                how: how.unwrap_or_else(|| "shutdown".into()),
+            })
+        }
+        Found::Stale {
+            reason,
+            state,
+            ours,
+            client,
+        } => {
+            let how = take_down(&paths, state.as_ref(), ours.as_ref(), client.as_ref())?;
+            match (how, ours) {
+                (Some(how), Some(o)) => Ok(StopOutcome::Stopped { pid: o.pid, how }),
+                _ => Ok(StopOutcome::AlreadyStopped {
+                    cleaned: Some(reason),
+                }),
+            }
+        }
+    }
+}
+
+/// Wait until `pid` (with `start_time`) is gone, polling.
+fn wait_gone(pid: u32, start_time: Option<&str>, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let alive = match start_time {
+            Some(st) => process::is_same_process(pid, st),
+            None => process::is_running(pid),
+        };
+        if !alive {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Bring a daemon down and remove its leftovers. Returns how a live process of ours went down
+/// (`shutdown`, `SIGTERM`, `SIGKILL`), or None when no process of ours was running.
+fn take_down(
+    paths: &DaemonPaths,
+    state: Option<&DaemonState>,
+    ours: Option<&OwnerRecord>,
+    client: Option<&Client>,
+) -> Result<Option<String>> {
+    let mut how = None;
+    if let Some(client) = client {
+        let pid = client.state().pid;
+        if client.shutdown().is_ok() {
+            let st = ours.map(|o| o.start_time.as_str());
+            if wait_gone(pid, st, Duration::from_secs(5)) {
+                how = Some("shutdown".to_string());
+            }
+        }
+    }
+    if let Some(o) = ours {
+        if how.is_none() && process::is_same_process(o.pid, &o.start_time) {
+            for (sig, name, grace) in [
+                (Signal::Term, "SIGTERM", Duration::from_secs(3)),
+                (Signal::Kill, "SIGKILL", Duration::from_secs(3)),
+            ] {
+                process::signal_if_same(o.pid, &o.start_time, sig);
+                if wait_gone(o.pid, Some(&o.start_time), grace) {
+                    how = Some(name.to_string());
+                    break;
+                }
+            }
+            if how.is_none() {
+                return Err(DaemonError::StopFailed {
+                    pid: o.pid,
+                    message: "it survived /v1/shutdown, SIGTERM and SIGKILL".into(),
+                });
+            }
+        }
+    }
+    files::remove_state_if(paths, state.map(|s| s.instance_id.as_str()))?;
+    files::remove_owner_if(paths, ours.map(|o| o.pid).or(state.map(|s| s.pid)))?;
+    Ok(how)
+}
+
+#[cfg(unix)]
+fn detach(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Mark every inherited descriptor above stderr close-on-exec, so the daemon keeps
+            // no pipe of the CLI's parent open (`ktx runtime start | cat` must not hang). Best
+            // effort: needs Linux 5.11.
+            #[cfg(target_os = "linux")]
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(unix))]
+fn detach(_command: &mut Command) {}
+
+fn start_failed(paths: &DaemonPaths, offset: u64, reason: String) -> DaemonError {
+    DaemonError::StartFailed {
+        reason,
+        log_path: paths.log.clone(),
+        log_tail: files::log_tail(&paths.log, offset, 25),
+    }
+}
+
+/// Kill a child that never became healthy and remove what it left.
+fn abandon(child: &mut Child, paths: &DaemonPaths) {
+    if let Some(info) = process::proc_info(child.id()) {
+        process::signal_if_same(child.id(), &info.start_time, Signal::Kill);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Ok(Some(state)) = files::read_json::<DaemonState>(&paths.state) {
+        if state.pid == child.id() {
+            let _ = files::remove_state_if(paths, Some(&state.instance_id));
+        }
+    }
+    let _ = files::remove_owner_if(paths, Some(child.id()));
+}
+
+fn spawn(
+    config: &StartConfig,
+    paths: &DaemonPaths,
+    features: &[String],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(DaemonState, Health, Duration)> {
+    files::write_new_token(paths)?;
+    let (mut log, offset) = files::open_log(paths)?;
+    {
+        use std::io::Write;
+        let _ = writeln!(
+            log,
+            "{} ktx: starting daemon version {} features {} with {}",
+            files::now_rfc3339(),
+            config.version,
+            features.join(","),
+            config.python.display()
+        );
+    }
+    let log_err = log
+        .try_clone()
+        .map_err(|e| DaemonError::io("duplicating the daemon log handle", &paths.log, e))?;
+    let mut command = Command::new(&config.python);
+    command
+        .args(["-I", "-u", "-X", "utf8", "-m", "ktx_daemon", "serve"])
+        .arg("--state-file")
+        .arg(&paths.state)
+        .arg("--token-file")
+        .arg(&paths.token)
+        .arg("--idle-timeout")
+        .arg(format!("{}", config.idle_timeout.as_secs_f64().max(0.001)))
+        .arg("--features")
+        .arg(features.join(","))
+        .current_dir(&paths.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err));
+    detach(&mut command);
+    let began = Instant::now();
+    let mut child = command.spawn().map_err(|e| {
+        start_failed(
+            paths,
+            offset,
+            format!(
+                "cannot run {}: {e}; reinstall the runtime with `ktx runtime install --force`",
+                config.python.display()
+            ),
+        )
+    })?;
+    let pid = child.id();
+    progress(Progress::Spawned { pid });
+    let Some(info) = process::proc_info(pid) else {
+        abandon(&mut child, paths);
+        return Err(start_failed(
+            paths,
+            offset,
+            format!("daemon pid {pid} vanished right after spawn"),
+        ));
+    };
+    let mut owner = OwnerRecord {
+        schema_version: 1,
+        pid,
+        start_time: info.start_time,
+        spawned_at: files::now_rfc3339(),
+        instance_id: None,
+    };
+    if let Err(e) = write_owner(paths, &owner) {
+        abandon(&mut child, paths);
+        return Err(e);
+    }
+
+    // Wait for the state file and a first /health answer.
+    let deadline = began + config.start_timeout;
+    let mut next_tick = began + Duration::from_secs(1);
+    let mut delay = Duration::from_millis(5);
+    let client = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let _ = files::remove_owner_if(paths, Some(pid));
+                return Err(start_failed(
+                    paths,
+                    offset,
+                    format!("daemon pid {pid} exited with {status} before answering"),
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                abandon(&mut child, paths);
+                return Err(start_failed(
+                    paths,
+                    offset,
+                    format!("waiting for pid {pid}: {e}"),
+                ));
+            }
+        }
+        if let Ok(Some(state)) = files::read_json::<DaemonState>(&paths.state) {
+            if state.pid == pid {
+                if let Ok(client) = Client::for_state(paths, state) {
+                    if let Ok(health) = client.health() {
+                        if client.check_identity(&health).is_ok() {
+                            break (client, health);
+                        }
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            abandon(&mut child, paths);
+            return Err(start_failed(
+                paths,
+                offset,
+                format!(
+                    "daemon pid {pid} did not answer /health within {:.0} s",
+                    config.start_timeout.as_secs_f64()
+                ),
+            ));
+        }
+        if now >= next_tick {
+            progress(Progress::Waiting {
+                elapsed: began.elapsed(),
+                phase: "starting".into(),
+            });
+            next_tick = now + Duration::from_secs(1);
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(20));
+    };
+    let (client, health) = client;
+    if health.version != config.version {
+        abandon(&mut child, paths);
+        return Err(start_failed(
+            paths,
+            offset,
+            format!(
+                "{} runs ktx_daemon version {}, but ktx expects {}; reinstall the runtime with `ktx runtime install --force`",
+                config.python.display(),
+                health.version,
+                config.version
+            ),
+        ));
+    }
+    owner.instance_id = Some(client.state().instance_id.clone());
+    let _ = write_owner(paths, &owner);
+    let health = if health.status == "loading" {
+        match wait_until_ok(
+            &client,
+            config.loading_timeout,
+            progress,
+            paths,
+            Some((&mut child, offset)),
+        ) {
+            Ok(h) => h,
+            Err(e) => {
+                abandon(&mut child, paths);
+                return Err(e);
+            }
+        }
+    } else {
+        health
+    };
+    let startup = began.elapsed();
+    // Reap the child when it exits, so a long-lived caller keeps no zombie (a zombie's pid
+    // would still look alive). The CLI usually exits first; then init adopts it.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok((client.state().clone(), health, startup))
+}
+
+fn write_owner(paths: &DaemonPaths, owner: &OwnerRecord) -> Result<()> {
+    let data = serde_json::to_vec_pretty(owner).map_err(|e| {
+        DaemonError::io(
+            "encoding the owner record",
+            &paths.owner,
+            std::io::Error::other(e),
+        )
+    })?;
+    files::write_atomic(&paths.owner, &data, "the daemon owner record")
+}
+
+fn wait_until_ok(
+    client: &Client,
+    timeout: Duration,
+    progress: &mut dyn FnMut(Progress),
+    paths: &DaemonPaths,
+    mut child: Option<(&mut Child, u64)>,
+) -> Result<Health> {
+    let began = Instant::now();
+    let offset = child.as_ref().map_or(0, |(_, o)| *o);
+    loop {
+        if let Some((c, _)) = child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Err(start_failed(
+                    paths,
+                    offset,
+                    format!("daemon exited with {status} while loading"),
+                ));
+            }
+        }
+        let health = client.health().map_err(|e| {
+            start_failed(
+                paths,
+                offset,
+                format!("daemon stopped answering while loading: {e}"),
+            )
+        })?;
+        if health.status != "loading" {
+            return Ok(health);
+        }
+        if began.elapsed() >= timeout {
+            return Err(start_failed(
+                paths,
+                offset,
+                format!(
+                    "daemon still loading after {:.0} s: {}",
+                    timeout.as_secs_f64(),
+                    health.models.map(|m| m.to_string()).unwrap_or_default()
+                ),
+            ));
+        }
+        progress(Progress::Waiting {
+            elapsed: began.elapsed(),
+            phase: "loading".into(),
+        });
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,218 @@
+//! The daemon transport: ABI v1 over loopback HTTP to the runtime's daemon (`ktx-daemon`).
+//!
+//! A call uses a healthy daemon of this runtime when one runs (right version, needed
+//! features); it starts one only when asked (`--daemon` / `KTX_DAEMON=1`). Otherwise the
+//! call goes one-shot. A daemon that cannot be reached at all (it just exited, e.g. on its
+//! idle timeout) falls back to one-shot: the request was never delivered, so it cannot run
+//! twice.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use ktx_daemon::{Client, Progress, StartConfig, StartOutcome};
+use ktx_runtime::abi::{self, Reply};
+use ktx_runtime::{normalize_features, Feature, Receipt, Runtime, KTX_VERSION};
+
+use crate::transport::{OneShot, Transport};
+use crate::RunError;
+
+/// The PEP 440 version the runtime's Python package reports: the bundled asset manifest's
+/// `version`, else the ktx SemVer mapped to PEP 440.
+pub fn expected_version(rt: &Runtime) -> String {
+    match rt.assets() {
+        Ok(a) => a.manifest.version.clone(),
+        Err(_) => pep440_of(KTX_VERSION),
+    }
+}
+
+/// `X.Y.Z[-alpha.N|-beta.N|-rc.N|-dev.N]` -> PEP 440 (`aN`, `bN`, `rcN`, `.devN`).
+pub fn pep440_of(semver: &str) -> String {
+    let (base, pre) = semver.split_once('-').unwrap_or((semver, ""));
+    let (tag, n) = pre.split_once('.').unwrap_or((pre, ""));
+    match tag {
+        "alpha" => format!("{base}a{n}"),
+        "beta" => format!("{base}b{n}"),
+        "rc" => format!("{base}rc{n}"),
+        "dev" => format!("{base}.dev{n}"),
+        _ => base.to_string(),
+    }
+}
+
+/// The runtime's daemon directory.
+pub fn daemon_dir(rt: &Runtime) -> PathBuf {
+    rt.layout().daemon_dir()
+}
+
+fn feature_names(features: &[Feature]) -> Vec<String> {
+    normalize_features(features)
+        .iter()
+        .map(|f| f.as_str().to_string())
+        .collect()
+}
+
+fn env_secs(name: &str) -> Option<Duration> {
+    let v: f64 = std::env::var(name).ok()?.trim().parse().ok()?;
+    (v.is_finite() && v > 0.0).then(|| Duration::from_secs_f64(v))
+}
+
+/// Start configuration for this runtime: the receipt's interpreter, the runtime's daemon dir,
+/// the expected version. `KTX_DAEMON_IDLE_TIMEOUT` and `KTX_DAEMON_START_TIMEOUT` (seconds)
+/// override the idle timeout (15 min) and the start timeout (10 s).
+pub fn start_config(
+    rt: &Runtime,
+    receipt: &Receipt,
+    features: &[Feature],
+    force: bool,
+) -> StartConfig {
+    let mut cfg = StartConfig::new(
+        receipt.python_path.clone(),
+        daemon_dir(rt),
+        &expected_version(rt),
+    );
+    cfg.features = feature_names(features);
+    cfg.force = force;
+    if let Some(d) = env_secs("KTX_DAEMON_IDLE_TIMEOUT") {
+        cfg.idle_timeout = d;
+    }
+    if let Some(d) = env_secs("KTX_DAEMON_START_TIMEOUT") {
+        cfg.start_timeout = d;
+    }
+    cfg
+}
+
+/// Progress lines on stderr for a daemon start (only for waits worth mentioning).
+pub fn stderr_progress() -> impl FnMut(Progress) {
+    let mut last_phase_report = Duration::ZERO;
+    move |p| {
+        let mut err = std::io::stderr().lock();
+        match p {
+            Progress::WaitingForLock { holder, path } => {
+                let _ = writeln!(
+                    err,
+                    "Waiting for another ktx process ({}) to finish with the daemon (lock {})...",
+                    holder.as_deref().unwrap_or("unknown holder"),
+                    path.display()
+                );
+            }
+            Progress::Stopping { pid, .. } => {
+                let _ = writeln!(
+                    err,
+                    "Stopping the previous KTX Python daemon (pid {pid})..."
+                );
+            }
+            Progress::Waiting { elapsed, phase } => {
+                if elapsed >= last_phase_report + Duration::from_secs(2) {
+                    last_phase_report = elapsed;
+                    let _ = writeln!(
+                        err,
+                        "Waiting for the KTX Python daemon ({phase}, {:.0} s)...",
+                        elapsed.as_secs_f64()
+                    );
+                }
+            }
+            Progress::Spawned { .. } => {}
+        }
+    }
+}
+
+/// Start (or reuse) the daemon of `rt` with `features`, progress on stderr.
+pub fn start_daemon(
+    rt: &Runtime,
+    receipt: &Receipt,
+    features: &[Feature],
+    force: bool,
+) -> Result<StartOutcome, RunError> {
+    let cfg = start_config(rt, receipt, features, force);
+    let mut progress = stderr_progress();
+    ktx_daemon::start_with_progress(&cfg, &mut progress)
+        .map_err(|e| RunError::Transport(e.to_string()))
+}
+
+/// ABI calls through a running daemon, falling back to one-shot when it cannot be reached.
+#[derive(Debug)]
+pub struct Daemon {
+    client: Client,
+    fallback: OneShot,
+}
+
+impl Transport for Daemon {
+    fn name(&self) -> &'static str {
+        "daemon"
+    }
+
+    fn send(&self, request: &Value, timeout: Duration) -> Result<Reply, RunError> {
+        // The per-read timeout of the client bounds the wait for the answer.
+        match self.client.call_with_timeout(request, Some(timeout)) {
+            Ok(v) => {
+                let body = serde_json::to_vec(&v).map_err(|e| {
+                    RunError::Transport(format!("cannot re-encode the daemon's answer: {e}"))
+                })?;
+                abi::parse_response(&body).map_err(|e| {
+                    RunError::Transport(format!(
+                        "the daemon at {} answered an invalid ABI response: {e}\n  hint: `ktx runtime start --force` restarts it.",
+                        self.client.state().url()
+                    ))
+                })
+            }
+            Err(e) if e.is_connect_failure() => self.fallback.send(request, timeout),
+            Err(e) => Err(RunError::Transport(e.to_string())),
+        }
+    }
+}
+
+/// The daemon transport for a call, if one applies: a healthy daemon that serves the call's
+/// features, or (when `start` is true) one started now.
+pub fn select(
+    rt: &Runtime,
+    receipt: &Receipt,
+    features: &[Feature],
+    start: bool,
+) -> Result<Option<Box<dyn Transport>>, RunError> {
+    let names = feature_names(features);
+    let version = expected_version(rt);
+    let fallback = OneShot {
+        python: receipt.python_path.clone(),
+    };
+    if let Some(client) = Client::connect_healthy(&daemon_dir(rt), &version, &names) {
+        return Ok(Some(Box::new(Daemon { client, fallback })));
+    }
+    if !start {
+        return Ok(None);
+    }
+    let outcome = start_daemon(rt, receipt, features, false)?;
+    if let Some(reason) = &outcome.restart_reason {
+        eprintln!("Replaced the previous KTX Python daemon: {reason}");
+    }
+    if !outcome.reused {
+        eprintln!(
+            "Started KTX Python daemon (pid {}, {})",
+            outcome.state.pid,
+            outcome.state.url()
+        );
+    }
+    match Client::connect_healthy(&daemon_dir(rt), &version, &names) {
+        Some(client) => Ok(Some(Box::new(Daemon { client, fallback }))),
+        None => Err(RunError::Transport(format!(
+            "the KTX Python daemon started (pid {}) but is not healthy\n  hint: see {} and run `ktx runtime start --force`.",
+            outcome.state.pid,
+            rt.layout().daemon_log_path().display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_semver_to_pep440() {
+        assert_eq!(pep440_of("0.1.0-rc.0"), "0.1.0rc0");
+        assert_eq!(pep440_of("1.2.3"), "1.2.3");
+        assert_eq!(pep440_of("1.2.3-alpha.4"), "1.2.3a4");
+        assert_eq!(pep440_of("1.2.3-beta.1"), "1.2.3b1");
+        assert_eq!(pep440_of("1.2.3-dev.7"), "1.2.3.dev7");
+    }
+}

@@ -1,0 +1,326 @@
+//! ktx's command runner: the lazy-install policy, progress on the terminal, and ABI v1 calls
+//! into the managed Python runtime.
+//!
+//! A Python-backed command does:
+//!
+//! ```no_run
+//! # use ktx_runner::{call, CallOptions, Policy};
+//! let opts = CallOptions::new(Policy::from_flags(false, false)?);
+//! let result = call("runtime.ping", serde_json::json!({"x": 1}), &opts)?;
+//! # Ok::<(), ktx_runner::RunError>(())
+//! ```
+//!
+//! [`call`] ensures the runtime per the [`Policy`] (install with `--yes`, fail with the exact
+//! command under `--no-input`, ask on a terminal), then sends the request over a
+//! [`Transport`] picked by [`select_transport`]: a healthy running daemon ([`daemon`]), one
+//! started on demand (`--daemon` / `KTX_DAEMON=1`), else the one-shot process ([`OneShot`]). Bounded subprocesses come from [`process`] (re-exported from
+//! `ktx-runtime`, which needs them for installs).
+
+pub mod daemon;
+mod reporter;
+mod transport;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use ktx_runtime::process;
+use ktx_runtime::{
+    feature_list, normalize_features, Feature, InstallOptions, InstallOutcome, Receipt, Runtime,
+    RuntimeError, StatusKind,
+};
+pub use reporter::TerminalReporter;
+pub use transport::{select_transport, OneShot, Transport};
+
+/// Default time allowed for one ABI call.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What to do when a command needs the runtime and it is not ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// `--yes`: install without asking.
+    Yes,
+    /// `--no-input`: never install; fail with the command to run.
+    NoInput,
+    /// Ask on the terminal (only chosen when stdin and stderr are terminals).
+    Prompt,
+}
+
+impl Policy {
+    /// From the global flags: both -> usage error; `--yes`; `--no-input`; neither -> prompt when
+    /// stdin and stderr are terminals, else act as `--no-input`.
+    pub fn from_flags(yes: bool, no_input: bool) -> Result<Policy, RunError> {
+        match (yes, no_input) {
+            (true, true) => Err(RunError::Usage(
+                "--yes and --no-input cannot be used together".into(),
+            )),
+            (true, false) => Ok(Policy::Yes),
+            (false, true) => Ok(Policy::NoInput),
+            (false, false) => Ok(
+                if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+                    Policy::Prompt
+                } else {
+                    Policy::NoInput
+                },
+            ),
+        }
+    }
+}
+
+/// Options of a Python-backed call.
+#[derive(Debug, Clone)]
+pub struct CallOptions {
+    /// The lazy-install policy.
+    pub policy: Policy,
+    /// Features the op needs (`core` is implied).
+    pub features: Vec<Feature>,
+    /// Time allowed for the call itself (not the install).
+    pub timeout: Duration,
+    /// `--daemon` / `KTX_DAEMON=1`: use (or start) the daemon.
+    pub daemon: bool,
+    /// Offline wheelhouse for a lazy install (else `KTX_FIND_LINKS`).
+    pub find_links: Option<PathBuf>,
+}
+
+impl CallOptions {
+    /// `core`, [`DEFAULT_CALL_TIMEOUT`], daemon from `KTX_DAEMON`, no find-links override.
+    pub fn new(policy: Policy) -> Self {
+        let daemon = std::env::var("KTX_DAEMON")
+            .map(|v| !matches!(v.trim(), "" | "0" | "false" | "no" | "off"))
+            .unwrap_or(false);
+        CallOptions {
+            policy,
+            features: vec![Feature::Core],
+            timeout: DEFAULT_CALL_TIMEOUT,
+            daemon,
+            find_links: None,
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum RunError {
+    /// Bad flags (exit code 2).
+    Usage(String),
+    /// The runtime is not ready and the policy forbids installing (or the user declined).
+    NotReady {
+        /// The status kind found.
+        kind: StatusKind,
+        /// The status detail.
+        detail: String,
+        /// The exact command that fixes it, e.g. `ktx runtime install`.
+        command: String,
+        /// Whether the user declined a prompt (vs `--no-input`).
+        declined: bool,
+    },
+    /// Layout, assets or install failure (carries log path and hints).
+    Runtime(RuntimeError),
+    /// The op answered `ok: false`.
+    Abi {
+        /// Stable error code.
+        code: String,
+        /// Message.
+        message: String,
+        /// Details object.
+        details: Value,
+    },
+    /// The transport failed (the process crashed, timed out, answered garbage).
+    Transport(String),
+}
+
+impl RunError {
+    /// The process exit code for this error: 2 for usage errors, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Usage(m) => f.write_str(m),
+            RunError::NotReady {
+                kind,
+                detail,
+                command,
+                declined,
+            } => {
+                let what = match kind {
+                    StatusKind::Missing => "is not installed".to_string(),
+                    other => format!("is not ready ({})", other.as_str()),
+                };
+                write!(f, "the KTX Python runtime {what}: {detail}")?;
+                if *declined {
+                    write!(
+                        f,
+                        "\n  hint: Install it when you are ready with `{command}`."
+                    )
+                } else {
+                    write!(f, "\n  hint: Run `{command}` to install it, or re-run this command with --yes to install it automatically.")
+                }
+            }
+            RunError::Runtime(e) => write!(f, "{e}"),
+            RunError::Abi { code, message, .. } => write!(f, "{message} ({code})"),
+            RunError::Transport(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<RuntimeError> for RunError {
+    fn from(e: RuntimeError) -> Self {
+        RunError::Runtime(e)
+    }
+}
+
+/// `ktx runtime install` plus `--feature local-embeddings` when that feature is needed.
+pub fn install_command(features: &[Feature]) -> String {
+    let mut cmd = String::from("ktx runtime install");
+    for f in normalize_features(features) {
+        if f != Feature::Core {
+            cmd.push_str(&format!(" --feature {f}"));
+        }
+    }
+    cmd
+}
+
+/// Installs with terminal progress (spinner on a TTY, plain lines otherwise); used by
+/// `ktx runtime install` and by lazy installs.
+pub fn install_runtime(rt: &Runtime, opts: &InstallOptions) -> Result<InstallOutcome, RunError> {
+    let reporter = TerminalReporter::new();
+    Ok(rt.install(opts, &reporter)?)
+}
+
+fn prompt(
+    rt: &Runtime,
+    features: &[Feature],
+    find_links: Option<&PathBuf>,
+) -> Result<bool, RunError> {
+    let assets = rt.assets()?;
+    let reqs = assets.requirements();
+    let deps: Vec<&str> = reqs
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !r.contains("extra =="))
+        .collect();
+    let source = match find_links {
+        Some(d) => format!("the local wheelhouse {}", d.display()),
+        None => "your configured Python package index (PyPI by default)".to_string(),
+    };
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "This command needs the KTX Python runtime ({}), which is not installed yet.\nktx will create a private Python environment in {}\nand install {} {} (bundled) with its dependencies{} from {source}.",
+        feature_list(features),
+        rt.layout().version_dir().display(),
+        assets.manifest.distribution_name,
+        assets.manifest.version,
+        if deps.is_empty() { String::new() } else { format!(" ({})", deps.join(", ")) },
+    );
+    let _ = write!(err, "Install it now? [Y/n] ");
+    let _ = err.flush();
+    let mut line = String::new();
+    let read = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| RunError::Transport(format!("cannot read the answer: {e}")))?;
+    if read == 0 {
+        let _ = writeln!(std::io::stderr());
+        return Ok(false); // end of input: no consent
+    }
+    let answer = line.trim().to_ascii_lowercase();
+    Ok(answer.is_empty() || answer == "y" || answer == "yes")
+}
+
+/// Makes sure the runtime has `opts.features`, installing per `opts.policy`; returns the
+/// receipt of the ready runtime.
+pub fn ensure_runtime(rt: &Runtime, opts: &CallOptions) -> Result<Receipt, RunError> {
+    let features = normalize_features(&opts.features);
+    let st = rt.status(&features);
+    if st.kind == StatusKind::Ready {
+        if let Some(r) = st.manifest {
+            return Ok(r);
+        }
+    }
+    let not_ready = |declined| RunError::NotReady {
+        kind: st.kind,
+        detail: st.detail.clone(),
+        command: install_command(&features),
+        declined,
+    };
+    let find_links = opts
+        .find_links
+        .clone()
+        .or_else(|| InstallOptions::new(&[]).find_links);
+    match opts.policy {
+        Policy::NoInput => return Err(not_ready(false)),
+        Policy::Prompt => {
+            if !prompt(rt, &features, find_links.as_ref())? {
+                return Err(not_ready(true));
+            }
+        }
+        Policy::Yes => {}
+    }
+    let mut install = InstallOptions::new(&features);
+    install.find_links = find_links;
+    Ok(install_runtime(rt, &install)?.receipt)
+}
+
+/// One ABI v1 call with the runtime from the environment (`KTX_RUNTIME_ROOT`, `KTX_ASSET_DIR`):
+/// ensures the runtime, sends `{"abi":1,"op":op,"payload":payload}`, returns the `result`, or
+/// the op's `ok: false` error as [`RunError::Abi`].
+pub fn call(op: &str, payload: Value, opts: &CallOptions) -> Result<Value, RunError> {
+    let rt = Runtime::from_env()?;
+    call_with(&rt, op, payload, opts)
+}
+
+/// [`call`] with an explicit runtime handle.
+pub fn call_with(
+    rt: &Runtime,
+    op: &str,
+    payload: Value,
+    opts: &CallOptions,
+) -> Result<Value, RunError> {
+    let receipt = ensure_runtime(rt, opts)?;
+    let transport = select_transport(rt, &receipt, opts)?;
+    let request = ktx_runtime::abi::request(op, payload);
+    match transport.send(&request, opts.timeout)? {
+        ktx_runtime::abi::Reply::Ok(result) => Ok(result),
+        ktx_runtime::abi::Reply::Err {
+            code,
+            message,
+            details,
+        } => Err(RunError::Abi {
+            code,
+            message,
+            details,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags() {
+        assert!(matches!(
+            Policy::from_flags(true, true),
+            Err(RunError::Usage(_))
+        ));
+        assert_eq!(Policy::from_flags(true, false).unwrap(), Policy::Yes);
+        assert_eq!(Policy::from_flags(false, true).unwrap(), Policy::NoInput);
+        assert_eq!(install_command(&[Feature::Core]), "ktx runtime install");
+        assert_eq!(
+            install_command(&[Feature::LocalEmbeddings]),
+            "ktx runtime install --feature local-embeddings"
+        );
+    }
+}

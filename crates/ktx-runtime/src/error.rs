@@ -1,0 +1,92 @@
+//! The error type of this crate: what happened, where, the log of the attempt and how to fix it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What kind of failure a [`RuntimeError`] is; lets callers pick an exit code or a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The bundled asset dir, its manifest or its wheel is missing or does not verify.
+    Asset,
+    /// No usable Python interpreter (and no uv to download one).
+    NoPython,
+    /// uv could not be used (a `KTX_UV` that does not run, a failed bootstrap we could not recover).
+    Uv,
+    /// Another process held the install lock for longer than the timeout.
+    LockTimeout,
+    /// A step of the install failed (venv creation, package install, import check).
+    Install,
+    /// A filesystem operation failed.
+    Io,
+    /// The runtime root could not be determined (no home directory, bad environment value).
+    Config,
+    /// A prune or other destructive command was refused (e.g. missing `--yes`).
+    Refused,
+}
+
+/// An actionable error: a message naming the path and the operation, the log of the attempt
+/// (when there is one) and hints that say how to fix the common causes.
+#[derive(Debug, Clone)]
+pub struct RuntimeError {
+    /// The kind of failure.
+    pub kind: ErrorKind,
+    /// One or more lines saying what happened.
+    pub message: String,
+    /// The kept log of the install attempt, if one was written.
+    pub log: Option<PathBuf>,
+    /// Suggestions, each a complete sentence, often with the exact command to run.
+    pub hints: Vec<String>,
+}
+
+impl RuntimeError {
+    /// A new error of `kind` with `message`, no log and no hints.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        RuntimeError {
+            kind,
+            message: message.into(),
+            log: None,
+            hints: Vec::new(),
+        }
+    }
+
+    /// A filesystem error: "failed to `op` `path`: `err`".
+    pub fn io(op: &str, path: &Path, err: &std::io::Error) -> Self {
+        RuntimeError::new(
+            ErrorKind::Io,
+            format!("failed to {op} {}: {err}", path.display()),
+        )
+    }
+
+    /// Adds a hint.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        let hint = hint.into();
+        if !self.hints.contains(&hint) {
+            self.hints.push(hint);
+        }
+        self
+    }
+
+    /// Records the log of the attempt (kept; printed with the error).
+    #[must_use]
+    pub fn with_log(mut self, log: &Path) -> Self {
+        self.log = Some(log.to_path_buf());
+        self
+    }
+}
+
+impl fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(log) = &self.log {
+            write!(f, "\n  log: {}", log.display())?;
+        }
+        for hint in &self.hints {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RuntimeError {}

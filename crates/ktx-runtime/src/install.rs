@@ -1,0 +1,703 @@
+//! The locked, receipt-last install.
+//!
+//! 1. Verify the bundled wheel (name, size, sha256) before touching the root.
+//! 2. Fast path: a ready runtime is returned without locking or running anything.
+//! 3. Take `install.lock` (say whom we wait for, wait with a timeout), re-check.
+//! 4. Remove venvs no receipt names (left by an interrupted install).
+//! 5. Build a fresh `venvs/<id>/` from a content-addressed copy of the wheel with uv (found or
+//!    bootstrapped) or the pip fallback; import-check it with `runtime.info`.
+//! 6. Write the receipt last (tmp, fsync, rename); garbage-collect older venvs (best-effort).
+//!
+//! A failure or an interrupt at any point leaves the previous receipt (and so the previous
+//! runtime, if any) in force.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::abi::{self, Reply};
+use crate::assets::Assets;
+use crate::error::{ErrorKind, RuntimeError};
+use crate::features::{normalize, Feature};
+use crate::fsutil::{file_url, now_rfc3339, now_stamp, remove_tree, sha256_file, write_atomic};
+use crate::layout::{non_empty_env, venv_python, Layout};
+use crate::lock::{lock_timeout_from_env, lock_with_timeout};
+use crate::log::InstallLog;
+use crate::pep440::Specifiers;
+use crate::process::{display_command, installer_env, run_bounded, Captured, Limits};
+use crate::progress::{Event, InstallerKind, Reporter};
+use crate::python::{self, Search};
+use crate::receipt::{
+    read_receipt, InstallerRecord, InterpreterRecord, Receipt, RECEIPT_SCHEMA_VERSION,
+};
+use crate::status::{status, StatusKind};
+use crate::uv::{self, Uv};
+
+/// Time allowed to create a venv.
+const VENV_TIMEOUT: Duration = Duration::from_secs(300);
+/// Time allowed to install the packages (local-embeddings pulls large wheels).
+const PACKAGES_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Time allowed for the import check (first imports compile bytecode).
+const IMPORT_CHECK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What to install.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// Requested features (`core` is always added).
+    pub features: Vec<Feature>,
+    /// Rebuild even when the runtime is ready (keeps the features already installed).
+    pub force: bool,
+    /// Install offline from this wheelhouse (`--offline --no-index --find-links DIR`).
+    pub find_links: Option<PathBuf>,
+    /// How long to wait for another process's install lock.
+    pub lock_timeout: Duration,
+}
+
+impl InstallOptions {
+    /// Options for `features`, with `KTX_FIND_LINKS` and `KTX_LOCK_TIMEOUT` from the environment.
+    pub fn new(features: &[Feature]) -> Self {
+        InstallOptions {
+            features: features.to_vec(),
+            force: false,
+            find_links: non_empty_env("KTX_FIND_LINKS").map(PathBuf::from),
+            lock_timeout: lock_timeout_from_env(),
+        }
+    }
+}
+
+/// The result of [`install`].
+#[derive(Debug, Clone)]
+pub struct InstallOutcome {
+    /// False when the runtime was already ready (fast path, or another process installed it
+    /// while we waited).
+    pub performed: bool,
+    /// The receipt in force.
+    pub receipt: Receipt,
+    /// The log of this attempt, when a build ran.
+    pub log_path: Option<PathBuf>,
+    /// The installer used, when a build ran.
+    pub installer: Option<InstallerKind>,
+}
+
+fn ready_receipt(layout: &Layout, assets: &Assets, wanted: &[Feature]) -> Option<Receipt> {
+    let st = status(
+        layout,
+        Some(&assets.manifest.wheel.sha256),
+        Some(&assets.dir),
+        wanted,
+    );
+    (st.kind == StatusKind::Ready)
+        .then_some(st.manifest)
+        .flatten()
+}
+
+/// Ensures the runtime for `layout` has `opts.features` (see the module docs for the steps).
+pub fn install(
+    layout: &Layout,
+    assets: &Assets,
+    opts: &InstallOptions,
+    reporter: &dyn Reporter,
+) -> Result<InstallOutcome, RuntimeError> {
+    assets.verify_wheel()?;
+    let wanted = normalize(&opts.features);
+    let fast = |receipt| InstallOutcome {
+        performed: false,
+        receipt,
+        log_path: None,
+        installer: None,
+    };
+    if !opts.force {
+        if let Some(r) = ready_receipt(layout, assets, &wanted) {
+            return Ok(fast(r));
+        }
+    }
+    // Installer children run in the version dir: a relative wheelhouse must be made absolute.
+    let find_links = opts.find_links.as_deref().map(crate::fsutil::absolute);
+    if let Some(dir) = &find_links {
+        if !dir.is_dir() {
+            return Err(RuntimeError::new(
+                ErrorKind::Install,
+                format!("the --find-links directory {} does not exist", dir.display()),
+            )
+            .with_hint("Pass a directory of wheels (e.g. made with `python3 -m pip download -d DIR <bundled wheel>`)."));
+        }
+    }
+    let vdir = layout.version_dir();
+    fs::create_dir_all(&vdir).map_err(|e| RuntimeError::io("create directory", &vdir, &e))?;
+    let _guard = lock_with_timeout(&layout.install_lock_path(), opts.lock_timeout, |pid| {
+        reporter.report(Event::Waiting { pid })
+    })?;
+    // Re-check under the lock: another process may have finished the install while we waited.
+    if !opts.force {
+        if let Some(r) = ready_receipt(layout, assets, &wanted) {
+            return Ok(fast(r));
+        }
+    }
+    let current = read_receipt(&layout.receipt_path()).ok().flatten();
+    let mut features = wanted;
+    if opts.force {
+        if let Some(r) = current
+            .as_ref()
+            .filter(|r| r.ktx_version == layout.version())
+        {
+            features.extend(r.features.iter().filter_map(|f| Feature::parse(f)));
+        }
+        features = normalize(&features);
+    }
+    remove_unnamed_venvs(layout, current.as_ref().map(|r| r.venv_dir.as_path()));
+    let log = InstallLog::create(&layout.logs_dir())?;
+    log.line(&format!(
+        "ktx {} installing features [{}] into {}",
+        layout.version(),
+        crate::features::display_list(&features),
+        vdir.display()
+    ));
+    log.line(&format!(
+        "asset dir {}: {} sha256 {}",
+        assets.dir.display(),
+        assets.manifest.wheel.file,
+        assets.manifest.wheel.sha256
+    ));
+    if let Some(dir) = &find_links {
+        log.line(&format!("offline: --find-links {}", dir.display()));
+    }
+    match build(
+        layout,
+        assets,
+        &features,
+        find_links.as_deref(),
+        &log,
+        reporter,
+    ) {
+        Ok((receipt, installer)) => {
+            log.line("receipt written; install complete");
+            collect_garbage(layout, &receipt, &assets.manifest.wheel.sha256, &log);
+            reporter.report(Event::Finished { dir: &vdir });
+            Ok(InstallOutcome {
+                performed: true,
+                receipt,
+                log_path: Some(log.path().to_path_buf()),
+                installer: Some(installer),
+            })
+        }
+        Err(mut e) => {
+            log.line(&format!("FAILED: {}", e.message));
+            if e.log.is_none() {
+                e = e.with_log(log.path());
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Removes every `venvs/*` entry except `keep` (interrupted builds; we hold the lock).
+fn remove_unnamed_venvs(layout: &Layout, keep: Option<&Path>) {
+    let Ok(entries) = fs::read_dir(layout.venvs_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if Some(p.as_path()) != keep {
+            let _ = remove_tree(&p).or_else(|_| fs::remove_file(&p));
+        }
+    }
+}
+
+fn collect_garbage(layout: &Layout, receipt: &Receipt, sha: &str, log: &InstallLog) {
+    remove_unnamed_venvs(layout, Some(&receipt.venv_dir));
+    if let Ok(entries) = fs::read_dir(layout.wheels_dir()) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy() != sha {
+                if let Err(err) = remove_tree(&e.path()) {
+                    log.line(&format!("gc: cannot remove {}: {err}", e.path().display()));
+                }
+            }
+        }
+    }
+}
+
+/// Hints for the common causes, recognised in a failed command's output.
+///
+/// `wheel` is the bundled wheel, named in the wheelhouse recipe of the offline hints.
+pub fn hints_for(output: &str, offline: bool, wheel: &Path) -> Vec<String> {
+    let recipe = format!(
+        "`python3 -m pip download -d wheelhouse {}` (with local-embeddings: `python3 -m pip download -d wheelhouse 'kaelio-ktx[local-embeddings] @ {}'`)",
+        wheel.display(),
+        file_url(wheel)
+    );
+    let o = output.to_lowercase();
+    let any = |needles: &[&str]| needles.iter().any(|n| o.contains(n));
+    let mut hints = Vec::new();
+    if any(&[
+        "certificate verify failed",
+        "invalid peer certificate",
+        "unknownissuer",
+        "self signed certificate",
+        "self-signed certificate",
+        "certificate_verify_failed",
+        "sslerror",
+        "tls handshake",
+    ]) {
+        hints.push("TLS verification failed. If a proxy intercepts TLS on this network, point SSL_CERT_FILE at its CA bundle (`export SSL_CERT_FILE=/path/to/ca.pem`) or set UV_SYSTEM_CERTS=1 (older uv: UV_NATIVE_TLS=1) to use the system trust store.".to_string());
+    }
+    if !offline
+        && any(&[
+            "dns error",
+            "failed to lookup address",
+            "name or service not known",
+            "temporary failure in name resolution",
+            "network is unreachable",
+            "connection refused",
+            "error sending request",
+            "failed to fetch",
+            "could not fetch url",
+            "newconnectionerror",
+            "max retries exceeded",
+            "operation timed out",
+            "connection timed out",
+            "no matching distribution found",
+        ])
+    {
+        hints.push(format!("The package index could not be reached. On an offline or air-gapped machine, build a wheelhouse on a connected one with {recipe}, copy it over and run `ktx runtime install --find-links wheelhouse` (or set KTX_FIND_LINKS). Behind a proxy, set HTTPS_PROXY."));
+    }
+    if offline
+        && any(&[
+            "not found in the provided package locations",
+            "no matching distribution",
+            "because there is no version",
+            "not found in the package registry",
+            "were not found",
+        ])
+    {
+        hints.push(format!("A package is missing from the --find-links wheelhouse. Rebuild it on a connected machine (same platform and Python version) with {recipe}."));
+    }
+    if any(&[
+        "ensurepip is not available",
+        "no module named venv",
+        "no module named ensurepip",
+    ]) {
+        hints.push("This Python lacks the venv module. Install it (Debian/Ubuntu: `apt install python3-venv`) or install uv (https://docs.astral.sh/uv/getting-started/installation/).".to_string());
+    }
+    if any(&["no module named pip"]) {
+        hints.push("This Python has no pip. Install uv (https://docs.astral.sh/uv/getting-started/installation/) or pip (Debian/Ubuntu: `apt install python3-pip`).".to_string());
+    }
+    if any(&["no space left on device"]) {
+        hints.push("The disk is full. Free space, or set KTX_RUNTIME_ROOT to a directory on another disk; `ktx runtime prune --dry-run` lists old runtimes to remove.".to_string());
+    }
+    hints
+}
+
+struct Ctx<'a> {
+    layout: &'a Layout,
+    wheel: PathBuf,
+    log: &'a InstallLog,
+    reporter: &'a dyn Reporter,
+    offline: bool,
+}
+
+impl Ctx<'_> {
+    /// Runs one installer command with the cleaned environment, logs it, maps failure to an
+    /// error with the tail of its output and hints.
+    fn run(
+        &self,
+        step: &str,
+        cmd: &mut Command,
+        allow_python_downloads: bool,
+        timeout: Duration,
+    ) -> Result<Captured, RuntimeError> {
+        self.reporter.report(Event::Step(step));
+        cmd.current_dir(self.layout.version_dir());
+        let env = installer_env(cmd, allow_python_downloads);
+        let out = run_bounded(cmd, None, &Limits::new(timeout)).map_err(|e| {
+            self.log.spawn_failed(cmd, &e);
+            RuntimeError::new(
+                ErrorKind::Install,
+                format!(
+                    "{step}: cannot run {}: {e}",
+                    cmd.get_program().to_string_lossy()
+                ),
+            )
+        })?;
+        self.log.command(cmd, &env, &out);
+        if out.success() {
+            return Ok(out);
+        }
+        let tail = out.tail(12);
+        let mut err = RuntimeError::new(
+            ErrorKind::Install,
+            format!(
+                "{step} failed: `{}` {}{}",
+                display_command(cmd),
+                out.describe_exit(),
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n{}", indent(&tail))
+                }
+            ),
+        );
+        let text = format!("{}\n{}", out.stdout_text(), out.stderr_text());
+        for h in hints_for(&text, self.offline, &self.wheel) {
+            err = err.with_hint(h);
+        }
+        Err(err)
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `<wheels>/<sha256>/<file>`: a content-addressed copy (uv caches local wheels by path + mtime,
+/// and npm gives every packed file the same mtime).
+fn wheel_copy(layout: &Layout, assets: &Assets) -> Result<PathBuf, RuntimeError> {
+    let w = &assets.manifest.wheel;
+    let dir = layout.wheels_dir().join(&w.sha256);
+    let dest = dir.join(&w.file);
+    if sha256_file(&dest)
+        .map(|(sha, _)| sha == w.sha256)
+        .unwrap_or(false)
+    {
+        return Ok(dest);
+    }
+    let bytes = fs::read(assets.wheel_path())
+        .map_err(|e| RuntimeError::io("read", &assets.wheel_path(), &e))?;
+    write_atomic(&dest, &bytes)?;
+    Ok(dest)
+}
+
+/// The requirement to install: the wheel path, or `name[extras] @ file:///...` with extras.
+fn requirement(wheel: &Path, dist: &str, features: &[Feature]) -> String {
+    let extras: Vec<&str> = features.iter().filter_map(|f| f.extra()).collect();
+    if extras.is_empty() {
+        wheel.display().to_string()
+    } else {
+        format!("{dist}[{}] @ {}", extras.join(","), file_url(wheel))
+    }
+}
+
+fn build(
+    layout: &Layout,
+    assets: &Assets,
+    features: &[Feature],
+    find_links: Option<&Path>,
+    log: &InstallLog,
+    reporter: &dyn Reporter,
+) -> Result<(Receipt, InstallerKind), RuntimeError> {
+    let ctx = Ctx {
+        layout,
+        wheel: assets.wheel_path(),
+        log,
+        reporter,
+        offline: find_links.is_some(),
+    };
+    let spec = Specifiers::parse(&assets.manifest.requires_python).map_err(|e| {
+        RuntimeError::new(
+            ErrorKind::Asset,
+            format!("bundled manifest requiresPython: {e}"),
+        )
+    })?;
+    // Probing the interpreter and uv each spawn a process (slow behind shims such as pyenv's):
+    // do both at once.
+    reporter.report(Event::Step("Looking for Python and uv"));
+    let (search, found) = std::thread::scope(|s| {
+        let uv_probe = s.spawn(|| {
+            let mut notes = Vec::new();
+            let found = uv::find_uv(layout, &mut notes);
+            (found, notes)
+        });
+        let search = python::find_interpreter(&spec);
+        let uv_result = uv_probe.join().unwrap_or_else(|_| {
+            let e = RuntimeError::new(ErrorKind::Uv, "uv discovery panicked");
+            (Err(e), Vec::new())
+        });
+        (search, uv_result)
+    });
+    let (found, notes) = found;
+    for n in &notes {
+        log.line(&format!("uv: {n}"));
+    }
+    let found = found?;
+    let interp = match search? {
+        Search::Found(i) => {
+            log.line(&format!(
+                "python: {} ({}) from {}",
+                i.path.display(),
+                i.version,
+                i.source
+            ));
+            Some(i)
+        }
+        Search::NotFound(tried) => {
+            for (c, why) in &tried {
+                log.line(&format!("python: skipped {c}: {why}"));
+            }
+            log.line(&format!("python: none satisfies {}", spec.as_str()));
+            if found.is_none() {
+                return Err(python::no_python_error(&spec, &tried));
+            }
+            None
+        }
+    };
+    let uv = match (found, &interp) {
+        (Some(u), _) => Some(u),
+        (None, Some(py)) => {
+            let pins_version = uv::pins().map(|p| p.version).unwrap_or_default();
+            reporter.report(Event::Step(&format!(
+                "Bootstrapping uv {pins_version} with pip"
+            )));
+            match uv::bootstrap(layout, py, find_links, log) {
+                Ok(u) => Some(u),
+                Err(why) => {
+                    log.line(&format!("uv: bootstrap failed: {why}"));
+                    let notice = format!(
+                        "uv is not available ({why}).\nFalling back to `python -m venv` + pip, which is slower. For faster installs, install uv: https://docs.astral.sh/uv/getting-started/installation/ (or `pip install uv`)."
+                    );
+                    reporter.report(Event::Notice(&notice));
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    if let Some(u) = &uv {
+        log.line(&format!(
+            "uv: {} (version {}, {})",
+            u.path.display(),
+            u.version,
+            u.source.describe()
+        ));
+    }
+    let installer = if uv.is_some() {
+        InstallerKind::Uv
+    } else {
+        InstallerKind::Pip
+    };
+    if interp.is_none() {
+        reporter.report(Event::Notice(&format!(
+            "No Python {} found on this machine; uv will download one.",
+            spec.as_str()
+        )));
+    }
+    reporter.report(Event::Started {
+        features,
+        installer,
+    });
+    let wheel = wheel_copy(layout, assets)?;
+    let venvs = layout.venvs_dir();
+    fs::create_dir_all(&venvs).map_err(|e| RuntimeError::io("create directory", &venvs, &e))?;
+    let venv = venvs.join(format!("{}-{}", now_stamp(), std::process::id()));
+    let _ = remove_tree(&venv);
+    let python = venv_python(&venv);
+    let req = requirement(&wheel, &assets.manifest.distribution_name, features);
+    match (&uv, &interp) {
+        (Some(uv), interp) => {
+            let mut cmd = Command::new(&uv.path);
+            cmd.args(["venv", "--no-project", "--python"]);
+            match interp {
+                Some(i) => cmd.arg(&i.path),
+                None => cmd.arg(spec.as_str()),
+            };
+            cmd.arg(&venv);
+            ctx.run(
+                "Creating virtual environment",
+                &mut cmd,
+                interp.is_none(),
+                VENV_TIMEOUT,
+            )?;
+            let mut cmd = Command::new(&uv.path);
+            cmd.args(["pip", "install", "--python"])
+                .arg(&python)
+                .arg(&req);
+            if let Some(dir) = find_links {
+                cmd.args(["--offline", "--no-index", "--find-links"])
+                    .arg(dir);
+            }
+            ctx.run("Installing packages", &mut cmd, false, PACKAGES_TIMEOUT)?;
+        }
+        (None, Some(interp)) => {
+            let mut cmd = Command::new(&interp.path);
+            cmd.args(["-m", "venv"]).arg(&venv);
+            ctx.run(
+                "Creating virtual environment (python -m venv)",
+                &mut cmd,
+                false,
+                VENV_TIMEOUT,
+            )?;
+            let mut cmd = Command::new(&python);
+            cmd.args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+            ])
+            .arg(&req);
+            if let Some(dir) = find_links {
+                cmd.args(["--no-index", "--find-links"]).arg(dir);
+            }
+            ctx.run(
+                "Installing packages with pip",
+                &mut cmd,
+                false,
+                PACKAGES_TIMEOUT,
+            )?;
+        }
+        (None, None) => unreachable_no_python(&spec)?,
+    }
+    reporter.report(Event::Step("Checking the runtime imports"));
+    let info = import_check(layout, assets, &python, features, log)?;
+    let py_version = info["python"]["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let interpreter = match &interp {
+        Some(i) => InterpreterRecord {
+            path: i.path.clone(),
+            version: i.version.clone(),
+        },
+        None => InterpreterRecord {
+            path: base_executable(&python).unwrap_or_default(),
+            version: py_version,
+        },
+    };
+    let receipt = Receipt {
+        schema_version: RECEIPT_SCHEMA_VERSION,
+        ktx_version: layout.version().to_string(),
+        wheel_sha256: assets.manifest.wheel.sha256.clone(),
+        features: features.iter().map(|f| f.as_str().to_string()).collect(),
+        venv_dir: venv.clone(),
+        python_path: python.clone(),
+        interpreter,
+        installer: match &uv {
+            Some(Uv { version, .. }) => InstallerRecord {
+                name: "uv".into(),
+                version: Some(version.clone()),
+            },
+            None => InstallerRecord {
+                name: "pip".into(),
+                version: None,
+            },
+        },
+        installed_at: now_rfc3339(),
+    };
+    let text = serde_json::to_string_pretty(&receipt)
+        .map_err(|e| RuntimeError::new(ErrorKind::Io, format!("cannot encode the receipt: {e}")))?;
+    write_atomic(&layout.receipt_path(), format!("{text}\n").as_bytes())?;
+    Ok((receipt, installer))
+}
+
+fn unreachable_no_python(spec: &Specifiers) -> Result<(), RuntimeError> {
+    Err(python::no_python_error(spec, &[]))
+}
+
+fn base_executable(python: &Path) -> Option<PathBuf> {
+    let mut cmd = Command::new(python);
+    cmd.args([
+        "-I",
+        "-c",
+        "import sys; print(getattr(sys, '_base_executable', sys.executable))",
+    ]);
+    let out = run_bounded(&mut cmd, None, &Limits::new(Duration::from_secs(30))).ok()?;
+    out.success()
+        .then(|| PathBuf::from(out.stdout_text().trim()))
+}
+
+/// Runs `runtime.info` through the one-shot transport and checks version and features.
+fn import_check(
+    layout: &Layout,
+    assets: &Assets,
+    python: &Path,
+    features: &[Feature],
+    log: &InstallLog,
+) -> Result<Value, RuntimeError> {
+    let request = abi::request("runtime.info", json!({}));
+    let fail =
+        |msg: String| RuntimeError::new(ErrorKind::Install, format!("import check failed: {msg}"));
+    let cmd = abi::oneshot_command(python);
+    let (reply, out) = abi::oneshot(
+        python,
+        &request,
+        IMPORT_CHECK_TIMEOUT,
+        Some(&layout.version_dir()),
+    )
+    .map_err(|e| {
+        log.line(&format!(
+            "$ {} (runtime.info)\n    -> {e}",
+            display_command(&cmd)
+        ));
+        fail(e.to_string())
+    })?;
+    log.command(&cmd, &[], &out);
+    let info = match reply {
+        Reply::Ok(v) => v,
+        Reply::Err { code, message, .. } => {
+            return Err(fail(format!("runtime.info answered {code}: {message}")))
+        }
+    };
+    let version = info["version"].as_str().unwrap_or_default();
+    if version != assets.manifest.version {
+        return Err(fail(format!(
+            "the venv reports kaelio-ktx {version:?}, expected {}",
+            assets.manifest.version
+        )));
+    }
+    let have: Vec<String> = info["features"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for f in features {
+        if !have.iter().any(|h| h == f.as_str()) {
+            let why = info["featureDetails"][f.as_str()]["error"]
+                .as_str()
+                .unwrap_or("not reported");
+            return Err(fail(format!("feature {f} is not importable: {why}")));
+        }
+    }
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirement_forms() {
+        let w = Path::new("/r/wheels/ab/k-0.1-py3-none-any.whl");
+        assert_eq!(
+            requirement(w, "kaelio-ktx", &[Feature::Core]),
+            "/r/wheels/ab/k-0.1-py3-none-any.whl"
+        );
+        assert_eq!(
+            requirement(w, "kaelio-ktx", &[Feature::Core, Feature::LocalEmbeddings]),
+            "kaelio-ktx[local-embeddings] @ file:///r/wheels/ab/k-0.1-py3-none-any.whl"
+        );
+    }
+
+    #[test]
+    fn hints() {
+        assert!(hints_for(
+            "error: invalid peer certificate: UnknownIssuer",
+            false,
+            Path::new("/w.whl")
+        )[0]
+        .contains("SSL_CERT_FILE"));
+        assert!(hints_for(
+            "dns error: failed to lookup address",
+            false,
+            Path::new("/w.whl")
+        )[0]
+        .contains("--find-links"));
+        assert!(hints_for("all fine", false, Path::new("/w.whl")).is_empty());
+    }
+}

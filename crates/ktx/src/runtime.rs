@@ -1,0 +1,363 @@
+//! `ktx runtime ...`: install, status, doctor, prune (and `call`, a plumbing command).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use ktx_runtime::prune::{self, PruneKind};
+use ktx_runtime::{Feature, InstallOptions, Runtime, KTX_VERSION};
+
+use crate::output::{human_bytes, print_json};
+use crate::{CliError, GlobalArgs};
+
+/// Manage the private Python runtime that ktx's Python-backed commands use.
+///
+/// The runtime lives under KTX_RUNTIME_ROOT (default: the platform data dir, e.g.
+/// ~/.local/share/kaelio/ktx/runtime), one directory per ktx version. It is installed from the
+/// wheel bundled with ktx, with uv if available (found on PATH or bootstrapped with pip), else
+/// with `python -m venv` + pip. Commands that need it install it on first use (--yes), or ask.
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    #[command(subcommand)]
+    command: RuntimeCommand,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FeatureArg {
+    /// The semantic layer (always installed).
+    Core,
+    /// Local sentence embeddings (large: pulls PyTorch).
+    LocalEmbeddings,
+}
+
+impl From<FeatureArg> for Feature {
+    fn from(f: FeatureArg) -> Feature {
+        match f {
+            FeatureArg::Core => Feature::Core,
+            FeatureArg::LocalEmbeddings => Feature::LocalEmbeddings,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum RuntimeCommand {
+    /// Install the Python runtime for this ktx version (no-op when already installed).
+    ///
+    /// Builds a fresh virtual environment from the bundled wheel under an install lock, checks
+    /// that it imports, then writes the receipt (manifest.json) last: an interrupted install is
+    /// never used and is repaired by the next one. Every attempt keeps a log under
+    /// <runtime dir>/logs/.
+    ///
+    /// Offline / air-gapped: on a connected machine run
+    /// `python3 -m pip download -d wheelhouse <bundled kaelio_ktx wheel>`, copy the wheelhouse
+    /// over, then `ktx runtime install --find-links wheelhouse` (or set KTX_FIND_LINKS). No
+    /// network is used then (uv runs with --offline --no-index).
+    ///
+    /// Python: KTX_PYTHON, else python3/python on PATH satisfying the wheel's Requires-Python,
+    /// else uv downloads one. uv: KTX_UV, else `uv` on PATH (0.5.0 or newer), else a copy ktx
+    /// bootstrapped under <root>/tools/uv/, else one bootstrapped now with pip (pinned,
+    /// hash-checked), else the slower `python -m venv` + pip.
+    ///
+    /// Environment: KTX_PYTHON (interpreter), KTX_UV (uv binary), KTX_FIND_LINKS,
+    /// KTX_LOCK_TIMEOUT (seconds to wait for another install, default 600).
+    Install {
+        /// Feature to install (repeatable); `core` is always included.
+        #[arg(long = "feature", value_enum)]
+        features: Vec<FeatureArg>,
+        /// Rebuild even if the runtime is ready (keeps the features already installed).
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Install from this local wheelhouse only, with no network access.
+        #[arg(long, value_name = "DIR", env = "KTX_FIND_LINKS")]
+        find_links: Option<PathBuf>,
+    },
+    /// Show whether the runtime is missing, ready, incomplete, mismatched or broken (read-only).
+    Status {
+        /// Print the status as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check Python, uv, the bundled wheel and the installed runtime; exit 1 if any check fails.
+    ///
+    /// Prints one `PASS|WARN|FAIL <label>: <detail>` line per check and a `Fix:` line under
+    /// each one that needs action.
+    Doctor {
+        /// Print the checks as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove other ktx versions' runtimes and unused bootstrapped uv copies.
+    ///
+    /// Never removes this version's runtime or one another process is using. Refuses without
+    /// --yes; use --dry-run to see what would be removed.
+    Prune {
+        /// List what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start the background Python daemon, or reuse the running one.
+    ///
+    /// The daemon keeps Python and its imports warm so repeated Python-backed commands skip
+    /// the start-up cost; commands use it when it runs (start one on demand with --daemon or
+    /// KTX_DAEMON=1). It listens on 127.0.0.1 only, requires a token, and exits after 15
+    /// minutes without requests (KTX_DAEMON_IDLE_TIMEOUT, seconds). A daemon of another
+    /// version or with fewer features is replaced. Installs the runtime first per --yes /
+    /// --no-input / prompt.
+    Start {
+        /// Feature the daemon must serve (repeatable); `core` is always included.
+        #[arg(long = "feature", value_enum)]
+        features: Vec<FeatureArg>,
+        /// Restart the daemon even if the running one could be reused.
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the background Python daemon (no-op when it is not running).
+    Stop {
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send one ABI v1 request to the runtime and print the result (plumbing, for debugging).
+    ///
+    /// Installs the runtime first per --yes / --no-input / prompt, like every Python-backed
+    /// command. Example: `ktx runtime call runtime.info`.
+    Call {
+        /// The op, e.g. `runtime.ping` or `runtime.info`.
+        op: String,
+        /// The payload as a JSON object (default `{}`).
+        payload: Option<String>,
+        /// Feature the op needs (repeatable).
+        #[arg(long = "feature", value_enum)]
+        features: Vec<FeatureArg>,
+    },
+}
+
+/// Runs `ktx runtime <command>`.
+pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
+    match args.command {
+        RuntimeCommand::Install {
+            features,
+            force,
+            json,
+            find_links,
+        } => install(&features, force, json, find_links),
+        RuntimeCommand::Status { json } => status(json),
+        RuntimeCommand::Doctor { json } => doctor(json),
+        RuntimeCommand::Prune { dry_run, json } => prune_cmd(dry_run, global.yes, json),
+        RuntimeCommand::Call {
+            op,
+            payload,
+            features,
+        } => call(&op, payload.as_deref(), &features, global),
+        RuntimeCommand::Start {
+            features,
+            force,
+            json,
+        } => crate::daemon_cmd::start(
+            features.iter().map(|f| Feature::from(*f)).collect(),
+            force,
+            json,
+            global,
+        ),
+        RuntimeCommand::Stop { json } => crate::daemon_cmd::stop(json),
+    }
+}
+
+fn install(
+    features: &[FeatureArg],
+    force: bool,
+    json: bool,
+    find_links: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    let rt = Runtime::from_env()?;
+    let features: Vec<Feature> = features.iter().map(|f| Feature::from(*f)).collect();
+    let mut opts = InstallOptions::new(&features);
+    opts.force = force;
+    if find_links.is_some() {
+        opts.find_links = find_links;
+    }
+    let outcome = ktx_runner::install_runtime(&rt, &opts)?;
+    let dir = rt.layout().version_dir();
+    if !outcome.performed {
+        eprintln!("{}", ktx_runtime::progress::ready_message(&dir));
+        eprintln!("(already installed; `ktx runtime install --force` rebuilds it)");
+    }
+    if json {
+        print_json(&json!({
+            "schemaVersion": 1,
+            "kind": "ready",
+            "performed": outcome.performed,
+            "versionDir": dir,
+            "installer": outcome.installer.map(|i| i.as_str()),
+            "logPath": outcome.log_path,
+            "manifest": outcome.receipt,
+        }));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(json: bool) -> Result<ExitCode, CliError> {
+    let rt = Runtime::from_env()?;
+    let st = rt.status(&[Feature::Core]);
+    if json {
+        let mut v = serde_json::to_value(&st).unwrap_or(Value::Null);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("daemon".into(), crate::daemon_cmd::status_json(&rt));
+        }
+        print_json(&v);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}: {}", st.kind.as_str(), st.detail);
+    println!("  ktx version:  {KTX_VERSION}");
+    println!("  runtime root: {}", st.layout.runtime_root.display());
+    println!("  version dir:  {}", st.layout.version_dir.display());
+    if let Some(v) = &st.layout.venv_dir {
+        println!("  venv:         {}", v.display());
+    }
+    if let Some(p) = &st.layout.python_path {
+        println!("  python:       {}", p.display());
+    }
+    println!("  logs:         {}", st.layout.log_dir.display());
+    match &st.layout.asset_dir {
+        Some(d) => println!("  assets:       {}", d.display()),
+        None => println!("  assets:       (not found)"),
+    }
+    crate::daemon_cmd::print_status_section(&rt);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn doctor(json: bool) -> Result<ExitCode, CliError> {
+    let rt = Runtime::from_env()?;
+    // Other crates append their checks here (e.g. the daemon check).
+    let mut report = rt.doctor();
+    report.checks.push(crate::daemon_cmd::doctor_check(&rt));
+    if json {
+        print_json(&report.to_json());
+    } else {
+        print!("{}", report.render_text());
+    }
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError> {
+    let rt = Runtime::from_env()?;
+    let layout = rt.layout();
+    let plan = prune::plan(layout);
+    let kind = |k: PruneKind| match k {
+        PruneKind::Version => "runtime",
+        PruneKind::Uv => "uv",
+    };
+    let skipped: Vec<Value> = plan
+        .skip
+        .iter()
+        .map(|s| json!({"path": s.path, "reason": s.reason}))
+        .collect();
+    if dry_run || plan.remove.is_empty() || !yes {
+        let refused = !dry_run && !plan.remove.is_empty();
+        if json {
+            print_json(&json!({
+                "schemaVersion": 1,
+                "dryRun": dry_run,
+                "refused": refused,
+                "wouldRemove": plan.remove,
+                "bytes": plan.bytes(),
+                "skipped": skipped,
+            }));
+        } else {
+            let mut text = String::new();
+            if plan.remove.is_empty() {
+                text.push_str("Nothing to prune.\n");
+            } else {
+                text.push_str("Would remove:\n");
+                for e in &plan.remove {
+                    text.push_str(&format!(
+                        "  {} ({}, {})\n",
+                        e.path.display(),
+                        kind(e.kind),
+                        human_bytes(e.bytes)
+                    ));
+                }
+            }
+            for s in &plan.skip {
+                text.push_str(&format!("Keeping {}: {}\n", s.path.display(), s.reason));
+            }
+            if !plan.remove.is_empty() {
+                text.push_str(&format!("Would free {}.\n", human_bytes(plan.bytes())));
+            }
+            if refused {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
+        }
+        if refused {
+            return Err(CliError::failure(format!(
+                "refusing to remove {} director{} without --yes\n  hint: Review with `ktx runtime prune --dry-run`, then run `ktx runtime prune --yes`.",
+                plan.remove.len(),
+                if plan.remove.len() == 1 { "y" } else { "ies" }
+            )));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let result = prune::execute(layout, &plan);
+    let bytes: u64 = result.removed.iter().map(|e| e.bytes).sum();
+    if json {
+        print_json(&json!({
+            "schemaVersion": 1,
+            "dryRun": false,
+            "removed": result.removed,
+            "bytes": bytes,
+            "skipped": result.skipped.iter().map(|s| json!({"path": s.path, "reason": s.reason})).chain(skipped).collect::<Vec<_>>(),
+        }));
+    } else {
+        for e in &result.removed {
+            println!(
+                "Removed {} ({}, {})",
+                e.path.display(),
+                kind(e.kind),
+                human_bytes(e.bytes)
+            );
+        }
+        for s in result.skipped.iter().chain(plan.skip.iter()) {
+            println!("Keeping {}: {}", s.path.display(), s.reason);
+        }
+        println!("Freed {}.", human_bytes(bytes));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn call(
+    op: &str,
+    payload: Option<&str>,
+    features: &[FeatureArg],
+    global: &GlobalArgs,
+) -> Result<ExitCode, CliError> {
+    let payload: Value = match payload {
+        None => json!({}),
+        Some(text) => serde_json::from_str(text).map_err(|e| CliError {
+            code: 2,
+            message: format!("PAYLOAD is not valid JSON: {e}"),
+        })?,
+    };
+    let mut opts = global.call_options()?;
+    opts.features = features.iter().map(|f| Feature::from(*f)).collect();
+    let result = ktx_runner::call(op, payload, &opts)?;
+    print_json(&result);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,385 @@
+//! End-to-end tests of `ktx runtime start|stop`, the daemon in `status`/`doctor`, and the
+//! daemon transport of Python-backed commands, on the real binary with a real installed
+//! runtime (one install per test binary; the tests share it and run one at a time).
+//!
+//! Needs `KTX_TEST_ASSET_DIR` (set by `cargo xtask test`, or `cargo xtask build-wheel --out DIR`)
+//! and `uv` on PATH.
+#![cfg(unix)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::Value;
+use tempfile::TempDir;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn asset_dir() -> PathBuf {
+    match std::env::var_os("KTX_TEST_ASSET_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => panic!(
+            "KTX_TEST_ASSET_DIR is not set: run `cargo xtask test` or set KTX_TEST_ASSET_DIR (cargo xtask build-wheel --out DIR)"
+        ),
+    }
+}
+
+fn ktx(root: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("ktx").unwrap();
+    cmd.env("KTX_RUNTIME_ROOT", root)
+        .env("KTX_ASSET_DIR", asset_dir())
+        .env("KTX_DAEMON_ACCESS_LOG", "1")
+        .env_remove("KTX_UV")
+        .env_remove("KTX_PYTHON")
+        .env_remove("KTX_FIND_LINKS")
+        .env_remove("KTX_LOCK_TIMEOUT")
+        .env_remove("KTX_DAEMON")
+        // A daemon left behind by a failing test goes away by itself.
+        .env("KTX_DAEMON_IDLE_TIMEOUT", "120")
+        .env_remove("KTX_DAEMON_START_TIMEOUT")
+        .timeout(Duration::from_secs(120));
+    cmd
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The shared ready runtime, and exclusive use of it (its daemon) for the calling test.
+/// Every test starts and ends with the daemon stopped.
+fn runtime() -> (MutexGuard<'static, ()>, &'static Path) {
+    static LOCK: Mutex<()> = Mutex::new(());
+    static ROOT: OnceLock<TempDir> = OnceLock::new();
+    let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let root = ROOT.get_or_init(|| {
+        // Statics are never dropped: keep the root under target/, not /tmp.
+        let dir = tempfile::Builder::new()
+            .prefix("daemon-cli-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let out = ktx(dir.path())
+            .args(["runtime", "install"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "shared install failed: {}",
+            text(&out.stderr)
+        );
+        dir
+    });
+    stop(root.path());
+    (guard, root.path())
+}
+
+fn daemon_dir(root: &Path) -> PathBuf {
+    root.join(VERSION).join("daemon")
+}
+
+fn state(root: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(daemon_dir(root).join("state.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn stop(root: &Path) -> String {
+    let out = ktx(root).args(["runtime", "stop"]).output().unwrap();
+    assert!(out.status.success(), "stop failed: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn start_json(root: &Path, extra: &[&str]) -> (Value, String) {
+    let out = ktx(root)
+        .args(["runtime", "start", "--json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start failed: {}", text(&out.stderr));
+    (
+        serde_json::from_slice(&out.stdout).unwrap(),
+        text(&out.stderr),
+    )
+}
+
+fn alive(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let rest = &stat[stat.rfind(')').unwrap() + 1..];
+            !matches!(rest.split_whitespace().next(), Some("Z") | Some("X"))
+        }
+        Err(_) => false,
+    }
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    f()
+}
+
+fn field<'a>(stdout: &'a str, key: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no `{key}:` line in {stdout:?}"))
+}
+
+#[test]
+fn start_reuse_stop_with_the_stable_messages() {
+    let (_g, root) = runtime();
+    let out = ktx(root).args(["runtime", "start"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = text(&out.stdout);
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines[0], "Started KTX Python daemon", "{first}");
+    assert!(lines[1].starts_with("url: http://127.0.0.1:"), "{first}");
+    assert!(lines[2].starts_with("pid: "), "{first}");
+    assert_eq!(lines[3], "version: 0.1.0rc0");
+    assert_eq!(lines[4], "features: core");
+    let pid: u64 = field(&first, "pid").parse().unwrap();
+    assert!(alive(pid));
+
+    let out = ktx(root).args(["runtime", "start"]).output().unwrap();
+    let second = text(&out.stdout);
+    assert!(
+        second.starts_with("Using existing KTX Python daemon\n"),
+        "{second}"
+    );
+    assert_eq!(field(&second, "pid"), pid.to_string());
+    assert_eq!(field(&second, "url"), field(&first, "url"));
+
+    let st: Value = serde_json::from_slice(
+        &ktx(root)
+            .args(["runtime", "status", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(st["daemon"]["kind"], "running");
+    assert_eq!(st["daemon"]["pid"], pid);
+    let human = text(
+        &ktx(root)
+            .args(["runtime", "status"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(human.contains("daemon:       running: pid"), "{human}");
+    let doctor = ktx(root).args(["runtime", "doctor"]).output().unwrap();
+    assert!(
+        text(&doctor.stdout).contains("PASS daemon: pid"),
+        "{}",
+        text(&doctor.stdout)
+    );
+
+    assert_eq!(stop(root), "Stopped KTX Python daemon\n");
+    assert!(wait_until(Duration::from_secs(5), || !alive(pid)));
+    assert!(state(root).is_none());
+    assert_eq!(stop(root), "KTX Python daemon already stopped\n");
+    let st: Value = serde_json::from_slice(
+        &ktx(root)
+            .args(["runtime", "status", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(st["daemon"]["kind"], "stopped");
+}
+
+#[test]
+fn start_piped_into_cat_returns_within_seconds() {
+    let (_g, root) = runtime();
+    let ktx_bin = assert_cmd::cargo::cargo_bin("ktx");
+    let began = Instant::now();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            // fd 3 is a second copy of the pipe: an inherited descriptor of the CLI's.
+            "exec timeout 30 sh -c '\"{}\" runtime start 3>&1 | cat'",
+            ktx_bin.display()
+        ))
+        .env("KTX_RUNTIME_ROOT", root)
+        .env("KTX_ASSET_DIR", asset_dir())
+        .env("KTX_DAEMON_IDLE_TIMEOUT", "120")
+        .env_remove("KTX_DAEMON")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let took = began.elapsed();
+    assert!(
+        out.status.success(),
+        "status {:?} after {took:?}: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).starts_with("Started KTX Python daemon\n"));
+    // The pipeline ended although the daemon still runs: it did not inherit the pipe.
+    let pid = state(root).unwrap()["pid"].as_u64().unwrap();
+    assert!(alive(pid));
+    assert!(took < Duration::from_secs(25), "took {took:?}");
+    // Its standard streams are /dev/null and its log, never the CLI's.
+    let fd = |n: u32| std::fs::read_link(format!("/proc/{pid}/fd/{n}")).unwrap();
+    assert_eq!(fd(0), PathBuf::from("/dev/null"));
+    for n in [1, 2] {
+        assert_eq!(fd(n), daemon_dir(root).join("daemon.log"));
+    }
+    stop(root);
+}
+
+#[test]
+fn four_concurrent_starts_report_the_same_daemon() {
+    let (_g, root) = runtime();
+    let outputs: Vec<std::process::Output> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| ktx(root).args(["runtime", "start"]).output().unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let stdouts: Vec<String> = outputs.iter().map(|o| text(&o.stdout)).collect();
+    for o in &outputs {
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    let urls: Vec<&str> = stdouts.iter().map(|s| field(s, "url")).collect();
+    assert!(urls.iter().all(|u| *u == urls[0]), "{urls:?}");
+    let started = stdouts
+        .iter()
+        .filter(|s| s.starts_with("Started KTX Python daemon"))
+        .count();
+    assert_eq!(started, 1, "{stdouts:?}");
+    stop(root);
+}
+
+#[test]
+fn sigkilled_daemon_is_stale_then_replaced_with_the_reason_printed() {
+    let (_g, root) = runtime();
+    let (first, _) = start_json(root, &[]);
+    assert_eq!(first["status"], "started");
+    let pid = first["pid"].as_u64().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !alive(pid)));
+    let doctor = ktx(root).args(["runtime", "doctor"]).output().unwrap();
+    let report = text(&doctor.stdout);
+    assert!(report.contains("WARN daemon: "), "{report}");
+    assert!(report.contains("Fix: Run `ktx runtime stop`"), "{report}");
+    let st: Value = serde_json::from_slice(
+        &ktx(root)
+            .args(["runtime", "status", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(st["daemon"]["kind"], "stale");
+
+    let (second, stderr) = start_json(root, &[]);
+    assert_eq!(second["status"], "started");
+    assert_ne!(second["pid"], first["pid"]);
+    let reason = second["restartReason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("pid {pid} is not running")),
+        "{reason}"
+    );
+    assert!(
+        stderr.contains("Replaced the previous KTX Python daemon: "),
+        "{stderr}"
+    );
+
+    let (third, stderr) = start_json(root, &["--force"]);
+    assert_eq!(third["restartReason"], "restart forced");
+    assert!(
+        stderr.contains("Stopping the previous KTX Python daemon"),
+        "{stderr}"
+    );
+    assert!(wait_until(Duration::from_secs(5), || !alive(
+        second["pid"].as_u64().unwrap()
+    )));
+    stop(root);
+}
+
+#[test]
+fn calls_use_a_running_daemon_and_start_one_only_when_asked() {
+    let (_g, root) = runtime();
+    let log = daemon_dir(root).join("daemon.log");
+    let calls_in_log = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("POST /v1/call -> 200")
+            .count()
+    };
+    // No daemon: one-shot, and none is started.
+    let out = ktx(root)
+        .args(["runtime", "call", "runtime.ping", r#"{"n":1}"#])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(state(root).is_none());
+
+    // --daemon starts one and goes through it.
+    let before = calls_in_log();
+    let out = ktx(root)
+        .args(["--daemon", "runtime", "call", "runtime.ping", r#"{"n":2}"#])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["echo"]["n"], 2);
+    assert!(state(root).is_some());
+    assert_eq!(calls_in_log(), before + 1);
+
+    // A running daemon is used without being asked.
+    let out = ktx(root)
+        .args(["runtime", "call", "runtime.ping", r#"{"n":3}"#])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(calls_in_log(), before + 2);
+
+    // ok:false through the daemon maps to the same error as one-shot.
+    let out = ktx(root)
+        .args(["runtime", "call", "no.such.op"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown_op"),
+        "{}",
+        text(&out.stderr)
+    );
+    stop(root);
+
+    // KTX_DAEMON=1 starts one as well.
+    let out = ktx(root)
+        .env("KTX_DAEMON", "1")
+        .args(["runtime", "call", "runtime.ping"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(state(root).is_some());
+    stop(root);
+}
+
+#[test]
+fn idle_daemon_exits_by_itself() {
+    let (_g, root) = runtime();
+    let out = ktx(root)
+        .env("KTX_DAEMON_IDLE_TIMEOUT", "1")
+        .args(["runtime", "start", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pid = v["pid"].as_u64().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
+    assert!(state(root).is_none());
+    assert_eq!(stop(root), "KTX Python daemon already stopped\n");
+}

@@ -1,0 +1,544 @@
+"""The loopback HTTP daemon: ``python -I -m ktx_daemon serve``.
+
+One daemon per runtime version, started and stopped by the Rust side (crate ``ktx-daemon``).
+
+* Binds ``127.0.0.1`` port 0 itself, then writes its state file atomically (tmp file in the same
+  directory, mode 0600, ``os.replace``): ``{schemaVersion, pid, host, port, version, features,
+  startedAt, instanceId, abi}``.
+* Routes: ``GET /health``, ``POST /v1/call`` (the same :func:`ktx_daemon.abi.handle_raw` as the
+  one-shot path), ``POST /v1/shutdown``. Every route needs ``Authorization: Bearer <token>``
+  (token read from the owner-only token file) and a ``Host`` of ``127.0.0.1:<port>`` or
+  ``localhost:<port>`` (DNS-rebinding defence).
+* HTTP/1.1 keep-alive; every response carries ``Content-Length``.
+* Exits after ``idle_timeout`` seconds without requests (never during a call), on SIGTERM/SIGINT
+  and on ``/v1/shutdown``; on every exit path it removes the state file only if the file still
+  names this instance (compare-and-delete), so it never deletes a successor's state.
+* Logs concise lines to stderr (the Rust side points stderr at ``daemon.log``).
+
+Warm-up hooks: a feature may register a *warmer* (for example loading an embeddings model) with
+:func:`register_warmer`. Warmers for the served features run in background threads after the
+state file is written; while any of them runs, ``/health`` says ``"status": "loading"`` and the
+``models`` entry shows each warmer's state.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+import json
+import os
+import secrets
+import select
+import signal
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ktx_daemon import abi
+from ktx_daemon._version import __version__
+
+STATE_SCHEMA_VERSION = 1
+
+#: Largest request body accepted, in bytes (413 above it).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+#: Seconds an idle keep-alive connection may stay open before the server closes it.
+KEEPALIVE_TIMEOUT = 120.0
+
+#: Log every request, not only refused ones (``KTX_DAEMON_ACCESS_LOG=1`` in the environment).
+ACCESS_LOG = os.environ.get("KTX_DAEMON_ACCESS_LOG", "") not in ("", "0")
+
+#: Features this daemon knows how to serve.
+KNOWN_FEATURES = ("core", "local-embeddings")
+
+#: feature -> warmer, either a callable or a lazily imported ``"module:function"`` string.
+WARMERS: dict[str, Callable[[], Any] | str] = {
+    "local-embeddings": "ktx_daemon.ops.embedding:load",
+}
+
+
+def register_warmer(feature: str, warmer: Callable[[], Any] | str) -> None:
+    """Register a warm-up function run in the background when the daemon serves ``feature``.
+
+    ``warmer`` is a callable taking no argument or a ``"module:function"`` path imported when
+    the daemon starts. Its return value (if a dict) is shown under ``models[feature]`` in
+    ``/health``; an exception marks the feature ``failed`` there (the daemon keeps serving).
+    """
+    WARMERS[feature] = warmer
+
+
+def _log(message: str) -> None:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        sys.stderr.write(f"{stamp} ktx-daemon[{os.getpid()}] {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class StartupError(Exception):
+    """A problem that prevents the daemon from starting (bad token file, unknown feature...)."""
+
+
+def read_token(path: str) -> bytes:
+    """Read the bearer token; refuse a missing, empty, foreign or group/world-accessible file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise StartupError(f"cannot open token file {path}: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StartupError(f"token file {path} is not a regular file")
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            raise StartupError(f"token file {path} is owned by uid {info.st_uid}, not by us")
+        if info.st_mode & 0o077:
+            raise StartupError(
+                f"token file {path} has mode {stat.S_IMODE(info.st_mode):04o}; "
+                "it must be owner-only (chmod 600)"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            token = f.read(4096).strip()
+    finally:
+        os.close(fd)
+    if not token:
+        raise StartupError(f"token file {path} is empty")
+    return token
+
+
+def write_state_atomically(path: str, state: dict[str, Any]) -> None:
+    """Write ``state`` as JSON to ``path`` via a 0600 tmp file in the same dir + ``os.replace``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}")
+    data = json.dumps(state, indent=2).encode("utf-8") + b"\n"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def remove_state_if_mine(path: str, instance_id: str) -> bool:
+    """Delete the state file only if it still names ``instance_id``; True when it was deleted."""
+    try:
+        with open(path, "rb") as f:
+            current = json.loads(f.read())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError) as exc:
+        _log(f"state file {path} unreadable ({exc}); leaving it alone")
+        return False
+    if not isinstance(current, dict) or current.get("instanceId") != instance_id:
+        _log(f"state file {path} names another instance; leaving it alone")
+        return False
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Daemon:
+    """Shared state of one running daemon: identity, activity tracking, stop signalling."""
+
+    def __init__(
+        self, state_file: str, token: bytes, idle_timeout: float, features: list[str]
+    ) -> None:
+        self.state_file = state_file
+        self.token = token
+        self.idle_timeout = idle_timeout
+        self.features = features
+        self.instance_id = secrets.token_hex(16)
+        self.port = 0
+        self.started_at = _now_rfc3339()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._last_activity = time.monotonic()
+        self._stop_reason: str | None = None
+        self._state_removed = False
+        self.models: dict[str, dict[str, Any]] = {}
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    # -- activity ---------------------------------------------------------------------------
+    def begin_request(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._last_activity = time.monotonic()
+
+    def end_request(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._last_activity = time.monotonic()
+
+    def idle_for(self) -> float | None:
+        """Seconds since the last request ended, or None while a request runs."""
+        with self._lock:
+            if self._in_flight:
+                return None
+            return time.monotonic() - self._last_activity
+
+    # -- stopping ---------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        """Ask the main loop to stop; async-signal-safe enough for a signal handler."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self._stop_reason
+
+    def remove_state(self) -> None:
+        """Compare-and-delete the state file (idempotent)."""
+        with self._lock:
+            if self._state_removed:
+                return
+            self._state_removed = True
+        if remove_state_if_mine(self.state_file, self.instance_id):
+            _log(f"removed state file {self.state_file}")
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until ``timeout`` passes or a stop is requested."""
+        try:
+            ready, _, _ = select.select([self._wake_r], [], [], max(0.0, timeout))
+        except InterruptedError:
+            return
+        if ready:
+            try:
+                os.read(self._wake_r, 64)
+            except OSError:
+                pass
+
+    # -- health -----------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        loading = any(m.get("state") == "loading" for m in self.models.values())
+        body: dict[str, Any] = {
+            "status": "loading" if loading else "ok",
+            "version": __version__,
+            "features": self.features,
+            "pid": os.getpid(),
+            "instanceId": self.instance_id,
+            "abi": abi.ABI_VERSION,
+        }
+        if self.models:
+            body["models"] = {k: dict(v) for k, v in self.models.items()}
+        return body
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "schemaVersion": STATE_SCHEMA_VERSION,
+            "pid": os.getpid(),
+            "host": "127.0.0.1",
+            "port": self.port,
+            "version": __version__,
+            "features": self.features,
+            "startedAt": self.started_at,
+            "instanceId": self.instance_id,
+            "abi": abi.ABI_VERSION,
+        }
+
+    # -- warmers ----------------------------------------------------------------------------
+    def start_warmers(self) -> None:
+        for feature in self.features:
+            warmer = WARMERS.get(feature)
+            if warmer is None:
+                continue
+            self.models[feature] = {"state": "loading"}
+            threading.Thread(
+                target=self._run_warmer, args=(feature, warmer), name=f"warm-{feature}", daemon=True
+            ).start()
+
+    def _run_warmer(self, feature: str, warmer: Callable[[], Any] | str) -> None:
+        began = time.monotonic()
+        try:
+            if isinstance(warmer, str):
+                module_name, _, attr = warmer.partition(":")
+                warmer = getattr(importlib.import_module(module_name), attr)
+            detail = warmer()
+            entry: dict[str, Any] = {"state": "ready"}
+            if isinstance(detail, dict):
+                entry.update(detail)
+                entry["state"] = "ready"
+        except Exception as exc:  # reported in /health; the daemon keeps serving
+            entry = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            _log(f"warm-up of {feature} failed: {type(exc).__name__}: {exc}")
+        entry["seconds"] = round(time.monotonic() - began, 3)
+        self.models[feature] = entry
+        _log(f"warm-up of {feature}: {entry['state']} in {entry['seconds']} s")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = False
+    daemon: Daemon
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "ktx-daemon"
+    sys_version = ""
+    timeout = KEEPALIVE_TIMEOUT
+    # TCP_NODELAY: a small response must not wait for the client's delayed ACK (40 ms).
+    disable_nagle_algorithm = True
+    server: _Server
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        _log(f"{self.address_string()} {format % args}")
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # Quiet for successes (unless KTX_DAEMON_ACCESS_LOG=1); one concise line for every
+        # refused or failed request.
+        try:
+            failed = int(code) >= 400
+        except (TypeError, ValueError):
+            failed = True
+        if failed or ACCESS_LOG:
+            _log(f"{self.command} {self.path} -> {code}")
+
+    def _send_json(self, code: int, body: dict[str, Any], close: bool = False) -> None:
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        if code == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="ktx-daemon"')
+        if close:
+            self.close_connection = True
+            self.send_header("Connection", "close")
+        self._finish(data)
+
+    def _finish(self, data: bytes) -> None:
+        """End the headers and send the body (TCP_NODELAY: no delayed-ACK stall between them)."""
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        self.wfile.flush()
+
+    def _refuse(self, code: int, error: str, message: str, close: bool = False) -> None:
+        self._send_json(code, {"error": error, "message": message}, close=close)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # Parser-level errors (bad request line, unsupported method...): JSON with a length.
+        self.close_connection = True
+        try:
+            self._refuse(code, "http_error", message or explain or "request refused", close=True)
+        except OSError:
+            pass
+
+    # -- checks -----------------------------------------------------------------------------
+    def _host_ok(self) -> bool:
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1:
+            return False
+        port = self.server.daemon.port
+        return hosts[0].strip().lower() in (f"127.0.0.1:{port}", f"localhost:{port}")
+
+    def _auth_ok(self) -> bool:
+        values = self.headers.get_all("Authorization") or []
+        if len(values) != 1:
+            return False
+        scheme, _, credentials = values[0].strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(credentials.strip().encode("utf-8"), self.server.daemon.token)
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self._refuse(411, "length_required", "chunked bodies are not accepted", close=True)
+            return None
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            self._refuse(411, "length_required", "Content-Length is required", close=True)
+            return None
+        try:
+            length = int(raw)
+            if length < 0:
+                raise ValueError(raw)
+        except ValueError:
+            self._refuse(400, "bad_request", f"invalid Content-Length {raw!r}", close=True)
+            return None
+        if length > MAX_BODY_BYTES:
+            self._refuse(
+                413,
+                "body_too_large",
+                f"request body of {length} bytes exceeds the {MAX_BODY_BYTES}-byte limit",
+                close=True,
+            )
+            return None
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self.close_connection = True
+            return None
+        return body
+
+    def _dispatch(self, method: str) -> None:
+        daemon = self.server.daemon
+        daemon.begin_request()
+        try:
+            if not self._host_ok():
+                self._refuse(
+                    403,
+                    "bad_host",
+                    "Host must be 127.0.0.1:<port> or localhost:<port>",
+                    close=True,
+                )
+                return
+            if not self._auth_ok():
+                self._refuse(401, "unauthorized", "missing or wrong bearer token", close=True)
+                return
+            path = self.path.split("?", 1)[0]
+            route = (method, path)
+            # A route that does not read the body must not leave it on a kept-alive connection,
+            # where it would be parsed as the next request: close after answering instead.
+            unread_body = self.headers.get("Content-Length", "0").strip() != "0" or bool(
+                self.headers.get("Transfer-Encoding")
+            )
+            if route == ("GET", "/health"):
+                self._send_json(200, daemon.health(), close=unread_body)
+            elif route == ("POST", "/v1/call"):
+                body = self._read_body()
+                if body is None:
+                    return
+                response = abi.handle_raw(body)
+                data = abi.encode(response)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Cache-Control", "no-store")
+                self._finish(data)
+            elif route == ("POST", "/v1/shutdown"):
+                if self._read_body() is None:
+                    return
+                daemon.remove_state()
+                self._send_json(
+                    200, {"stopping": True, "instanceId": daemon.instance_id}, close=True
+                )
+                daemon.request_stop("shutdown requested")
+            elif path in ("/health", "/v1/call", "/v1/shutdown"):
+                self._refuse(
+                    405,
+                    "method_not_allowed",
+                    f"{method} is not allowed on {path}",
+                    close=unread_body,
+                )
+            else:
+                self._refuse(404, "not_found", f"no route {path}", close=unread_body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # a bug in the server itself: answer 500, keep serving
+            _log(f"internal error on {method} {self.path}: {type(exc).__name__}: {exc}")
+            try:
+                self._refuse(500, "internal_error", f"{type(exc).__name__}: {exc}", close=True)
+            except OSError:
+                self.close_connection = True
+        finally:
+            daemon.end_request()
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802 - stdlib naming
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802 - stdlib naming
+        self._dispatch("DELETE")
+
+
+def serve(
+    state_file: str,
+    token_file: str,
+    idle_timeout: float = 900.0,
+    features: list[str] | None = None,
+) -> int:
+    """Run the daemon until shutdown, SIGTERM/SIGINT or idle timeout; returns the exit code."""
+    wanted = list(dict.fromkeys(["core", *(features or [])]))
+    unknown = [f for f in wanted if f not in KNOWN_FEATURES]
+    if unknown:
+        _log(f"cannot start: unknown feature(s) {', '.join(unknown)}; known: {KNOWN_FEATURES}")
+        return 2
+    try:
+        token = read_token(token_file)
+    except StartupError as exc:
+        _log(f"cannot start: {exc}")
+        return 2
+    if idle_timeout <= 0:
+        _log(f"cannot start: --idle-timeout must be positive, got {idle_timeout}")
+        return 2
+
+    daemon = Daemon(state_file, token, idle_timeout, wanted)
+    try:
+        httpd = _Server(("127.0.0.1", 0), _Handler)
+    except OSError as exc:
+        _log(f"cannot start: binding 127.0.0.1 port 0 failed: {exc}")
+        return 1
+    httpd.daemon = daemon
+    daemon.port = httpd.server_address[1]
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        daemon.request_stop(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    try:
+        write_state_atomically(state_file, daemon.state())
+    except OSError as exc:
+        _log(f"cannot start: writing state file {state_file} failed: {exc}")
+        httpd.server_close()
+        return 1
+
+    loop = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True
+    )
+    loop.start()
+    _log(
+        f"listening on 127.0.0.1:{daemon.port} version {__version__} "
+        f"features {','.join(wanted)} instance {daemon.instance_id} idle-timeout {idle_timeout:g}s"
+    )
+    daemon.start_warmers()
+
+    try:
+        while daemon.stop_reason is None:
+            idle = daemon.idle_for()
+            if idle is None:
+                daemon.wait(1.0)
+            elif idle >= idle_timeout:
+                daemon.request_stop(f"idle for {idle_timeout:g} s")
+            else:
+                daemon.wait(min(idle_timeout - idle, 5.0) + 0.01)
+    finally:
+        daemon.remove_state()
+        httpd.shutdown()
+        httpd.server_close()
+        _log(f"stopped ({daemon.stop_reason or 'interrupted'})")
+    return 0

@@ -1,0 +1,264 @@
+"""ABI v1 ops of the semantic layer: the contract the Rust CLI (``ktx sl``, ``ktx demo``) uses.
+
+Registered in ``ktx_daemon.abi.OPS``. Every path in a response is absolute unless said
+otherwise; unknown payload keys are ignored; camelCase throughout.
+
+``semantic.query``
+==================
+Payload::
+
+    projectDir   str, optional   directory holding ktx.yaml (absolute; a relative one is taken
+                                 against cwd). Exactly this directory: no upward search.
+    cwd          str, optional   used when projectDir is absent: ktx.yaml is searched here and
+                                 in every parent. One of projectDir/cwd is required.
+    connectionId str|null        optional when ktx.yaml has exactly one connection
+    measures     [str]           >= 1, "source.measure"
+    dimensions   [str]           "source.column" or "source.column:day|week|month|quarter|year"
+    filters      [str]           SQL conditions over "source.column" / "source.measure"
+                                 (top-level AND parts over measures become HAVING)
+    segments     [str]           "source.segment"
+    orderBy      [str]           "field[:asc|desc]", field = a dimension or measure exactly as
+                                 written in the query; default: the dimensions, ascending
+    limit        int >= 1        default 1000 (the SQL's LIMIT / TOP)
+    execute      bool            default false
+    maxRows      int >= 1        default 1000; rows returned when executing (totalRows still
+                                 counts every row the query produced)
+    timeoutSeconds number > 0    default 60; execution is interrupted after it
+
+Lists may be omitted (empty). Result::
+
+    connectionId str             the connection used
+    dialect      str             sqlglot dialect: sqlite|postgres|duckdb|bigquery|snowflake|
+                                 mysql|tsql|clickhouse|redshift|databricks
+    sql          str             pretty-printed, in that dialect
+    headers      [str]           dimensions as written, then measures as written
+    rows         [[json]]        one array per row in header order; [] when compile-only
+    totalRows    int|null        null when compile-only (not executed), else the row count
+    plan         object:
+      strategy        "single_source" | "per_source_ctes"
+      measureSources  [{source, measures: [str], joins: [{from, to, relationship}],
+                        fanOut: bool, strategy: "direct" | "distinct_grain_keys"}]
+      where           [str]  row conditions (filters + segments) as SQL
+      having          [str]  measure conditions as written (qualified names)
+      orderBy         [{field (SQL alias), desc: bool}]
+      limit           int
+      execution       {mode: "compile_only"} or
+                      {mode: "executed", maxRows, truncated: bool, elapsedMs: number}
+
+Semantics worth knowing on the CLI side:
+
+* Time dimension values are the first day of the period as "YYYY-MM-DD" (weeks start on
+  Monday in every dialect). SQLite time columns must hold ISO-8601 text.
+* NULLs sort last in both directions, in every dialect (sqlglot emulates NULLS LAST where the
+  dialect lacks it).
+* A measure's own ``filter`` becomes ``agg(CASE WHEN filter THEN x END)``: it never filters
+  other measures. Joins are LEFT JOINs from each measure's source, so a dimension value can be
+  null (e.g. an order without customer).
+* No fan-out: ``orders.revenue`` by ``customers.segment`` is the same number with or without
+  ``order_items.quantity_total`` in the query (see :mod:`semantic_layer.compiler`). Measures of a
+  source with no row for some dimension value are null when several measure sources combine.
+* The query loads ktx.yaml and the chosen connection's source files only; any problem there
+  fails the query with ``invalid_yaml``/``invalid_project``. A loaded project is reused (daemon)
+  until one of those files changes (mtime, size or inode).
+
+``semantic.validate``
+=====================
+Payload: ``{projectDir | cwd}`` as above. Result::
+
+    ok          bool    true when errors is empty
+    projectDir  str
+    connections int     connections declared without error
+    sources     int     source files found (semantic-layer/<connection-id>/*.yaml)
+    errors      [{file: str (relative to projectDir, "/" separators), key: str (e.g.
+                 "measures[1].expr"; "" for the whole file), line: int|null (1-based),
+                 message: str}]
+
+Only a missing ktx.yaml (``project_not_found``) or a bad payload is an ``ok: false`` ABI
+response; a broken project is a successful validate with ``ok: false``.
+
+``demo.scaffold``
+=================
+Payload: ``{dir: str}`` (absolute; created with parents if missing). Result::
+
+    dir      str     absolute
+    files    [str]   every demo file, relative to dir: ktx.yaml,
+                     semantic-layer/warehouse/{customers,orders,order_items}.yaml, warehouse.db
+    created  [str]   files written by this call
+    kept     [str]   files that already existed (a re-run on an earlier demo keeps them)
+    queries  [str]   three `ktx sl query ...` command lines; the last uses --execute
+
+A non-empty directory whose ktx.yaml does not start with the demo marker line is refused.
+
+Error codes (``abi.OpError.code``; ``details`` in brackets)
+=========================================================
+invalid_payload       a payload field has the wrong type or is missing [field]
+project_not_found     no ktx.yaml where asked [projectDir | start]
+invalid_yaml          query only: a project file is not valid YAML; the message has file:line
+                      [errors: the validate-shaped error list]
+invalid_project       query only: the project (ktx.yaml or the connection's sources) has
+                      errors; the message lists them [errors]
+unknown_connection    connectionId not in ktx.yaml [connectionId, known]
+ambiguous_connection  connectionId omitted but several connections exist [connections]
+unknown_measure       [name, suggestions (closest "source.measure" names), connectionId]
+unknown_dimension     [name, suggestions, connectionId]
+unknown_segment       [name, suggestions, connectionId]
+invalid_query         well-typed but meaningless query: no measure, duplicate, bad
+                      granularity, granularity on a non-time column, orderBy not in the query
+invalid_filter        a filter is not a single condition over known qualified columns (several
+                      statements, a subquery, an unknown or unqualified column, an aggregate,
+                      measures and columns mixed in one AND part) [filter, suggestions?]
+ambiguous_join        several shortest join paths [from, to, paths]
+no_join_path          sources not connected by joins [from, to]
+missing_grain         a measure source is fanned out by a one_to_many join and declares no
+                      grain to deduplicate on [source, file]
+no_executor           execute on a driver other than sqlite [driver, connectionId]
+execution_error       the database is missing or refused the query [path, sql?]
+execution_timeout     execution exceeded timeoutSeconds [path, timeoutSeconds]
+demo_dir_not_empty    demo.scaffold target is not empty and not an earlier demo [dir]
+io_error              demo.scaffold could not write [dir]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ktx_daemon.abi import OpError
+from semantic_layer.errors import SemanticError
+
+
+def _op_error(exc: SemanticError) -> OpError:
+    return OpError(exc.code, exc.message, exc.details)
+
+
+def _str_list(payload: dict[str, Any], key: str) -> list[str]:
+    value = payload.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise OpError("invalid_payload", f"{key!r} must be a list of strings", {"field": key})
+    return value
+
+
+def _int(payload: dict[str, Any], key: str, default: int) -> int:
+    value = payload.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OpError("invalid_payload", f"{key!r} must be an integer >= 1", {"field": key})
+    return value
+
+
+def query(payload: dict[str, Any]) -> dict[str, Any]:
+    """``semantic.query``: compile (and optionally execute) a semantic query."""
+    try:
+        return _query(payload)
+    except SemanticError as exc:
+        raise _op_error(exc) from None
+
+
+def _query(payload: dict[str, Any]) -> dict[str, Any]:
+    from semantic_layer.compiler import QueryRequest, compile_query
+    from semantic_layer.project import load_project_cached, project_root_from_payload
+
+    req = QueryRequest(
+        measures=_str_list(payload, "measures"),
+        dimensions=_str_list(payload, "dimensions"),
+        filters=_str_list(payload, "filters"),
+        segments=_str_list(payload, "segments"),
+        order_by=_str_list(payload, "orderBy"),
+        limit=_int(payload, "limit", 1000),
+    )
+    execute = payload.get("execute", False)
+    if not isinstance(execute, bool):
+        raise OpError("invalid_payload", "'execute' must be a boolean", {"field": "execute"})
+    max_rows = _int(payload, "maxRows", 1000)
+    timeout = payload.get("timeoutSeconds", 60.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise OpError(
+            "invalid_payload", "'timeoutSeconds' must be > 0", {"field": "timeoutSeconds"}
+        )
+    connection_id = payload.get("connectionId")
+    if connection_id is not None and not isinstance(connection_id, str):
+        raise OpError(
+            "invalid_payload", "'connectionId' must be a string", {"field": "connectionId"}
+        )
+
+    root = project_root_from_payload(payload)
+    settings = load_project_cached(root, load_sources=False)
+    if settings.issues:
+        _raise_issues(settings)
+    conn = settings.connection(connection_id)
+    project = load_project_cached(root, only_connection=conn.id)
+    if project.issues:
+        _raise_issues(project)
+
+    compiled = compile_query(project, conn, req)
+    result: dict[str, Any] = {
+        "connectionId": conn.id,
+        "dialect": compiled.dialect,
+        "sql": compiled.sql,
+        "headers": compiled.headers,
+        "rows": [],
+        "totalRows": None,
+        "plan": compiled.plan,
+    }
+    if not execute:
+        compiled.plan["execution"] = {"mode": "compile_only"}
+        return result
+    from semantic_layer.execute import execute as run
+
+    outcome = run(conn, compiled.sql, max_rows=max_rows, timeout=float(timeout))
+    result["rows"] = outcome.rows
+    result["totalRows"] = outcome.total_rows
+    compiled.plan["execution"] = {
+        "mode": "executed",
+        "maxRows": max_rows,
+        "truncated": outcome.truncated,
+        "elapsedMs": outcome.elapsed_ms,
+    }
+    return result
+
+
+def _raise_issues(project: Any) -> None:
+    issues = project.issues
+    syntax = any(i.syntax for i in issues)
+    shown = "\n".join(f"  {i.render()}" for i in issues[:20])
+    more = f"\n  ... and {len(issues) - 20} more" if len(issues) > 20 else ""
+    head = "invalid YAML in" if syntax else f"{len(issues)} problem(s) in"
+    raise SemanticError(
+        "invalid_yaml" if syntax else "invalid_project",
+        f"{head} project {project.root}:\n{shown}{more}\nrun `ktx sl validate` for the full list",
+        {"errors": [i.to_json() for i in issues], "projectDir": str(project.root)},
+    )
+
+
+def validate(payload: dict[str, Any]) -> dict[str, Any]:
+    """``semantic.validate``: check every connection and source file."""
+    from semantic_layer.project import load_project, project_root_from_payload
+
+    try:
+        root = project_root_from_payload(payload)
+    except SemanticError as exc:
+        raise _op_error(exc) from None
+    project = load_project(root)
+    return {
+        "ok": not project.issues,
+        "projectDir": str(root),
+        "connections": len(project.connections),
+        "sources": project.source_files,
+        "errors": [i.to_json() for i in project.issues],
+    }
+
+
+def scaffold(payload: dict[str, Any]) -> dict[str, Any]:
+    """``demo.scaffold``: write the demo project into ``dir``."""
+    from semantic_layer.demo import scaffold as build
+
+    directory = payload.get("dir")
+    if not isinstance(directory, str) or not directory:
+        raise OpError("invalid_payload", "'dir' must be a non-empty path string", {"field": "dir"})
+    try:
+        return build(Path(directory))
+    except SemanticError as exc:
+        raise _op_error(exc) from None

@@ -1,0 +1,181 @@
+"""sqlglot helpers: parse user SQL fragments and refuse anything but plain expressions.
+
+Every SQL fragment a user writes (column ``expr``, measure ``expr`` and ``filter``, segment and
+join ``on`` expressions, query filters) goes through :func:`parse_fragment` then
+:func:`check_nodes`, which walks the tree against an allow-list: columns, literals, operators,
+predicates, CASE, CAST and scalar functions. Statements, subqueries, ``*`` outside ``count(*)``,
+window functions, table functions and parameters are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+#: Scalar functions refused even though they are not statements (file or extension access).
+DENIED_FUNCTIONS = frozenset(
+    {
+        "load_extension",
+        "readfile",
+        "writefile",
+        "edit",
+        "fts3_tokenizer",
+        "sqlite_compileoption_get",
+    }
+)
+
+_ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
+    exp.Column,
+    exp.Identifier,
+    exp.Literal,
+    exp.Boolean,
+    exp.Null,
+    exp.Predicate,
+    exp.Connector,
+    exp.Binary,
+    exp.Unary,
+    exp.Cast,
+    exp.DataType,
+    exp.DataTypeParam,
+    exp.Interval,
+    exp.Var,
+    exp.Tuple,
+    exp.Bracket,
+)
+
+_REFUSED_NODES: tuple[type[exp.Expression], ...] = (
+    exp.Query,
+    exp.Subquery,
+    exp.UDTF,
+    exp.Window,
+    exp.Placeholder,
+    exp.Parameter,
+    exp.Alias,
+    exp.Table,
+)
+
+
+class ExprError(Exception):
+    """A SQL fragment was refused; the message says why in user terms."""
+
+
+def parse_fragment(text: object, dialect: str) -> exp.Expression:
+    """Parse ``text`` as exactly one SQL expression in ``dialect``."""
+    if not isinstance(text, str) or not text.strip():
+        raise ExprError("expected a non-empty SQL expression string")
+    try:
+        statements = sqlglot.parse(text, read=dialect)
+    except (ParseError, TokenError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ExprError(f"cannot parse {text!r}: {first}") from None
+    statements = [s for s in statements if s is not None]
+    if len(statements) != 1 or ";" in _tokens_semicolons(text, dialect):
+        raise ExprError(f"{text!r} must be a single SQL expression (no ';', no statements)")
+    tree = statements[0]
+    # Comments would be carried into the generated SQL: user text never reaches it verbatim.
+    for node in tree.walk():
+        node.comments = None
+    return tree
+
+
+def _tokens_semicolons(text: str, dialect: str) -> list[str]:
+    from sqlglot.dialects.dialect import Dialect
+    from sqlglot.tokens import TokenType
+
+    tokens = Dialect.get_or_raise(dialect).tokenize(text)
+    return [";" for t in tokens if t.token_type == TokenType.SEMICOLON]
+
+
+def _function_name(node: exp.Expression) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    return node.sql_name().lower()
+
+
+def check_nodes(tree: exp.Expression, text: str, *, aggregates: bool) -> None:
+    """Refuse any node outside the allow-list; ``aggregates`` allows aggregate functions."""
+    for node in tree.walk():
+        if isinstance(node, _REFUSED_NODES):
+            what = "a subquery" if isinstance(node, (exp.Query, exp.Subquery)) else node.key
+            raise ExprError(f"{text!r} contains {what}, which is not allowed here")
+        if isinstance(node, exp.Star):
+            parent = node.parent
+            if aggregates and isinstance(parent, exp.Count) and parent.this is node:
+                continue
+            raise ExprError(f"{text!r}: '*' is only allowed as count(*) in a measure")
+        if isinstance(node, exp.Distinct):
+            if aggregates and isinstance(node.parent, exp.AggFunc):
+                continue
+            raise ExprError(f"{text!r}: DISTINCT is only allowed inside an aggregate of a measure")
+        if isinstance(node, exp.AggFunc):
+            if not aggregates:
+                raise ExprError(
+                    f"{text!r} uses the aggregate {_function_name(node)}(); aggregates belong "
+                    "in measures (a query filter over a measure becomes HAVING)"
+                )
+            continue
+        if isinstance(node, exp.Func):
+            if _function_name(node) in DENIED_FUNCTIONS:
+                raise ExprError(f"{text!r}: function {_function_name(node)}() is not allowed")
+            continue
+        if isinstance(node, _ALLOWED_NODES):
+            continue
+        raise ExprError(f"{text!r} contains {node.key!r}, which is not allowed in an expression")
+
+
+def check_measure_shape(tree: exp.Expression, text: str) -> None:
+    """A measure aggregates: at least one aggregate, no nesting, no column outside one."""
+    aggs = list(tree.find_all(exp.AggFunc))
+    if not aggs:
+        raise ExprError(f"{text!r} must aggregate, e.g. sum(amount) or count(*)")
+    for agg in aggs:
+        if agg.find_ancestor(exp.AggFunc) is not None:
+            raise ExprError(f"{text!r} nests aggregates, which SQL does not allow")
+    for col in tree.find_all(exp.Column):
+        if col.find_ancestor(exp.AggFunc) is None:
+            raise ExprError(
+                f"{text!r} uses column {col.sql()!r} outside an aggregate; wrap it, e.g. max(...)"
+            )
+
+
+def is_boolean_shape(tree: exp.Expression) -> bool:
+    """True if ``tree`` is syntactically a condition (comparison, AND/OR/NOT, IN, LIKE...)."""
+    while isinstance(tree, exp.Paren):
+        tree = tree.this
+    return isinstance(tree, (exp.Predicate, exp.Connector, exp.Not, exp.Boolean))
+
+
+def needs_parens(node: exp.Expression) -> bool:
+    """Whether substituting ``node`` into a larger expression needs parentheses."""
+    return not isinstance(
+        node, (exp.Column, exp.Literal, exp.Func, exp.Paren, exp.Identifier, exp.Boolean, exp.Null)
+    )
+
+
+def wrap(node: exp.Expression) -> exp.Expression:
+    """``node`` in parentheses if it is compound."""
+    return exp.Paren(this=node) if needs_parens(node) else node
+
+
+def map_columns(tree: exp.Expression, fn: Callable[[exp.Column], exp.Expression]) -> exp.Expression:
+    """A copy of ``tree`` with every column replaced by ``fn(column)``."""
+
+    def visit(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column):
+            return fn(node)
+        return node
+
+    return tree.transform(visit)
+
+
+def conjuncts(tree: exp.Expression) -> list[exp.Expression]:
+    """Split a condition on its top-level ANDs."""
+    inner = tree
+    while isinstance(inner, exp.Paren) and isinstance(inner.this, exp.And):
+        inner = inner.this
+    if isinstance(inner, exp.And):
+        return [*conjuncts(inner.left), *conjuncts(inner.right)]
+    return [tree]

@@ -1,0 +1,352 @@
+//! `cargo xtask pack-npm`: builds `ktx` in release mode and assembles the one npm tarball
+//! (`dist/npm/<scope>-<name>-<version>.tgz`) with its `.sha256`, the wheel in `dist/python/`,
+//! and `dist/manifest.json`. Nothing reaches dist/ unless every artifact could be built.
+
+use crate::dist_manifest::{Artifact, DistManifest};
+use crate::npm_tarball::{self, Entry};
+use crate::ordered_json::Object;
+use crate::wheel::{self, BuiltWheel};
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Flags of `pack-npm`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Use this ktx binary for the host platform instead of `cargo build --release -p ktx`.
+    #[arg(long, value_name = "PATH")]
+    pub native: Option<PathBuf>,
+    /// Write the artifacts into this directory instead of `<root>/dist`.
+    #[arg(long, value_name = "DIR")]
+    pub dist: Option<PathBuf>,
+    /// Pack this project root instead of this checkout (tests pack edited copies; needs --native).
+    #[arg(long, value_name = "DIR", hide = true, requires = "native")]
+    pub root: Option<PathBuf>,
+}
+
+/// What goes into a pack.
+#[derive(Debug, Clone)]
+pub struct PackInputs {
+    /// Repository root (Cargo.toml, release-policy.json, npm-package/, python-runtime/).
+    pub root: PathBuf,
+    /// Output directory (normally `<root>/dist`).
+    pub dist: PathBuf,
+    /// Native binaries: (npm platform-arch like `linux-x64`, path of the built `ktx`).
+    pub native: Vec<(String, PathBuf)>,
+    /// SOURCE_DATE_EPOCH for the wheel.
+    pub epoch: Option<u64>,
+}
+
+/// What a pack wrote.
+#[derive(Debug, Clone)]
+pub struct Packed {
+    /// Absolute path of the tarball.
+    pub tgz: PathBuf,
+    /// The dist manifest written last.
+    pub manifest: DistManifest,
+}
+
+/// Builds `ktx` (release) and packs into `<root>/dist`.
+pub fn run(args: &Args) -> Result<()> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let root = args
+        .root
+        .as_ref()
+        .map(|r| cwd.join(r))
+        .unwrap_or_else(crate::project_root);
+    let binary = match &args.native {
+        Some(p) => std::env::current_dir()
+            .map(|c| c.join(p))
+            .unwrap_or(p.clone()),
+        None => build_release_binary(&root)?,
+    };
+    let started = std::time::Instant::now();
+    let packed = pack(&PackInputs {
+        root: root.clone(),
+        dist: args
+            .dist
+            .as_ref()
+            .map(|d| cwd.join(d))
+            .unwrap_or_else(|| root.join("dist")),
+        native: vec![(host_npm_target()?, binary)],
+        epoch: wheel::source_date_epoch_from_env()?,
+    })?;
+    print_packed(&packed);
+    println!(
+        "packed in {:.2?} (excluding the cargo build)",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// Prints what a pack wrote.
+pub fn print_packed(p: &Packed) {
+    for a in &p.manifest.artifacts {
+        println!(
+            "{:<6} {} ({} bytes, sha256 {})",
+            a.kind, a.path, a.bytes, a.sha256
+        );
+    }
+}
+
+/// `cargo build --release -p ktx`; returns the binary's path.
+pub fn build_release_binary(root: &Path) -> Result<PathBuf> {
+    let status = Command::new(crate::cargo())
+        .args(["build", "--release", "-p", "ktx"])
+        .current_dir(root)
+        .status()
+        .context("cannot run `cargo build --release -p ktx`")?;
+    if !status.success() {
+        bail!("`cargo build --release -p ktx` failed ({status}); fix the build and retry");
+    }
+    let exe = format!("ktx{}", std::env::consts::EXE_SUFFIX);
+    Ok(crate::target_dir(root).join("release").join(exe))
+}
+
+/// npm's `<process.platform>-<process.arch>` for this host (what the launcher looks for).
+pub fn host_npm_target() -> Result<String> {
+    let os = match std::env::consts::OS {
+        "linux" => "linux",
+        "macos" => "darwin",
+        "windows" => "win32",
+        other => bail!("no npm platform name for host OS `{other}`"),
+    };
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => bail!("no npm arch name for host architecture `{other}`"),
+    };
+    Ok(format!("{os}-{arch}"))
+}
+
+/// The npm package name: `npm.packages[0]` of release-policy.json.
+pub fn npm_package_name(root: &Path) -> Result<String> {
+    let path = root.join("release-policy.json");
+    let v: serde_json::Value = serde_json::from_str(&crate::fsx::read_to_string(&path)?)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    v.pointer("/npm/packages/0")
+        .and_then(|n| n.as_str())
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .with_context(|| {
+            format!(
+                "{}: key `npm.packages[0]` must be the npm package name",
+                path.display()
+            )
+        })
+}
+
+/// Files under `dir` as (`/`-separated relative path, absolute path), sorted.
+fn files_under(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for e in entries {
+        let e = e.with_context(|| format!("cannot list {}", dir.display()))?;
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            bail!("{}: file name is not UTF-8; rename it", e.path().display());
+        };
+        let r = format!("{rel}/{name}");
+        if e.path().is_dir() {
+            files_under(&e.path(), &r, out)?;
+        } else {
+            out.push((r, e.path()));
+        }
+    }
+    Ok(())
+}
+
+/// Assembles the package's entries and its stamped package.json.
+fn entries(inputs: &PackInputs, name: &str, wheel: &BuiltWheel) -> Result<Vec<Entry>> {
+    let root = &inputs.root;
+    let npm_dir = root.join("npm-package");
+    let pj_path = npm_dir.join("package.json");
+    let mut pj = Object::parse(&crate::fsx::read_to_string(&pj_path)?, &pj_path)?;
+    let bins: Vec<String> = match pj.get("bin") {
+        Some(serde_json::Value::Object(m)) => m
+            .values()
+            .map(|v| v.as_str().map(|s| s.trim_start_matches("./").to_string()))
+            .collect::<Option<Vec<_>>>()
+            .with_context(|| format!("{}: key `bin` must map names to paths", pj_path.display()))?,
+        _ => bail!(
+            "{}: key `bin` must be an object like {{\"ktx\": \"bin/ktx.js\"}}",
+            pj_path.display()
+        ),
+    };
+
+    let mut out = Vec::new();
+    let mut bin_files = Vec::new();
+    files_under(&npm_dir.join("bin"), "bin", &mut bin_files)?;
+    for (rel, path) in bin_files {
+        let executable = bins.contains(&rel);
+        out.push(Entry {
+            data: crate::fsx::read(&path)?,
+            path: rel,
+            executable,
+        });
+    }
+    for b in &bins {
+        if !out.iter().any(|e| &e.path == b) {
+            bail!(
+                "{}: `bin` names {b}, which is not in npm-package/",
+                pj_path.display()
+            );
+        }
+    }
+    out.push(Entry {
+        path: "README.md".into(),
+        data: crate::fsx::read(&npm_dir.join("README.md"))?,
+        executable: false,
+    });
+    out.push(Entry {
+        path: "LICENSE".into(),
+        data: crate::fsx::read(&root.join("LICENSE"))?,
+        executable: false,
+    });
+
+    let mut native_meta = serde_json::Map::new();
+    if inputs.native.is_empty() {
+        bail!("no native binary to pack");
+    }
+    for (target, path) in &inputs.native {
+        let data = std::fs::read(path).with_context(|| {
+            format!(
+                "native ktx binary for {target} not found at {}; build it with \
+                 `cargo build --release -p ktx` (pack-npm does this unless --native is given)",
+                path.display()
+            )
+        })?;
+        let rel = format!(
+            "native/{target}/ktx{}",
+            if target.starts_with("win32") {
+                ".exe"
+            } else {
+                ""
+            }
+        );
+        native_meta.insert(
+            target.clone(),
+            json!({"path": rel, "sha256": crate::fsx::sha256_hex(&data)}),
+        );
+        out.push(Entry {
+            path: rel,
+            data,
+            executable: true,
+        });
+    }
+    out.push(Entry {
+        path: format!("python/{}", wheel.file_name),
+        data: wheel.bytes.clone(),
+        executable: false,
+    });
+    out.push(Entry {
+        path: "python/manifest.json".into(),
+        data: wheel::asset_manifest(wheel)?,
+        executable: false,
+    });
+
+    pj.set("name", json!(name));
+    pj.set("version", json!(wheel.versions.semver));
+    pj.set(
+        "ktx",
+        json!({
+            "schemaVersion": 1,
+            "native": native_meta,
+            "python": {"manifest": "python/manifest.json", "wheel": format!("python/{}", wheel.file_name), "sha256": wheel.sha256},
+        }),
+    );
+    check_files_field(&pj, &pj_path, &out)?;
+    out.push(Entry {
+        path: "package.json".into(),
+        data: pj.to_pretty()?,
+        executable: false,
+    });
+    Ok(out)
+}
+
+/// Checks that package.json's `files` (if any) covers every entry, so `npm pack` of the same
+/// tree would ship the same files.
+fn check_files_field(pj: &Object, path: &Path, entries: &[Entry]) -> Result<()> {
+    let Some(files) = pj.get("files") else {
+        return Ok(());
+    };
+    let patterns: Vec<String> = files
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .map(|v| v.as_str().map(|s| s.trim_end_matches('/').to_string()))
+                .collect()
+        })
+        .with_context(|| {
+            format!(
+                "{}: key `files` must be an array of strings",
+                path.display()
+            )
+        })?;
+    for e in entries {
+        let covered = ["README.md", "LICENSE", "package.json"].contains(&e.path.as_str())
+            || patterns
+                .iter()
+                .any(|p| e.path == *p || e.path.starts_with(&format!("{p}/")));
+        if !covered {
+            bail!(
+                "{}: key `files` does not include `{}`; add it",
+                path.display(),
+                e.path
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Builds every artifact in memory, then writes them into `inputs.dist` (temp files + renames,
+/// dist/manifest.json last). On any error nothing new is left in dist/.
+pub fn pack(inputs: &PackInputs) -> Result<Packed> {
+    let name = npm_package_name(&inputs.root)?;
+    let wheel = wheel::build(&inputs.root, inputs.epoch)?;
+    let tgz_bytes = npm_tarball::build(entries(inputs, &name, &wheel)?)?;
+    let tgz_name = npm_tarball::tarball_name(&name, &wheel.versions.semver);
+    let dist = &inputs.dist;
+    let tgz = dist.join("npm").join(&tgz_name);
+    let tgz_rel = format!("npm/{tgz_name}");
+    let whl_rel = format!("python/{}", wheel.file_name);
+    let manifest = DistManifest {
+        schema_version: 1,
+        version: wheel.versions.semver.clone(),
+        pep440_version: wheel.versions.pep440.clone(),
+        artifacts: vec![
+            Artifact::new("npm", &name, &tgz_rel, &tgz_bytes),
+            Artifact::new("wheel", &wheel.dist_name, &whl_rel, &wheel.bytes),
+        ],
+    };
+    let sha_line = format!("{}  {tgz_name}\n", crate::fsx::sha256_hex(&tgz_bytes));
+    let mut files = wheel::asset_dir_files(&wheel, &dist.join("python"))?;
+    files.push((tgz.clone(), tgz_bytes));
+    files.push((
+        dist.join("npm").join(format!("{tgz_name}.sha256")),
+        sha_line.into_bytes(),
+    ));
+    files.push((dist.join("manifest.json"), manifest.to_bytes()?));
+    // Leftovers of an interrupted earlier run (temp files are `.<name>.tmp-<pid>`, pid gone).
+    for dir in [dist.clone(), dist.join("npm"), dist.join("python")] {
+        crate::fsx::remove_stale(&dir, |n| {
+            let pid = n.rsplit_once(".tmp-").map(|(_, pid)| pid).unwrap_or("");
+            n.starts_with('.') && !pid.is_empty() && !Path::new("/proc").join(pid).exists()
+        })?;
+    }
+    crate::fsx::write_all_atomic(&files)?;
+    wheel::remove_stale_wheels(&wheel, &dist.join("python"))?;
+    let prefix = tgz_name
+        .trim_end_matches(&format!("{}.tgz", wheel.versions.semver))
+        .to_string();
+    crate::fsx::remove_stale(&dist.join("npm"), |n| {
+        n.starts_with(&prefix)
+            && (n.ends_with(".tgz") || n.ends_with(".tgz.sha256"))
+            && n != tgz_name
+            && *n != format!("{tgz_name}.sha256")
+    })?;
+    Ok(Packed { tgz, manifest })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,289 @@
+//! The npm client as the release commands use it: bounded subprocesses, `--registry` on every
+//! call when one is given, and `npm view` answers read fail-closed.
+
+use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Output of a finished, bounded subprocess.
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
+    /// Captured stdout (at most [`MAX_CAPTURE`] bytes).
+    pub stdout: String,
+    /// Captured stderr (at most [`MAX_CAPTURE`] bytes).
+    pub stderr: String,
+}
+
+/// Bytes of stdout/stderr kept per stream.
+pub const MAX_CAPTURE: usize = 4 << 20;
+
+impl Finished {
+    /// True when the process exited with status 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The last lines of stderr, for error messages.
+    pub fn stderr_tail(&self) -> String {
+        tail(&self.stderr, 15)
+    }
+}
+
+/// The last `n` lines of `text`, indented for an error message.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..]
+        .iter()
+        .map(|l| format!("    {l}\n"))
+        .collect()
+}
+
+/// Runs `cmd` with stdin null, captured (bounded) output and a time limit; a child that outlives
+/// `timeout` is killed and reported as an error naming `what`.
+pub fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Result<Finished> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {what}"))?;
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(p) = pipe {
+                let _ = p.take(MAX_CAPTURE as u64).read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let start = Instant::now();
+    let status = loop {
+        match child
+            .try_wait()
+            .with_context(|| format!("cannot wait for {what}"))?
+        {
+            Some(status) => break status,
+            None if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "{what} did not finish within {}s and was killed",
+                    timeout.as_secs()
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    Ok(Finished {
+        code: status.code(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// What the registry says about `NAME@VERSION`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// `npm view` answered E404: not published.
+    Absent,
+    /// Published, with this `dist.integrity`.
+    Present {
+        /// The registry's `dist.integrity` (`sha512-...`).
+        integrity: String,
+    },
+}
+
+/// An npm client bound to one registry (or npm's configured default).
+#[derive(Debug, Clone)]
+pub struct Npm {
+    program: PathBuf,
+    registry: Option<String>,
+}
+
+impl Npm {
+    /// `npm` from PATH (or `$KTX_NPM`), passing `--registry URL` on every call when given.
+    pub fn new(registry: Option<String>) -> Npm {
+        let program = std::env::var_os("KTX_NPM")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("npm"));
+        Npm { program, registry }
+    }
+
+    /// The registry passed to every call, if any.
+    pub fn registry(&self) -> Option<&str> {
+        self.registry.as_deref()
+    }
+
+    /// Runs `npm <args> [--registry URL]`, bounded by `timeout`.
+    pub fn run(&self, args: &[OsString], timeout: Duration) -> Result<Finished> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(args);
+        if let Some(r) = &self.registry {
+            cmd.arg("--registry").arg(r);
+        }
+        let shown = self.display(args);
+        run_bounded(cmd, &format!("`{shown}`"), timeout)
+            .map_err(|e| anyhow::anyhow!("{e:#}\nIs npm installed and on PATH (or set KTX_NPM)?"))
+    }
+
+    /// The command line as it is run, for messages.
+    pub fn display(&self, args: &[OsString]) -> String {
+        let mut s = format!("{}", self.program.display());
+        for a in args {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        if let Some(r) = &self.registry {
+            s.push_str(" --registry ");
+            s.push_str(r);
+        }
+        s
+    }
+
+    /// `npm view NAME@VERSION version --json`: exit 0 with that version = published (then its
+    /// `dist.integrity` is fetched); E404 = absent; anything else is an error (fail closed).
+    pub fn published(&self, name: &str, version: &str) -> Result<Published> {
+        let spec = format!("{name}@{version}");
+        let args = os(&["view", &spec, "version", "--json"]);
+        let out = self.run(&args, Duration::from_secs(120))?;
+        let shown = self.display(&args);
+        if !out.success() {
+            if npm_error_code(&out).as_deref() == Some("E404") {
+                return Ok(Published::Absent);
+            }
+            bail!(
+                "`{shown}` failed (exit {:?}) with something other than E404; refusing to go on \
+                 (fail closed). Check the registry URL, network and credentials.\n{}",
+                out.code,
+                out.stderr_tail()
+            );
+        }
+        let answered: serde_json::Value =
+            serde_json::from_str(out.stdout.trim()).with_context(|| {
+                format!(
+                    "`{shown}` exited 0 but did not print JSON: {:?}",
+                    out.stdout.trim()
+                )
+            })?;
+        if answered.as_str() != Some(version) {
+            bail!(
+                "`{shown}` exited 0 but answered {answered} instead of \"{version}\"; refusing to \
+                 go on (fail closed)"
+            );
+        }
+        let integrity = self.view_string(&spec, "dist.integrity")?;
+        Ok(Published::Present { integrity })
+    }
+
+    /// `npm view SPEC FIELD --json`, which must answer one JSON string.
+    pub fn view_string(&self, spec: &str, field: &str) -> Result<String> {
+        let args = os(&["view", spec, field, "--json"]);
+        let out = self.run(&args, Duration::from_secs(120))?;
+        let shown = self.display(&args);
+        if !out.success() {
+            bail!(
+                "`{shown}` failed (exit {:?})\n{}",
+                out.code,
+                out.stderr_tail()
+            );
+        }
+        let v: serde_json::Value = serde_json::from_str(out.stdout.trim())
+            .with_context(|| format!("`{shown}` did not print JSON: {:?}", out.stdout.trim()))?;
+        v.as_str()
+            .map(str::to_string)
+            .with_context(|| format!("`{shown}` answered {v}, not a string"))
+    }
+
+    /// `npm view NAME dist-tags --json` as a map of tag -> version.
+    pub fn dist_tags(&self, name: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let args = os(&["view", name, "dist-tags", "--json"]);
+        let out = self.run(&args, Duration::from_secs(120))?;
+        let shown = self.display(&args);
+        if !out.success() {
+            bail!(
+                "`{shown}` failed (exit {:?})\n{}",
+                out.code,
+                out.stderr_tail()
+            );
+        }
+        let v: serde_json::Value = serde_json::from_str(out.stdout.trim())
+            .with_context(|| format!("`{shown}` did not print JSON: {:?}", out.stdout.trim()))?;
+        match v {
+            serde_json::Value::Object(map) => Ok(map),
+            other => bail!("`{shown}` answered {other}, not an object"),
+        }
+    }
+}
+
+/// The `error.code` npm prints as JSON on stdout with `--json` (e.g. `E404`), else the
+/// `npm error code X` line on stderr.
+fn npm_error_code(out: &Finished) -> Option<String> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(out.stdout.trim()) {
+        if let Some(code) = v.pointer("/error/code").and_then(|c| c.as_str()) {
+            return Some(code.to_string());
+        }
+    }
+    out.stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("npm error code ")
+                .or_else(|| l.trim().strip_prefix("npm ERR! code "))
+        })
+        .map(|c| c.trim().to_string())
+}
+
+/// `&[&str]` -> `Vec<OsString>`.
+pub fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_code_from_json_or_stderr() {
+        let f = |stdout: &str, stderr: &str| Finished {
+            code: Some(1),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        };
+        assert_eq!(
+            npm_error_code(&f(r#"{"error":{"code":"E404","summary":"x"}}"#, "")).as_deref(),
+            Some("E404")
+        );
+        assert_eq!(
+            npm_error_code(&f("", "npm error code ECONNREFUSED\n")).as_deref(),
+            Some("ECONNREFUSED")
+        );
+        assert_eq!(npm_error_code(&f("", "boom")), None);
+    }
+
+    #[test]
+    fn bounded_run_kills_on_timeout() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("5");
+        let err = run_bounded(cmd, "sleep", Duration::from_millis(200)).unwrap_err();
+        assert!(format!("{err}").contains("killed"), "{err}");
+    }
+}

@@ -1,0 +1,345 @@
+//! `cargo xtask stamp-version <semver> [--check]`: the version everywhere it lives.
+//!
+//! Places: `Cargo.toml` (`[workspace.package] version`, the source of truth),
+//! `npm-package/package.json` (`version`), `python-runtime/src/ktx_daemon/_version.py`
+//! (`__version__`, PEP 440) and `Cargo.lock` (the workspace members that inherit the version).
+
+use crate::ordered_json;
+use crate::version;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Flags of `stamp-version`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The SemVer to write (must map to PEP 440); with --check, the version to expect.
+    pub version: Option<String>,
+    /// Write nothing; fail naming each place that disagrees (with Cargo.toml, or with VERSION).
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Writes or checks the version.
+pub fn run(args: &Args) -> Result<()> {
+    let root = crate::project_root();
+    if args.check {
+        let expected = match &args.version {
+            Some(v) => v.clone(),
+            None => version::workspace_version(&root)?,
+        };
+        check(&root, &expected)?;
+        println!("version {expected} agrees in every place");
+        return Ok(());
+    }
+    let Some(semver) = &args.version else {
+        bail!("usage: cargo xtask stamp-version <semver> [--check] (or --check alone)");
+    };
+    stamp(&root, semver)?;
+    refresh_lock(&root)?;
+    check(&root, semver)?;
+    println!(
+        "stamped {semver} (PEP 440 {})",
+        version::semver_to_pep440(semver)?
+    );
+    Ok(())
+}
+
+/// The Cargo.toml path.
+fn cargo_toml(root: &Path) -> PathBuf {
+    root.join("Cargo.toml")
+}
+/// The npm package template.
+fn package_json(root: &Path) -> PathBuf {
+    root.join("npm-package/package.json")
+}
+/// The Python package's version module.
+fn version_py(root: &Path) -> PathBuf {
+    root.join("python-runtime/src/ktx_daemon/_version.py")
+}
+
+/// The `_version.py` text for a PEP 440 version.
+fn version_py_text(pep440: &str) -> String {
+    format!(
+        "\"\"\"Package version, written by `cargo xtask stamp-version`; do not edit by hand.\"\"\"\n\n\
+         __version__ = \"{pep440}\"\n"
+    )
+}
+
+/// Returns Cargo.toml's text with `[workspace.package] version` set to `semver`.
+fn set_cargo_version(text: &str, path: &Path, semver: &str) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut in_section = false;
+    let mut done = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_section = trimmed.trim_end() == "[workspace.package]";
+        } else if in_section && !done {
+            if let Some(rest) = trimmed.strip_prefix("version") {
+                if rest.trim_start().starts_with('=') {
+                    let (Some(a), Some(b)) = (line.find('"'), line.rfind('"')) else {
+                        bail!(
+                            "{}: `workspace.package.version` is not a \"quoted\" string",
+                            path.display()
+                        );
+                    };
+                    if a == b {
+                        bail!(
+                            "{}: `workspace.package.version` is not a \"quoted\" string",
+                            path.display()
+                        );
+                    }
+                    out.push_str(&line[..=a]);
+                    out.push_str(semver);
+                    out.push_str(&line[b..]);
+                    done = true;
+                    continue;
+                }
+            }
+        }
+        out.push_str(line);
+    }
+    if !done {
+        bail!(
+            "{}: no `version = \"...\"` line under [workspace.package]; add one",
+            path.display()
+        );
+    }
+    Ok(out)
+}
+
+/// Writes `semver` to Cargo.toml, package.json and _version.py (each via temp file + rename),
+/// after checking it maps to PEP 440. Does not touch Cargo.lock (see [`refresh_lock`]).
+pub fn stamp(root: &Path, semver: &str) -> Result<()> {
+    version::check_mappable(semver)?;
+    let pep440 = version::semver_to_pep440(semver)?;
+    let cargo = cargo_toml(root);
+    let cargo_text = set_cargo_version(&crate::fsx::read_to_string(&cargo)?, &cargo, semver)?;
+    let pj = package_json(root);
+    let mut obj = ordered_json::Object::parse(&crate::fsx::read_to_string(&pj)?, &pj)?;
+    obj.set("version", serde_json::Value::String(semver.to_string()));
+    crate::fsx::write_all_atomic(&[
+        (cargo, cargo_text.into_bytes()),
+        (pj, obj.to_pretty()?),
+        (version_py(root), version_py_text(&pep440).into_bytes()),
+    ])
+}
+
+/// Updates the workspace members' entries in Cargo.lock (`cargo update --workspace --offline`).
+pub fn refresh_lock(root: &Path) -> Result<()> {
+    let status = Command::new(crate::cargo())
+        .args(["update", "--workspace", "--offline", "--quiet"])
+        .current_dir(root)
+        .status()
+        .context("cannot run `cargo update --workspace --offline`")?;
+    if !status.success() {
+        bail!(
+            "`cargo update --workspace --offline` failed ({status}) in {}; Cargo.toml, \
+             package.json and _version.py are stamped; run `cargo update --workspace` by hand",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+/// One place a version lives, and what it holds.
+#[derive(Debug)]
+struct Place {
+    what: String,
+    found: Option<String>,
+    expected: String,
+}
+
+/// Names of the workspace members that inherit the workspace version (`version.workspace = true`).
+fn inheriting_members(root: &Path) -> Result<Vec<String>> {
+    let path = cargo_toml(root);
+    let doc: toml::Table = toml::from_str(&crate::fsx::read_to_string(&path)?)
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let members: Vec<String> = doc
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(|m| m.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut dirs = Vec::new();
+    for m in members {
+        if let Some(parent) = m.strip_suffix("/*") {
+            if let Ok(entries) = std::fs::read_dir(root.join(parent)) {
+                for e in entries.flatten() {
+                    dirs.push(e.path());
+                }
+            }
+        } else {
+            dirs.push(root.join(m));
+        }
+    }
+    let mut names = Vec::new();
+    for dir in dirs {
+        let manifest = dir.join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let Ok(doc) = toml::from_str::<toml::Table>(&text) else {
+            continue;
+        };
+        let pkg = doc.get("package");
+        let inherits = pkg
+            .and_then(|p| p.get("version"))
+            .and_then(|v| v.get("workspace"))
+            .and_then(|w| w.as_bool())
+            == Some(true);
+        if let (true, Some(name)) = (
+            inherits,
+            pkg.and_then(|p| p.get("name")).and_then(|n| n.as_str()),
+        ) {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn places(root: &Path, semver: &str) -> Result<Vec<Place>> {
+    let pep440 = version::semver_to_pep440(semver)?;
+    let mut out = vec![Place {
+        what: format!("{} [workspace.package] version", cargo_toml(root).display()),
+        found: version::workspace_version(root).ok(),
+        expected: semver.to_string(),
+    }];
+    let pj = package_json(root);
+    let found = ordered_json::Object::parse(&crate::fsx::read_to_string(&pj)?, &pj)?
+        .get("version")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    out.push(Place {
+        what: format!("{} \"version\"", pj.display()),
+        found,
+        expected: semver.to_string(),
+    });
+    let vp = version_py(root);
+    let found = crate::fsx::read_to_string(&vp)?.lines().find_map(|l| {
+        let rest = l
+            .trim()
+            .strip_prefix("__version__")?
+            .trim_start()
+            .strip_prefix('=')?;
+        Some(rest.trim().trim_matches(['"', '\'']).to_string())
+    });
+    out.push(Place {
+        what: format!("{} __version__", vp.display()),
+        found,
+        expected: pep440,
+    });
+    let lock = root.join("Cargo.lock");
+    if lock.exists() {
+        let doc: toml::Table = toml::from_str(&crate::fsx::read_to_string(&lock)?)
+            .with_context(|| format!("{} is not valid TOML", lock.display()))?;
+        let packages = doc
+            .get("package")
+            .and_then(|p| p.as_array())
+            .cloned()
+            .unwrap_or_default();
+        for name in inheriting_members(root)? {
+            let found = packages.iter().find_map(|p| {
+                (p.get("name")?.as_str()? == name && p.get("source").is_none()).then(|| {
+                    p.get("version")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                })?
+            });
+            out.push(Place {
+                what: format!("{} package `{name}`", lock.display()),
+                found,
+                expected: semver.to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Fails naming each place whose version is not `semver` (PEP 440 mapped for Python).
+pub fn check(root: &Path, semver: &str) -> Result<()> {
+    let bad: Vec<String> = places(root, semver)?
+        .into_iter()
+        .filter(|p| p.found.as_deref() != Some(p.expected.as_str()))
+        .map(|p| {
+            format!(
+                "  {}: found {}, expected {}",
+                p.what,
+                p.found
+                    .map(|f| format!("`{f}`"))
+                    .unwrap_or_else(|| "nothing".into()),
+                p.expected
+            )
+        })
+        .collect();
+    if !bad.is_empty() {
+        bail!(
+            "version disagreement:\n{}\nfix: cargo xtask stamp-version {semver}",
+            bad.join("\n")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil;
+
+    #[test]
+    fn the_real_tree_agrees() {
+        let root = crate::project_root();
+        check(&root, &version::workspace_version(&root).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn stamps_every_place_and_check_names_disagreements() {
+        let tmp = testutil::temp_project();
+        let root = tmp.path();
+        stamp(root, "1.2.3-beta.4").unwrap();
+        check(root, "1.2.3-beta.4").unwrap();
+        assert_eq!(version::workspace_version(root).unwrap(), "1.2.3-beta.4");
+        let py = std::fs::read_to_string(version_py(root)).unwrap();
+        assert!(py.contains("__version__ = \"1.2.3b4\"\n"), "{py}");
+        let pj = std::fs::read_to_string(package_json(root)).unwrap();
+        assert!(
+            pj.starts_with("{\n  \"name\": \"@kaelio/ktx\",\n  \"version\": \"1.2.3-beta.4\",\n"),
+            "{pj}"
+        );
+        // Other Cargo.toml content is untouched.
+        let cargo = std::fs::read_to_string(cargo_toml(root)).unwrap();
+        let orig = std::fs::read_to_string(crate::project_root().join("Cargo.toml")).unwrap();
+        assert_eq!(cargo.lines().count(), orig.lines().count());
+
+        testutil::edit(&package_json(root), "\"1.2.3-beta.4\"", "\"9.9.9\"");
+        testutil::edit(&version_py(root), "1.2.3b4", "1.2.3");
+        let err = format!("{:#}", check(root, "1.2.3-beta.4").unwrap_err());
+        assert!(
+            err.contains("package.json \"version\": found `9.9.9`, expected 1.2.3-beta.4"),
+            "{err}"
+        );
+        assert!(
+            err.contains("_version.py __version__: found `1.2.3`, expected 1.2.3b4"),
+            "{err}"
+        );
+        assert!(!err.contains("Cargo.toml [workspace.package]"), "{err}");
+    }
+
+    #[test]
+    fn refuses_unmappable_versions_and_writes_nothing() {
+        let tmp = testutil::temp_project();
+        let root = tmp.path();
+        let before = std::fs::read(cargo_toml(root)).unwrap();
+        for bad in ["1.0.0-1", "1.0.0-next.1", "1.0.0+b1"] {
+            let err = format!("{:#}", stamp(root, bad).unwrap_err());
+            assert!(err.contains("SemVer") && err.contains("PEP 440"), "{err}");
+        }
+        assert_eq!(std::fs::read(cargo_toml(root)).unwrap(), before);
+    }
+}

@@ -1,0 +1,200 @@
+//! `cargo xtask release-readiness` on a freshly packed dist (built once per test binary from a
+//! copy of the project), and on copies with one thing tampered: each tamper fails its check.
+
+mod release_support;
+
+use release_support::*;
+use std::process::Command;
+
+#[test]
+fn fresh_dist_is_ready() {
+    let tmp = project_copy();
+    let (ok, report) = readiness(tmp.path(), &[], &[("GITHUB_REPOSITORY", "kaelio/ktx")]);
+    assert!(ok, "a fresh dist must be ready: {report:#}");
+    assert_eq!(report["version"], version());
+    for id in [
+        "policy",
+        "versions",
+        "dist-tag",
+        "artifacts-manifest",
+        "tarball-rebuild",
+        "repository-url",
+        "policy-mode",
+    ] {
+        assert_eq!(status(&report, id), "pass", "{id}: {}", detail(&report, id));
+    }
+    // A copy that is not a git checkout has no tag to compare.
+    assert_eq!(status(&report, "git-tag"), "skip");
+    assert!(detail(&report, "versions").contains(&version()));
+    assert!(detail(&report, "repository-url").contains("GITHUB_REPOSITORY `kaelio/ktx`"));
+
+    // The human form ends with READY; read-only: dist is untouched.
+    let before = std::fs::read(tmp.path().join("dist/manifest.json")).unwrap();
+    let out = run(xtask()
+        .arg("release-readiness")
+        .arg("--root")
+        .arg(tmp.path()));
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("PASS tarball-rebuild:") && stdout.contains("READY:"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("dist/manifest.json")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn a_changed_byte_in_the_tarball_fails() {
+    let tmp = project_copy();
+    let tgz = tmp
+        .path()
+        .join(format!("dist/npm/kaelio-ktx-{}.tgz", version()));
+    let mut bytes = std::fs::read(&tgz).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&tgz, bytes).unwrap();
+    let (ok, report) = readiness(tmp.path(), &[], &[]);
+    assert!(!ok);
+    assert_eq!(status(&report, "artifacts-manifest"), "fail", "{report:#}");
+    assert!(detail(&report, "artifacts-manifest").contains("does not match dist/manifest.json"));
+    assert_eq!(status(&report, "tarball-rebuild"), "fail");
+}
+
+#[test]
+fn an_edited_package_json_version_fails() {
+    let tmp = project_copy();
+    edit_json(&tmp.path().join("npm-package/package.json"), |pj| {
+        pj["version"] = "9.9.9".into()
+    });
+    let (ok, report) = readiness(tmp.path(), &[], &[]);
+    assert!(!ok);
+    assert_eq!(status(&report, "versions"), "fail", "{report:#}");
+    assert!(
+        detail(&report, "versions").contains("npm-package/package.json version is `9.9.9`"),
+        "{}",
+        detail(&report, "versions")
+    );
+    assert_eq!(status(&report, "artifacts-manifest"), "pass");
+}
+
+#[test]
+fn the_wrong_dist_tag_for_a_prerelease_fails() {
+    assert!(
+        version().contains('-'),
+        "this test assumes a prerelease version"
+    );
+    let tmp = project_copy();
+    edit_json(&tmp.path().join("release-policy.json"), |p| {
+        p["npm"]["tag"] = "latest".into()
+    });
+    let (ok, report) = readiness(tmp.path(), &[], &[]);
+    assert!(!ok);
+    assert_eq!(status(&report, "dist-tag"), "fail", "{report:#}");
+    assert!(detail(&report, "dist-tag").contains("must publish under `next`"));
+    assert_eq!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "fail")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_missing_repository_url_fails() {
+    let tmp = project_copy();
+    edit_json(&tmp.path().join("npm-package/package.json"), |pj| {
+        pj.as_object_mut().unwrap().remove("repository");
+    });
+    let (ok, report) = readiness(tmp.path(), &[], &[]);
+    assert!(!ok);
+    assert_eq!(status(&report, "repository-url"), "fail", "{report:#}");
+    assert!(
+        detail(&report, "repository-url").contains("npm-package/package.json has no `repository`")
+    );
+}
+
+#[test]
+fn a_repository_other_than_github_repository_fails() {
+    let tmp = project_copy();
+    let (ok, report) = readiness(tmp.path(), &[], &[("GITHUB_REPOSITORY", "someone/fork")]);
+    assert!(!ok);
+    assert_eq!(status(&report, "repository-url"), "fail");
+    assert!(detail(&report, "repository-url").contains("GITHUB_REPOSITORY is `someone/fork`"));
+}
+
+#[test]
+fn an_invalid_policy_fails_naming_the_key() {
+    let tmp = project_copy();
+    edit_json(&tmp.path().join("release-policy.json"), |p| {
+        p["npm"]["tag"] = "v1".into()
+    });
+    let (ok, report) = readiness(tmp.path(), &[], &[]);
+    assert!(!ok);
+    assert_eq!(status(&report, "policy"), "fail");
+    assert!(
+        detail(&report, "policy").contains("npm.tag: `v1` is a valid SemVer range"),
+        "{report:#}"
+    );
+
+    let other = tmp.path().join("other-policy.json");
+    std::fs::write(&other, r#"{"schemaVersion": 1, "surprise": true}"#).unwrap();
+    let (ok, report) = readiness(tmp.path(), &["--policy", other.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(
+        detail(&report, "policy").contains("surprise: unknown field"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn policy_mode_requirements_are_checked() {
+    let tmp = project_copy();
+    edit_json(&tmp.path().join("release-policy.json"), |p| {
+        p["releaseMode"] = "npm-public-release-ready".into();
+    });
+    let (ok, report) = readiness(tmp.path(), &[], &[]);
+    assert!(!ok);
+    assert_eq!(status(&report, "policy-mode"), "fail");
+    assert!(detail(&report, "policy-mode").contains("requires npm.publish true"));
+}
+
+#[test]
+fn a_head_tag_other_than_the_version_fails() {
+    let tmp = project_copy();
+    let git = |args: &[&str]| {
+        let out = run(Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.invalid",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(tmp.path()));
+        assert!(out.status.success());
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "release"]);
+    git(&["tag", &format!("v{}", version())]);
+    let (ok, report) = readiness(tmp.path(), &[], &[]);
+    assert!(ok, "{report:#}");
+    assert_eq!(status(&report, "git-tag"), "pass");
+
+    git(&["tag", "v9.9.9"]);
+    let (ok, report) = readiness(tmp.path(), &[], &[]);
+    assert!(!ok);
+    assert_eq!(status(&report, "git-tag"), "fail");
+    assert!(
+        detail(&report, "git-tag").contains("HEAD is tagged `v9.9.9`"),
+        "{report:#}"
+    );
+}

