@@ -135,7 +135,11 @@ fn at_least_min(version: &str) -> bool {
 pub fn find_uv(layout: &Layout, notes: &mut Vec<String>) -> Result<Option<Uv>, RuntimeError> {
     if let Some(p) = non_empty_env("KTX_UV") {
         // Installer children run in the version dir: make a relative path absolute first.
-        let path = if p.contains(['/', '\\']) { absolute(Path::new(&p)) } else { PathBuf::from(&p) };
+        let path = if p.contains(['/', '\\']) {
+            absolute(Path::new(&p))
+        } else {
+            PathBuf::from(&p)
+        };
         return match uv_version(&path) {
             Ok(version) => Ok(Some(Uv {
                 path,
