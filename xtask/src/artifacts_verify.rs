@@ -1,14 +1,33 @@
-//! `cargo xtask artifacts-verify [--dist DIR] [--keep]`: the main job. Builds dist/ (unless
-//! `--dist` names an existing one), then checks the packed artifacts black-box with real npm in
-//! a throwaway sandbox (own HOME, npm cache, npm prefix and KTX_RUNTIME_ROOT).
+//! `cargo xtask artifacts-verify [--dist DIR] [--keep] [--local-embeddings]`: the black-box
+//! smoke of the packed npm tarball, and the gate before any release.
 //!
-//! The check is a list of [`Step`]s run in order; the first failure stops the run. To add a
-//! check, write a `fn(&mut Ctx) -> Result<()>` and add it to [`steps`].
+//! It builds dist/ (unless `--dist` names an existing one), re-verifies its checksums, then
+//! installs the tarball the ways users do into a throwaway sandbox (own HOME, npm cache, npm
+//! prefix, KTX_RUNTIME_ROOT, and a PATH without uv) and drives only the INSTALLED `ktx`
+//! (`<project>/node_modules/.bin/ktx`, `npm exec`, `<prefix>/bin/ktx`), never a target/ binary:
+//! lazy runtime install, status, queries one-shot and through the daemon, doctor, prune,
+//! `--no-input`, `ktx demo`, and (opt-in) local embeddings. The numbers in the step names are
+//! the steps of issue 7.
+//!
+//! The check is the table in [`steps`], run in order; the first failure stops the run, prints
+//! the command, its exit code and output tails, stops a daemon the run started, and exits
+//! non-zero. To add a check, write a `fn(&mut Ctx) -> Result<()>` and add it to the table.
+
+mod demo;
+mod embeddings;
+mod exec;
+mod install;
+mod isolation;
+mod package;
+mod parse;
+mod runtime;
 
 use crate::dist_manifest::DistManifest;
 use crate::npm_sandbox::NpmSandbox;
-use crate::proc;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use exec::{DaemonGuard, Ran, RunExt};
+use serde_json::Value;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,25 +41,122 @@ pub struct Args {
     /// Keep the sandbox directory (its path is printed) for inspection.
     #[arg(long)]
     pub keep: bool,
+    /// Also run the opt-in local-embeddings steps (downloads PyTorch, ~3 GB)
+    /// [env: KTX_RUN_LOCAL_EMBEDDINGS_SMOKE=1].
+    #[arg(long)]
+    pub local_embeddings: bool,
 }
 
-/// Bound for npm installs.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// The environment variable that opts into the local-embeddings steps.
+pub const EMBEDDINGS_ENV: &str = "KTX_RUN_LOCAL_EMBEDDINGS_SMOKE";
+
 /// Bound for quick commands.
-const QUICK_TIMEOUT: Duration = Duration::from_secs(60);
+const QUICK: Duration = Duration::from_secs(60);
+/// Bound for npm installs and the first, lazily installing, ktx command.
+const INSTALL: Duration = Duration::from_secs(600);
+/// Idle timeout given to daemons the smoke starts: a backstop should the run be killed before
+/// its guard can stop them (a passing run takes well under a minute between start and stop).
+const DAEMON_IDLE_TIMEOUT_SECS: &str = "600";
+
+/// One named check.
+pub struct Step {
+    /// Printed with the time.
+    pub name: &'static str,
+    /// The check.
+    pub run: fn(&mut Ctx) -> Result<()>,
+    /// Runs only with `--local-embeddings` / `KTX_RUN_LOCAL_EMBEDDINGS_SMOKE=1`.
+    pub opt_in: bool,
+}
+
+const fn step(name: &'static str, run: fn(&mut Ctx) -> Result<()>) -> Step {
+    Step {
+        name,
+        run,
+        opt_in: false,
+    }
+}
+
+const fn opt_in(name: &'static str, run: fn(&mut Ctx) -> Result<()>) -> Step {
+    Step {
+        name,
+        run,
+        opt_in: true,
+    }
+}
+
+/// The checks, in order (numbered as in issue 7).
+#[rustfmt::skip]
+pub fn steps() -> Vec<Step> {
+    vec![
+        step("0  checksums: dist, .sha256, package contents",   checksums),
+        step("1a npm install <tgz> into a private project",     install::npm_install_local),
+        step("1b npm exec --no -- ktx --version",               install::npm_exec_version),
+        step("1c npm exec --no -- <missing bin> fails",         install::npm_exec_negative),
+        step("2  runtime status --json: missing",               runtime::status_missing),
+        step("3  sl query --yes: lazy install + compile",       runtime::first_query),
+        step("4a runtime status --json: ready [core]",          runtime::status_ready),
+        step("4b sl query --execute: [[3]]",                    runtime::query_execute),
+        step("5a runtime doctor: PASS, exit 0",                 runtime::doctor),
+        step("5b runtime start: started",                       runtime::daemon_start),
+        step("5c runtime start: reused",                        runtime::daemon_reuse),
+        step("5d sl query --daemon --execute: via daemon",      runtime::daemon_query),
+        step("5e runtime stop: stopped",                        runtime::daemon_stop),
+        step("6  runtime prune: old version only",              runtime::prune),
+        step("7  --no-input on an empty root: refused",         runtime::no_input),
+        step("8a npm install -g <tgz> --prefix <tmp>",          install::npm_install_global),
+        step("8b <prefix>/bin/ktx --version",                   install::global_version),
+        step("8c npm exec --yes --package=<tgz> (empty dir)",   install::npm_exec_package),
+        step("9  ktx demo + a printed query --execute",         demo::demo),
+        opt_in("10a runtime install --feature local-embeddings", embeddings::install),
+        opt_in("10b runtime start --feature local-embeddings",  embeddings::start),
+        opt_in("10c embed --json: 384 floats, similarity",      embeddings::embed),
+        opt_in("10d runtime stop: stopped",                     embeddings::stop),
+    ]
+}
 
 /// What the steps share.
-#[derive(Debug)]
 pub struct Ctx {
+    /// Stops a daemon this run started if the run ends before a step stopped it. Declared
+    /// first so it is dropped while the sandbox still exists.
+    daemon: Option<DaemonGuard>,
     /// The dist directory being verified.
     pub dist: PathBuf,
     /// Its manifest (loaded by the `checksums` step).
     pub manifest: Option<DistManifest>,
+    /// Whether the opt-in local-embeddings steps run.
+    pub local_embeddings: bool,
+    /// The PATH every sandboxed command gets: the caller's, with uv hidden.
+    path: OsString,
+    /// The uv executables hidden from that PATH.
+    pub hidden_uv: Vec<PathBuf>,
+    /// What the last `ktx runtime start` printed.
+    pub started: Option<parse::DaemonStart>,
     /// The sandbox every command runs in.
     pub sandbox: NpmSandbox,
 }
 
 impl Ctx {
+    /// A fresh sandbox for `dist`, with its uv-free PATH.
+    pub fn new(dist: PathBuf, local_embeddings: bool) -> Result<Ctx> {
+        let sandbox = NpmSandbox::new()?;
+        let caller_path = std::env::var_os("PATH").unwrap_or_default();
+        let (path, hidden_uv) =
+            isolation::path_without_uv(&caller_path, &sandbox.path().join("path-without-uv"))?;
+        isolation::assert_no_uv(&path)?;
+        let ctx = Ctx {
+            daemon: None,
+            dist,
+            manifest: None,
+            local_embeddings,
+            path,
+            hidden_uv,
+            started: None,
+            sandbox,
+        };
+        crate::fsx::create_dir_all(&ctx.warehouse())?;
+        Ok(ctx)
+    }
+
     /// The manifest, once the `checksums` step has loaded it.
     pub fn manifest(&self) -> Result<&DistManifest> {
         self.manifest
@@ -55,44 +171,64 @@ impl Ctx {
     pub fn version_line(&self) -> Result<String> {
         Ok(format!("ktx {}", self.manifest()?.version))
     }
-}
+    /// The isolated runtime root (KTX_RUNTIME_ROOT of every sandboxed command).
+    pub fn runtime_root(&self) -> PathBuf {
+        self.sandbox.runtime_root()
+    }
+    /// This version's directory under the runtime root.
+    pub fn version_dir(&self) -> Result<PathBuf> {
+        Ok(self.runtime_root().join(&self.manifest()?.version))
+    }
+    /// The project with the SQLite warehouse (step 3); `ktx` commands run here.
+    pub fn warehouse(&self) -> PathBuf {
+        self.sandbox.path().join("warehouse")
+    }
 
-/// One named check.
-pub struct Step {
-    /// Printed before the time.
-    pub name: &'static str,
-    /// The check.
-    pub run: fn(&mut Ctx) -> Result<()>,
-}
+    /// `program` with the sandbox's environment (see [`NpmSandbox::command`]), the uv-free
+    /// PATH, caches under the sandbox's HOME, and a bounded daemon idle timeout.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        self.isolate(self.sandbox.command(program))
+    }
+    /// `npm <args>` in the npm project, isolated like [`Ctx::command`].
+    pub fn npm(&self, args: &[&str]) -> Command {
+        self.isolate(self.sandbox.npm(args))
+    }
+    fn isolate(&self, mut c: Command) -> Command {
+        c.env("PATH", &self.path)
+            .env("XDG_CACHE_HOME", self.sandbox.home().join(".cache"))
+            .env("KTX_DAEMON_IDLE_TIMEOUT", DAEMON_IDLE_TIMEOUT_SECS);
+        c
+    }
+    /// The installed `ktx` (`<project>/node_modules/.bin/ktx`, npm's launcher) with `args`, run
+    /// in the warehouse project.
+    pub fn ktx(&self, args: &[&str]) -> Command {
+        let mut c = self.command(self.sandbox.project().join("node_modules/.bin/ktx"));
+        c.args(args).current_dir(self.warehouse());
+        c
+    }
+    /// `ktx runtime status --json`, run and parsed.
+    pub fn status(&self) -> Result<(Ran, Value)> {
+        let ran = self.ktx(&["runtime", "status", "--json"]).succeeds(QUICK)?;
+        let v = ran.json()?;
+        Ok((ran, v))
+    }
 
-/// The checks, in order.
-pub fn steps() -> Vec<Step> {
-    vec![
-        Step {
-            name: "checksums (dist/manifest.json, .sha256)",
-            run: checksums,
-        },
-        Step {
-            name: "npm install <tgz> into a fresh project",
-            run: npm_install_local,
-        },
-        Step {
-            name: "npm exec --no -- ktx --version",
-            run: npm_exec_version,
-        },
-        Step {
-            name: "npm exec --no -- ktx-does-not-exist fails",
-            run: npm_exec_negative,
-        },
-        Step {
-            name: "npm install -g <tgz> --prefix <tmp>",
-            run: npm_install_global,
-        },
-        Step {
-            name: "<prefix>/bin/ktx --version",
-            run: global_version,
-        },
-    ]
+    /// Arms the guard that stops the daemon if the run ends early (call before starting one).
+    pub fn arm_daemon_guard(&mut self) {
+        if self.daemon.is_none() {
+            self.daemon = Some(DaemonGuard::arm(self.ktx(&["runtime", "stop"])));
+        }
+    }
+    /// A step stopped the daemon: disarms the guard.
+    pub fn daemon_stopped(&mut self) {
+        if let Some(g) = self.daemon.take() {
+            g.disarm();
+        }
+    }
+    /// Stops the daemon now if a step started one and none stopped it.
+    pub fn stop_leftover_daemon(&mut self) {
+        drop(self.daemon.take());
+    }
 }
 
 /// Runs the main job.
@@ -107,6 +243,7 @@ pub fn run(args: &Args) -> Result<()> {
             let t = Instant::now();
             let (_, non_cargo) = crate::dist::build_dist(&root).context("step `dist` failed")?;
             report(
+                "ok",
                 "dist (cargo build --release + wheel + tarball)",
                 t.elapsed(),
             );
@@ -114,15 +251,27 @@ pub fn run(args: &Args) -> Result<()> {
             root.join("dist")
         }
     };
-    let mut ctx = Ctx {
-        dist,
-        manifest: None,
-        sandbox: NpmSandbox::new()?,
-    };
+    let local_embeddings = args.local_embeddings
+        || std::env::var(EMBEDDINGS_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+    let mut ctx = Ctx::new(dist, local_embeddings)?;
     println!("sandbox: {}", ctx.sandbox.path().display());
+    match ctx.hidden_uv.as_slice() {
+        [] => println!("uv: none on PATH; ktx must bootstrap its own"),
+        hidden => println!(
+            "uv: hidden from the sandbox's PATH ({}); ktx must bootstrap its own",
+            hidden
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
     let result = run_steps(&mut ctx, &steps());
+    ctx.stop_leftover_daemon();
     if args.keep {
         println!("kept sandbox: {}", ctx.sandbox.keep().display());
+    } else if result.is_err() {
+        println!("(re-run with --keep to inspect the sandbox: install logs, daemon log)");
     }
     result?;
     println!(
@@ -132,22 +281,30 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn report(name: &str, took: Duration) {
-    println!("ok    {name:<48} {:>8.2}s", took.as_secs_f64());
+fn report(outcome: &str, name: &str, took: Duration) {
+    println!("{outcome:<5} {name:<50} {:>8.2}s", took.as_secs_f64());
 }
 
-/// Runs `steps` in order, printing one line each; stops at the first failure.
+/// Runs `steps` in order, printing one line each; stops at the first failure. Opt-in steps are
+/// skipped with one line for all of them unless `ctx.local_embeddings`.
 pub fn run_steps(ctx: &mut Ctx, steps: &[Step]) -> Result<()> {
+    let mut skip_said = false;
     for step in steps {
+        if step.opt_in && !ctx.local_embeddings {
+            if !skip_said {
+                println!(
+                    "skip  10 local embeddings (opt-in): run `cargo xtask artifacts-verify \
+                     --local-embeddings` or set {EMBEDDINGS_ENV}=1"
+                );
+                skip_said = true;
+            }
+            continue;
+        }
         let t = Instant::now();
         match (step.run)(ctx) {
-            Ok(()) => report(step.name, t.elapsed()),
+            Ok(()) => report("ok", step.name, t.elapsed()),
             Err(err) => {
-                println!(
-                    "FAIL  {:<48} {:>8.2}s",
-                    step.name,
-                    t.elapsed().as_secs_f64()
-                );
+                report("FAIL", step.name, t.elapsed());
                 return Err(err.context(format!("step `{}` failed", step.name)));
             }
         }
@@ -155,6 +312,8 @@ pub fn run_steps(ctx: &mut Ctx, steps: &[Step]) -> Result<()> {
     Ok(())
 }
 
+/// Step 0: dist/manifest.json and the `.sha256` file against the files, then the tarball's
+/// contents against its own manifests ([`package::check`]).
 fn checksums(ctx: &mut Ctx) -> Result<()> {
     let manifest = DistManifest::load(&ctx.dist)?;
     manifest.verify(&ctx.dist)?;
@@ -163,85 +322,19 @@ fn checksums(ctx: &mut Ctx) -> Result<()> {
     let text = crate::fsx::read_to_string(&sha_file)?;
     let file_name = npm.path.rsplit('/').next().unwrap_or(&npm.path);
     let expected = format!("{}  {file_name}\n", npm.sha256);
-    if text != expected {
-        bail!(
-            "{} holds {text:?}, expected {expected:?}; rebuild with `cargo xtask dist`",
-            sha_file.display()
-        );
-    }
+    anyhow::ensure!(
+        text == expected,
+        "{} holds {text:?}, expected {expected:?}; rebuild with `cargo xtask dist`",
+        sha_file.display()
+    );
+    let tgz = ctx.dist.join(&npm.path);
+    package::check(
+        &tgz.display().to_string(),
+        &crate::fsx::read(&tgz)?,
+        &manifest,
+    )?;
     ctx.manifest = Some(manifest);
     Ok(())
-}
-
-fn expect_stdout(cmd: &mut Command, expected: &str, timeout: Duration) -> Result<()> {
-    let f = proc::run_ok(cmd, timeout)?;
-    if f.stdout.trim_end() != expected {
-        return Err(proc::failure(
-            cmd,
-            &f,
-            &format!("expected stdout `{expected}`"),
-        ));
-    }
-    Ok(())
-}
-
-fn npm_install_local(ctx: &mut Ctx) -> Result<()> {
-    ctx.sandbox.init_project()?;
-    let tgz = ctx.tgz()?;
-    let cache = ctx.sandbox.cache();
-    let mut cmd = ctx.sandbox.npm(&["install"]);
-    cmd.arg(&tgz)
-        .args(["--ignore-scripts", "--no-audit", "--no-fund", "--cache"])
-        .arg(&cache);
-    proc::run_ok(&mut cmd, INSTALL_TIMEOUT)?;
-    Ok(())
-}
-
-fn npm_exec_version(ctx: &mut Ctx) -> Result<()> {
-    let expected = ctx.version_line()?;
-    expect_stdout(
-        &mut ctx.sandbox.npm(&["exec", "--no", "--", "ktx", "--version"]),
-        &expected,
-        QUICK_TIMEOUT,
-    )
-}
-
-fn npm_exec_negative(ctx: &mut Ctx) -> Result<()> {
-    let mut cmd = ctx
-        .sandbox
-        .npm(&["exec", "--no", "--", "ktx-does-not-exist"]);
-    let f = proc::run(&mut cmd, QUICK_TIMEOUT)?;
-    if f.status.success() {
-        return Err(proc::failure(
-            &cmd,
-            &f,
-            "a bin that does not exist must fail (negative control)",
-        ));
-    }
-    Ok(())
-}
-
-fn npm_install_global(ctx: &mut Ctx) -> Result<()> {
-    let tgz = ctx.tgz()?;
-    let (prefix, cache) = (ctx.sandbox.prefix(), ctx.sandbox.cache());
-    let mut cmd = ctx.sandbox.npm(&["install", "-g"]);
-    cmd.arg(&tgz)
-        .arg("--prefix")
-        .arg(&prefix)
-        .args(["--ignore-scripts", "--no-audit", "--no-fund", "--cache"])
-        .arg(&cache);
-    proc::run_ok(&mut cmd, INSTALL_TIMEOUT)?;
-    Ok(())
-}
-
-fn global_version(ctx: &mut Ctx) -> Result<()> {
-    let expected = ctx.version_line()?;
-    let bin = ctx.sandbox.prefix().join("bin/ktx");
-    expect_stdout(
-        ctx.sandbox.command(&bin).arg("--version"),
-        &expected,
-        QUICK_TIMEOUT,
-    )
 }
 
 #[cfg(test)]
@@ -251,32 +344,26 @@ mod tests {
     fn fail_cmd(_: &mut Ctx) -> Result<()> {
         let mut c = Command::new("sh");
         c.args(["-c", "echo to-stdout; echo to-stderr >&2; exit 4"]);
-        proc::run_ok(&mut c, QUICK_TIMEOUT).map(|_| ())
+        c.succeeds(QUICK).map(|_| ())
     }
 
     fn never(_: &mut Ctx) -> Result<()> {
         panic!("steps after a failure must not run")
     }
 
+    fn ok(_: &mut Ctx) -> Result<()> {
+        Ok(())
+    }
+
+    fn ctx(dist: &std::path::Path) -> Ctx {
+        Ctx::new(dist.to_path_buf(), false).unwrap()
+    }
+
     #[test]
     fn a_failing_step_names_itself_and_shows_command_exit_and_tails() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut ctx = Ctx {
-            dist: tmp.path().to_path_buf(),
-            manifest: None,
-            sandbox: NpmSandbox::new().unwrap(),
-        };
-        let steps = [
-            Step {
-                name: "boom",
-                run: fail_cmd,
-            },
-            Step {
-                name: "after",
-                run: never,
-            },
-        ];
-        let err = format!("{:#}", run_steps(&mut ctx, &steps).unwrap_err());
+        let steps = [step("boom", fail_cmd), step("after", never)];
+        let err = format!("{:#}", run_steps(&mut ctx(tmp.path()), &steps).unwrap_err());
         assert!(err.contains("step `boom` failed"), "{err}");
         assert!(err.contains("command: sh -c"), "{err}");
         assert!(err.contains("exit status: 4"), "{err}");
@@ -284,6 +371,62 @@ mod tests {
             err.contains("to-stdout") && err.contains("to-stderr"),
             "{err}"
         );
+    }
+
+    fn opt_in_ran(_: &mut Ctx) -> Result<()> {
+        anyhow::bail!("the opt-in step ran")
+    }
+
+    #[test]
+    fn opt_in_steps_run_only_when_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let steps = [
+            step("first", ok),
+            opt_in("big", opt_in_ran),
+            opt_in("bigger", never),
+        ];
+        run_steps(&mut ctx(tmp.path()), &steps).unwrap();
+        let mut c = ctx(tmp.path());
+        c.local_embeddings = true;
+        let err = format!("{:#}", run_steps(&mut c, &steps).unwrap_err());
+        assert!(err.contains("the opt-in step ran"), "{err}");
+    }
+
+    #[test]
+    fn the_table_numbers_every_step_of_the_issue() {
+        let names: Vec<&str> = steps().iter().map(|s| s.name).collect();
+        for n in 0..=10 {
+            assert!(
+                names.iter().any(|s| s
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(char::is_alphabetic)
+                    == n.to_string()),
+                "no step {n} in {names:?}"
+            );
+        }
+        assert!(steps()
+            .iter()
+            .filter(|s| s.opt_in)
+            .all(|s| s.name.starts_with("10")));
+    }
+
+    #[test]
+    fn sandboxed_commands_see_no_uv_and_the_isolated_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = ctx(tmp.path());
+        let cmd = c.ktx(&["--version"]);
+        let env: std::collections::HashMap<_, _> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+            .collect();
+        isolation::assert_no_uv(&env[std::ffi::OsStr::new("PATH")]).unwrap();
+        assert_eq!(
+            env[std::ffi::OsStr::new("KTX_RUNTIME_ROOT")],
+            c.runtime_root().as_os_str()
+        );
+        assert_eq!(cmd.get_current_dir(), Some(c.warehouse().as_path()));
     }
 
     #[test]
@@ -299,11 +442,7 @@ mod tests {
             epoch: None,
         })
         .unwrap();
-        let mut ctx = Ctx {
-            dist: dist.clone(),
-            manifest: None,
-            sandbox: NpmSandbox::new().unwrap(),
-        };
+        let mut ctx = ctx(&dist);
         checksums(&mut ctx).unwrap();
         let mut bytes = std::fs::read(&packed.tgz).unwrap();
         let last = bytes.len() - 1;

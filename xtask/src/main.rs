@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod artifacts_verify;
+mod bench;
 mod build_wheel;
 mod dist;
 mod dist_manifest;
@@ -51,6 +52,8 @@ enum Cmd {
     Dist(dist::Args),
     /// Black-box check of the packed artifacts with real npm (builds dist/ first).
     ArtifactsVerify(artifacts_verify::Args),
+    /// Time installs, the fast path, one-shot and daemon calls and the launcher against their floors.
+    Bench(bench::Args),
     /// All tests: cargo tests, pytest and ruff in a dev venv (.dev-venv) created on demand.
     Test(test_cmd::Args),
     /// Refresh crates/ktx-runtime/uv-pins.json (sha256 of the pinned uv wheels) from the index.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Cmd::PackNpm(args) => pack_npm::run(args),
         Cmd::Dist(args) => dist::run(args),
         Cmd::ArtifactsVerify(args) => artifacts_verify::run(args),
+        Cmd::Bench(args) => bench::run(args),
         Cmd::Test(args) => test_cmd::run(args),
         Cmd::RefreshUvPins(args) => uv_pins::run(args),
         Cmd::ReleaseReadiness(args) => release::readiness::run(args),

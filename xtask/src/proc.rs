@@ -38,8 +38,16 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Runs `cmd` to completion (stdin null, output captured), killing it after `timeout`.
+/// How long the output pipes may stay open after the child exited.
+const PIPE_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs `cmd` to completion (stdin null, output captured), killing it after `timeout`. Fails
+/// if its stdout or stderr stays open [`PIPE_GRACE`] after it exited.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Finished> {
+    run_with_grace(cmd, timeout, PIPE_GRACE)
+}
+
+fn run_with_grace(cmd: &mut Command, timeout: Duration, grace: Duration) -> Result<Finished> {
     let shown = display(cmd);
     let mut child = cmd
         .stdin(Stdio::null())
@@ -47,18 +55,21 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Finished> {
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start `{shown}` (is it installed and on PATH?)"))?;
-    let mut out = child.stdout.take().context("no stdout pipe")?;
-    let mut err = child.stderr.take().context("no stderr pipe")?;
-    let out_t = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out.read_to_end(&mut b);
-        b
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err.read_to_end(&mut b);
-        b
-    });
+    let out = child.stdout.take().context("no stdout pipe")?;
+    let err = child.stderr.take().context("no stderr pipe")?;
+    // Readers report through channels so a pipe held open by a grandchild (a daemon that
+    // inherited stdout) is reported as an error instead of hanging the caller.
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = pipe.read_to_end(&mut b);
+            let _ = tx.send(b);
+        });
+        rx
+    };
+    let out_rx = reader(Box::new(out));
+    let err_rx = reader(Box::new(err));
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child
@@ -74,8 +85,16 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Finished> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+    let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>, name: &str| {
+        rx.recv_timeout(grace).map_err(|_| {
+            anyhow::anyhow!(
+                "`{shown}` exited ({status}) but its {name} stayed open for {grace:?}: a \
+                 process it started inherited the pipe"
+            )
+        })
+    };
+    let stdout = String::from_utf8_lossy(&collect(out_rx, "stdout")?).into_owned();
+    let stderr = String::from_utf8_lossy(&collect(err_rx, "stderr")?).into_owned();
     Ok(Finished {
         status,
         stdout,
@@ -141,6 +160,17 @@ mod tests {
             err.contains("exit status: 7") && err.contains("    out") && err.contains("    bad"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_grandchild_holding_stdout_is_an_error_not_a_hang() {
+        let err = run_with_grace(
+            Command::new("sh").args(["-c", "sleep 2 & echo started"]),
+            Duration::from_secs(5),
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("stdout stayed open"), "{err:#}");
     }
 
     #[test]

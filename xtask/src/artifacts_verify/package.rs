@@ -1,0 +1,216 @@
+//! Checks what the npm tarball carries against its own manifests, before anything is installed:
+//! the bundled wheel against `package/python/manifest.json` (what ktx verifies at install time)
+//! and against dist's wheel, and each native binary against the sha256 in `package/package.json`.
+//! A package whose wheel does not match its manifest fails here, naming the file.
+
+use crate::dist_manifest::DistManifest;
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Read;
+
+/// The regular files of an npm tarball, keyed by path without the `package/` prefix.
+pub fn read_tgz(data: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(data));
+    let mut files = BTreeMap::new();
+    for entry in archive.entries().context("not a gzipped tar archive")? {
+        let mut entry = entry.context("corrupt tar entry")?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry
+            .path()
+            .context("tar entry with an unreadable path")?
+            .to_string_lossy()
+            .into_owned();
+        let Some(rel) = path.strip_prefix("package/") else {
+            bail!("tar entry `{path}` is outside `package/`");
+        };
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read tar entry `{path}`"))?;
+        files.insert(rel.to_string(), bytes);
+    }
+    Ok(files)
+}
+
+/// Checks the tarball `data` (the file `tgz_rel`, as named in messages) against its manifests
+/// and `dist`.
+pub fn check(tgz_rel: &str, data: &[u8], dist: &DistManifest) -> Result<()> {
+    let files = read_tgz(data).with_context(|| format!("cannot read {tgz_rel}"))?;
+    let inside = |p: &str| format!("package/{p} inside {tgz_rel}");
+    let get = |p: &str| {
+        files
+            .get(p)
+            .with_context(|| format!("{} is missing", inside(p)))
+    };
+    let json = |p: &str| -> Result<Value> {
+        serde_json::from_slice(get(p)?).with_context(|| format!("{} is not JSON", inside(p)))
+    };
+    let fix = "rebuild with `cargo xtask dist`";
+
+    let asset = json("python/manifest.json")?;
+    let field = |ptr: &str| {
+        asset
+            .pointer(ptr)
+            .with_context(|| format!("{} has no `{ptr}`", inside("python/manifest.json")))
+    };
+    let file = field("/wheel/file")?.as_str().unwrap_or_default();
+    let want_sha = field("/wheel/sha256")?.as_str().unwrap_or_default();
+    let want_bytes = field("/wheel/bytes")?.as_u64().unwrap_or(u64::MAX);
+    ensure!(
+        !file.is_empty() && !file.contains('/'),
+        "{}: `wheel.file` must be a file name, got {file:?}",
+        inside("python/manifest.json")
+    );
+    let wheel_rel = format!("python/{file}");
+    let wheel = get(&wheel_rel)?;
+    let got_sha = crate::fsx::sha256_hex(wheel);
+    if got_sha != want_sha || wheel.len() as u64 != want_bytes {
+        bail!(
+            "checksum mismatch: {} does not match package/python/manifest.json (sha256 {got_sha} \
+             vs {want_sha}, bytes {} vs {want_bytes}); ktx would refuse to install it; {fix}",
+            inside(&wheel_rel),
+            wheel.len()
+        );
+    }
+    for (ptr, want) in [
+        ("/version", &dist.pep440_version),
+        ("/cliVersion", &dist.version),
+    ] {
+        let got = field(ptr)?.as_str().unwrap_or_default();
+        ensure!(
+            got == want,
+            "{} has `{}` {got:?}, dist/manifest.json says {want:?}; {fix}",
+            inside("python/manifest.json"),
+            &ptr[1..]
+        );
+    }
+    let dist_wheel = dist.artifact("wheel")?;
+    ensure!(
+        got_sha == dist_wheel.sha256,
+        "{} (sha256 {got_sha}) is not dist's {} (sha256 {}); {fix}",
+        inside(&wheel_rel),
+        dist_wheel.path,
+        dist_wheel.sha256
+    );
+
+    let pj = json("package.json")?;
+    let npm = dist.artifact("npm")?;
+    for (key, want) in [("name", &npm.name), ("version", &dist.version)] {
+        let got = pj.get(key).and_then(Value::as_str).unwrap_or_default();
+        ensure!(
+            got == want,
+            "{} has `{key}` {got:?}, expected {want:?}; {fix}",
+            inside("package.json")
+        );
+    }
+    let pinned = pj.pointer("/ktx/python/sha256").and_then(Value::as_str);
+    ensure!(
+        pinned == Some(got_sha.as_str()),
+        "{}: `ktx.python.sha256` is {pinned:?}, the bundled wheel's is {got_sha}; {fix}",
+        inside("package.json")
+    );
+    let native = pj
+        .pointer("/ktx/native")
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
+        .with_context(|| format!("{} has no `ktx.native` binaries", inside("package.json")))?;
+    for (target, meta) in native {
+        let path = meta.get("path").and_then(Value::as_str).unwrap_or_default();
+        let want = meta
+            .get("sha256")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let got = crate::fsx::sha256_hex(get(path)?);
+        ensure!(
+            got == want,
+            "checksum mismatch: {} ({target}) has sha256 {got}, package.json says {want}; {fix}",
+            inside(path)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dist_manifest::Artifact;
+    use crate::npm_tarball::{build, Entry};
+    use serde_json::json;
+
+    const WHEEL: &str = "kaelio_ktx-0.1.0rc0-py3-none-any.whl";
+
+    fn entry(path: &str, data: Vec<u8>) -> Entry {
+        Entry {
+            path: path.into(),
+            data,
+            executable: false,
+        }
+    }
+
+    /// A package whose wheel is `packed_wheel` while its manifests describe `wheel`.
+    fn package(wheel: &[u8], packed_wheel: &[u8]) -> (Vec<u8>, DistManifest) {
+        let sha = crate::fsx::sha256_hex(wheel);
+        let asset = json!({"schemaVersion": 1, "distributionName": "kaelio-ktx",
+            "version": "0.1.0rc0", "cliVersion": "0.1.0-rc.0", "requiresPython": ">=3.10",
+            "wheel": {"file": WHEEL, "sha256": sha, "bytes": wheel.len()}});
+        let native = b"\x7fELF".to_vec();
+        let pj = json!({"name": "@kaelio/ktx", "version": "0.1.0-rc.0",
+            "ktx": {"native": {"linux-x64": {"path": "native/linux-x64/ktx",
+                                             "sha256": crate::fsx::sha256_hex(&native)}},
+                    "python": {"sha256": sha}}});
+        let tgz = build(vec![
+            entry("package.json", pj.to_string().into_bytes()),
+            entry("python/manifest.json", asset.to_string().into_bytes()),
+            entry(&format!("python/{WHEEL}"), packed_wheel.to_vec()),
+            entry("native/linux-x64/ktx", native),
+        ])
+        .unwrap();
+        let dist = DistManifest {
+            schema_version: 1,
+            version: "0.1.0-rc.0".into(),
+            pep440_version: "0.1.0rc0".into(),
+            artifacts: vec![
+                Artifact::new("npm", "@kaelio/ktx", "npm/x.tgz", &tgz),
+                Artifact::new("wheel", "kaelio-ktx", &format!("python/{WHEEL}"), wheel),
+            ],
+        };
+        (tgz, dist)
+    }
+
+    #[test]
+    fn a_consistent_package_passes() {
+        let (tgz, dist) = package(b"PK wheel bytes", b"PK wheel bytes");
+        check("npm/x.tgz", &tgz, &dist).unwrap();
+        let files = read_tgz(&tgz).unwrap();
+        assert_eq!(files[&format!("python/{WHEEL}")], b"PK wheel bytes");
+    }
+
+    #[test]
+    fn a_wheel_that_does_not_match_its_manifest_is_named() {
+        let (tgz, dist) = package(b"PK wheel bytes", b"PK wheel bytez");
+        let err = format!("{:#}", check("npm/x.tgz", &tgz, &dist).unwrap_err());
+        assert!(
+            err.contains(&format!(
+                "checksum mismatch: package/python/{WHEEL} inside npm/x.tgz does not match \
+                 package/python/manifest.json"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_package_of_another_wheel_or_version_fails() {
+        let (tgz, mut dist) = package(b"PK wheel bytes", b"PK wheel bytes");
+        dist.artifacts[1].sha256 = "0".repeat(64);
+        let err = format!("{:#}", check("npm/x.tgz", &tgz, &dist).unwrap_err());
+        assert!(err.contains("is not dist's python/"), "{err}");
+        let (tgz, mut dist) = package(b"PK", b"PK");
+        dist.version = "0.2.0".into();
+        let err = format!("{:#}", check("npm/x.tgz", &tgz, &dist).unwrap_err());
+        assert!(err.contains("`cliVersion`"), "{err}");
+        assert!(read_tgz(b"not a tarball").is_err());
+    }
+}
