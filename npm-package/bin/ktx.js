@@ -10,6 +10,9 @@ const os = require("node:os");
 
 const packageRoot = path.resolve(__dirname, "..");
 
+// Signals that would not end this Node process if re-raised (see the exit handler).
+const NOT_RERAISED = new Set(["SIGUSR1", "SIGPIPE"]);
+
 // The platform-arch pairs this package ships a binary for: the "ktx.native" keys that
 // `cargo xtask pack-npm` stamps into package.json (this list is the fallback for an unpacked tree).
 function supportedTargets() {
@@ -75,6 +78,9 @@ function main() {
       // Die of the same signal so our parent sees what really happened (never exit 0).
       for (const sig of forwarded) process.removeListener(sig, handlers[sig]);
       const num = os.constants.signals[signal] || 0;
+      // Node does not die of every signal: SIGUSR1 starts its inspector (a debugger listening
+      // on a port) and SIGPIPE is ignored. For those, exit with the shell's 128 + N.
+      if (NOT_RERAISED.has(signal)) process.exit(128 + num);
       try {
         process.kill(process.pid, signal);
       } catch (_) {

@@ -20,8 +20,11 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Runs the daemon with one extra, test-only op: ``test.sleep`` sleeps payload["seconds"].
 BOOTSTRAP = """
-import sys, time
+import os, sys, time
 from ktx_daemon import abi, server
+
+if os.environ.get("TEST_DRAIN_SECONDS"):
+    server.SHUTDOWN_DRAIN_SECONDS = float(os.environ["TEST_DRAIN_SECONDS"])
 
 def sleep(payload):
     time.sleep(float(payload.get("seconds", 0)))
@@ -135,6 +138,7 @@ def _spawn(
     warm_seconds: float = 0.0,
     warm_result: str = "ok",
     warmers_delay: float = 0.0,
+    drain_seconds: float | None = None,
 ):
     token_file = tmp_path / "token"
     if token is not None:
@@ -143,6 +147,8 @@ def _spawn(
     state_file = tmp_path / "daemon" / "state.json"
     log = open(tmp_path / "daemon.log", "ab")
     env = dict(os.environ, PYTHONPATH=str(SRC))
+    if drain_seconds is not None:
+        env["TEST_DRAIN_SECONDS"] = str(drain_seconds)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -394,16 +400,18 @@ def test_refuses_to_start_with_a_bad_token_file(tmp_path: Path, token, mode, mes
 
 
 def test_binds_loopback_only(daemon: Daemon):
-    # Nothing answers on another local address for that port.
-    addresses = {
-        info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
-    }
-    addresses.discard("127.0.0.1")
-    for address in addresses:
-        if address.startswith("127."):
-            continue
+    # Nothing answers on another local address for that port. 127.0.0.2 is always there on
+    # Linux (all of 127/8 is loopback) and reaches a socket bound to 0.0.0.0, not to 127.0.0.1.
+    addresses = {"127.0.0.2"}
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+        addresses |= {info[4][0] for info in infos if not info[4][0].startswith("127.")}
+    except OSError:
+        pass
+    for address in sorted(addresses):
         with pytest.raises(OSError):
             socket.create_connection((address, daemon.port), timeout=1).close()
+    assert daemon.state["host"] == "127.0.0.1"
 
 
 def _health(tmp_path: Path, proc, state_file: Path) -> tuple[Daemon, dict]:
@@ -474,6 +482,14 @@ def test_a_core_daemon_runs_no_warmer(daemon: Daemon):
     assert "models" not in body
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_a_bad_idle_timeout_refuses_to_start(tmp_path: Path, value: str):
+    proc, state_file = _spawn(tmp_path, idle_timeout=float(value))
+    assert proc.wait(timeout=10) == 2
+    assert "--idle-timeout must be a positive number" in (tmp_path / "daemon.log").read_text()
+    assert not state_file.exists()
+
+
 def test_unknown_feature_refuses_to_start(tmp_path: Path):
     proc, state_file = _spawn(tmp_path, features="core,gpu")
     assert proc.wait(timeout=10) == 2
@@ -495,3 +511,126 @@ def test_an_unread_body_never_becomes_the_next_request(daemon: Daemon):
     time.sleep(0.3)
     assert daemon.proc.poll() is None
     assert daemon.state_file.exists()
+
+
+def _raw(daemon: Daemon, request: bytes) -> bytes:
+    """Send raw bytes on a fresh connection; return everything the server sent back."""
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def test_a_garbage_request_line_gets_a_json_400_and_no_traceback(daemon: Daemon):
+    # Refused by the request-line parser before a path is known.
+    answer = _raw(daemon, b"GET /he alth HTTP/1.1\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer
+    assert json.loads(body)["error"] == "http_error"
+    # Not even a request line (HTTP/0.9 style: the answer is a bare body).
+    answer = _raw(daemon, b"\x00\x01 garbage\r\n\r\n")
+    assert json.loads(answer)["error"] == "http_error", answer
+    time.sleep(0.2)
+    log = (daemon.state_file.parent.parent / "daemon.log").read_text()
+    assert "Traceback" not in log, log
+    assert "- - -> 400" in log, log
+    assert daemon.call("runtime.ping", {})["ok"] is True
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [["2", "40"], ["+2"], ["0x2"], ["2 2"], ["\u0662"]],
+    ids=["duplicate", "plus-sign", "hex", "two-numbers", "non-ascii-digit"],
+)
+def test_an_ambiguous_content_length_is_refused(daemon: Daemon, lengths):
+    head = (
+        f"POST /v1/call HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n"
+        f"Authorization: Bearer {TOKEN}\r\n"
+    )
+    head += "".join(f"Content-Length: {value}\r\n" for value in lengths)
+    answer = _raw(daemon, (head + "\r\n{}").encode("utf-8"))
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert b'"bad_request"' in answer
+
+
+def test_a_client_that_goes_away_leaves_no_traceback(daemon: Daemon):
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+        sock.sendall(b"GET /health HTTP/1.1\r\n")
+        # RST instead of FIN: the server's read fails with ECONNRESET.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()
+    assert daemon.call("runtime.ping", {})["ok"] is True
+    log = (daemon.state_file.parent.parent / "daemon.log").read_text()
+    assert "Traceback" not in log, log
+
+
+def test_shutdown_lets_a_running_call_answer_and_refuses_new_connections(tmp_path: Path):
+    import threading
+
+    proc, state_file = _spawn(tmp_path)
+    try:
+        d, _ = _health(tmp_path, proc, state_file)
+        result: dict = {}
+
+        def slow():
+            result["response"] = d.call("test.sleep", {"seconds": 1.5})
+
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.3)
+        status, _, _ = d.request("POST", "/v1/shutdown", b"")
+        assert status == 200
+        assert not state_file.exists()
+        # The listener closes at once: new clients are refused (and go one-shot).
+        _wait_for(lambda: _refused(d.port), what="listener closed")
+        t.join(10)
+        assert result["response"]["result"] == {"slept": 1.5}
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_a_second_sigterm_cuts_the_drain_short(tmp_path: Path):
+    import threading
+
+    # Drain 60 s: only the second signal can make it exit within the wait below.
+    proc, state_file = _spawn(tmp_path, drain_seconds=60)
+    try:
+        d, _ = _health(tmp_path, proc, state_file)
+        t = threading.Thread(target=lambda: _swallow(d.call, "test.sleep", {"seconds": 30}))
+        t.daemon = True
+        t.start()
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _wait_for(lambda: not state_file.exists(), what="state removed")
+        time.sleep(0.3)
+        assert proc.poll() is None, "exited without draining the running call"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert "exiting with 1 request(s) still running" in (tmp_path / "daemon.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def _swallow(fn, *args):
+    try:
+        fn(*args)
+    except (OSError, http.client.HTTPException, AssertionError):
+        pass

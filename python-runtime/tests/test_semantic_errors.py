@@ -138,6 +138,40 @@ def test_semantic_errors_name_file_key_and_line(semantic_shop: Path) -> None:
     assert "did you mean 'measures'" in errors[("mesures", 19)]
 
 
+def test_validate_lists_errors_in_file_order(semantic_shop: Path) -> None:
+    # Loading finds shape errors, then expression errors, then join errors: the report is
+    # still sorted by file and line.
+    path = semantic_shop / "semantic-layer/warehouse/orders.yaml"
+    text = path.read_text(encoding="utf-8")
+    text = text.replace('"customer_id = customers.id"', '"customer_id = customers.nope"')
+    text = text.replace('"sum(amount)"', '"sum(nope)"')
+    text = text.replace("{name: created_at, type: time}", "{name: created_at, type: tim}")
+    path.write_text(text, encoding="utf-8")
+    (semantic_shop / "semantic-layer/warehouse/zz.yaml").write_text("name: [\n", encoding="utf-8")
+    errors = errors_of(semantic_shop)
+    where = [(e["file"].rsplit("/", 1)[-1], e["key"]) for e in errors]
+    assert where == [
+        ("orders.yaml", "columns[4].type"),
+        ("orders.yaml", "joins[0].on"),
+        ("orders.yaml", "measures[1].expr"),
+        ("zz.yaml", ""),
+    ], errors
+    lines = [e["line"] for e in errors[:3]]
+    assert lines == sorted(lines)
+
+
+def test_a_source_file_is_named_after_its_source(semantic_shop: Path) -> None:
+    layer = semantic_shop / "semantic-layer/warehouse"
+    (layer / "regions.yaml").rename(layer / "areas.yaml")
+    [error] = errors_of(semantic_shop)
+    assert (error["file"], error["key"], error["line"]) == (
+        "semantic-layer/warehouse/areas.yaml",
+        "name",
+        1,
+    )
+    assert "'regions' must be in regions.yaml" in error["message"]
+
+
 def test_customers_joined_twice_is_refused(semantic_shop: Path) -> None:
     path = semantic_shop / "semantic-layer/warehouse/customers.yaml"
     text = path.read_text(encoding="utf-8")
@@ -291,6 +325,11 @@ def test_missing_grain_on_fanout(semantic_shop: Path) -> None:
         ("", "non-empty"),
         ("orders.amount >", "cannot parse"),
         ("load_extension('x') = 1", "not allowed"),
+        # `x IN name` / `x IN f(...)`: SQLite reads a table or a table function there.
+        ("orders.id IN pragma_table_info('orders')", "IN takes a list in parentheses"),
+        ("orders.id IN orders", "IN takes a list in parentheses"),
+        ("orders.id IN customers.id", "IN takes a list in parentheses"),
+        ("ANY orders.amount", "must be a condition"),
     ],
 )
 def test_bad_filters_are_refused(semantic_shop: Path, bad_filter: str, expected: str) -> None:
@@ -299,6 +338,23 @@ def test_bad_filters_are_refused(semantic_shop: Path, bad_filter: str, expected:
     )
     assert error.code == "invalid_filter", error.message
     assert expected in error.message
+
+
+def test_table_must_be_a_table_name(semantic_shop: Path) -> None:
+    path = semantic_shop / "semantic-layer/warehouse/regions.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "table: regions", "table: \"pragma_table_info('orders')\""
+        ),
+        encoding="utf-8",
+    )
+    [error] = errors_of(semantic_shop)
+    assert (error["file"], error["key"], error["line"]) == (
+        "semantic-layer/warehouse/regions.yaml",
+        "table",
+        2,
+    )
+    assert "is not a table name" in error["message"]
 
 
 def test_injection_filter_leaves_table_intact(semantic_shop: Path) -> None:
@@ -325,6 +381,11 @@ def test_injection_filter_leaves_table_intact(semantic_shop: Path) -> None:
             {"measures": ["orders.revenue"], "dimensions": ["orders.created_at:hour"]},
             "invalid_query",
             "unknown granularity 'hour'",
+        ),
+        (
+            {"measures": ["orders.revenue"], "dimensions": ["orders.created_at:"]},
+            "invalid_query",
+            "give a granularity after ':'",
         ),
         (
             {"measures": ["orders.revenue"], "dimensions": ["orders.status:month"]},

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlglot
+from sqlglot import exp
 
 from ktx_daemon.abi import OpError
 from semantic_layer import ops
@@ -441,3 +443,212 @@ def test_colliding_aliases_stay_distinct(semantic_shop: Path) -> None:
         filters=["orders.created_at < '2024-03-01'"],
     )
     assert result["rows"] == [["2024-01-01", "2024-01", 2, 4], ["2024-02-01", "2024-02", 1, 4]]
+
+
+def _add_average(project: Path) -> None:
+    """orders.average_order_value: an average, the classic victim of fan-out."""
+    orders = project / "semantic-layer/warehouse/orders.yaml"
+    orders.write_text(
+        orders.read_text(encoding="utf-8").replace(
+            "measures:\n", 'measures:\n  - {name: average_order_value, expr: "avg(amount)"}\n'
+        ),
+        encoding="utf-8",
+    )
+
+
+def _add_payments(project: Path) -> None:
+    """A second one_to_many branch from orders (a `sql:` source, declared from orders)."""
+    con = sqlite3.connect(project / "warehouse.db")
+    try:
+        con.executescript(
+            """
+            CREATE TABLE payments_raw (id INTEGER PRIMARY KEY, order_id INTEGER, method TEXT,
+                                       paid REAL);
+            INSERT INTO payments_raw VALUES (1, 1, 'card', 70.0), (2, 1, 'cash', 50.0),
+              (3, 2, 'card', 80.5), (4, 4, 'card', 300.0), (5, 4, 'card', 10.25),
+              (6, 7, 'wire', 150.0);
+            """
+        )
+        con.commit()
+    finally:
+        con.close()
+    (project / "semantic-layer/warehouse/payments.yaml").write_text(
+        "name: payments\n"
+        'sql: "select id, order_id, method, paid from payments_raw"\n'
+        "grain: [id]\n"
+        "columns:\n"
+        "  - {name: id, type: number}\n"
+        "  - {name: order_id, type: number}\n"
+        "  - {name: method, type: string}\n"
+        "  - {name: paid, type: number}\n"
+        "measures:\n"
+        '  - {name: paid_total, expr: "sum(paid)"}\n'
+        '  - {name: average_payment, expr: "avg(paid)"}\n',
+        encoding="utf-8",
+    )
+    orders = project / "semantic-layer/warehouse/orders.yaml"
+    orders.write_text(
+        orders.read_text(encoding="utf-8").replace(
+            "joins:\n",
+            "joins:\n"
+            '  - {to: payments, "on": "id = payments.order_id", relationship: one_to_many}\n',
+        ),
+        encoding="utf-8",
+    )
+
+
+def test_two_one_to_many_branches_do_not_multiply(semantic_shop: Path) -> None:
+    # orders -> order_items and orders -> payments: measures on both branches and on orders.
+    _add_payments(semantic_shop)
+    _add_average(semantic_shop)
+    result = run(
+        semantic_shop,
+        measures=[
+            "orders.revenue",
+            "order_items.quantity_total",
+            "payments.paid_total",
+            "payments.average_payment",
+        ],
+        dimensions=["customers.segment"],
+    )
+    assert result["rows"] == answer(
+        semantic_shop,
+        """
+        WITH o AS (SELECT c.segment s, SUM(CASE WHEN o.status <> 'refunded' THEN o.amount END) v
+                   FROM orders o LEFT JOIN customers c ON c.id = o.customer_id GROUP BY 1),
+             i AS (SELECT c.segment s, SUM(i.quantity) v FROM order_items i
+                   LEFT JOIN orders o ON o.id = i.order_id
+                   LEFT JOIN customers c ON c.id = o.customer_id GROUP BY 1),
+             p AS (SELECT c.segment s, SUM(p.paid) v, AVG(p.paid) a FROM payments_raw p
+                   LEFT JOIN orders o ON o.id = p.order_id
+                   LEFT JOIN customers c ON c.id = o.customer_id GROUP BY 1),
+             d AS (SELECT s FROM o UNION SELECT s FROM i UNION SELECT s FROM p)
+        SELECT d.s, o.v, i.v, p.v, p.a FROM d LEFT JOIN o ON o.s IS d.s
+        LEFT JOIN i ON i.s IS d.s LEFT JOIN p ON p.s IS d.s ORDER BY d.s IS NULL, d.s
+        """,
+    )
+    # Averages on the 'one' side by a dimension of each 'many' side: each order once per value.
+    by_both = run(
+        semantic_shop,
+        measures=["orders.average_order_value"],
+        dimensions=["order_items.product", "payments.method"],
+    )
+    assert by_both["rows"] == answer(
+        semantic_shop,
+        """
+        SELECT k.product, k.method, AVG(o.amount)
+        FROM (SELECT DISTINCT o.id, i.product, p.method FROM orders o
+              LEFT JOIN order_items i ON i.order_id = o.id
+              LEFT JOIN payments_raw p ON p.order_id = o.id) k
+        JOIN orders o ON o.id = k.id GROUP BY k.product, k.method
+        ORDER BY k.product IS NULL, k.product, k.method IS NULL, k.method
+        """,
+    )
+    # A sibling branch as dimension: items by payment method, each item once per method.
+    sibling = run(
+        semantic_shop, measures=["order_items.quantity_total"], dimensions=["payments.method"]
+    )
+    assert sibling["rows"] == answer(
+        semantic_shop,
+        """
+        SELECT k.method, SUM(i.quantity)
+        FROM (SELECT DISTINCT i.id, p.method FROM order_items i
+              LEFT JOIN orders o ON o.id = i.order_id
+              LEFT JOIN payments_raw p ON p.order_id = o.id) k
+        JOIN order_items i ON i.id = k.id GROUP BY k.method ORDER BY k.method IS NULL, k.method
+        """,
+    )
+
+
+def test_filter_on_the_many_side_keeps_one_side_rows_once(semantic_shop: Path) -> None:
+    # A condition on order_items selects the orders having at least one matching item; the
+    # orders measures (a sum, an average, a count) are not multiplied by matching items.
+    _add_average(semantic_shop)
+    result = run(
+        semantic_shop,
+        measures=["orders.revenue", "orders.average_order_value", "orders.order_count"],
+        dimensions=["customers.segment"],
+        filters=["order_items.product IN ('widget', 'gadget')"],
+    )
+    assert result["rows"] == answer(
+        semantic_shop,
+        """
+        SELECT c.segment, SUM(CASE WHEN o.status <> 'refunded' THEN o.amount END), AVG(o.amount),
+               COUNT(*)
+        FROM orders o LEFT JOIN customers c ON c.id = o.customer_id
+        WHERE EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id
+                      AND i.product IN ('widget', 'gadget'))
+        GROUP BY c.segment ORDER BY c.segment IS NULL, c.segment
+        """,
+    )
+
+
+def test_having_without_dimensions(semantic_shop: Path) -> None:
+    # SQLite before 3.39 refuses HAVING without GROUP BY: the condition filters an outer query.
+    kept = run(semantic_shop, measures=["orders.order_count"], filters=["orders.revenue > 100"])
+    assert kept["rows"] == answer(
+        semantic_shop,
+        "SELECT COUNT(*) FROM orders "
+        "WHERE (SELECT SUM(amount) FROM orders WHERE status <> 'refunded') > 100",
+    )
+    assert kept["rows"] == [[11]]
+    gone = run(semantic_shop, measures=["orders.order_count"], filters=["orders.revenue > 1e9"])
+    assert gone["rows"] == []
+    for select in sqlglot.parse_one(kept["sql"], read="sqlite").find_all(exp.Select):
+        assert not select.args.get("having") or select.args.get("group"), kept["sql"]
+
+
+def test_reserved_words_as_names(semantic_shop: Path) -> None:
+    # A source named `group` over a table "order" with columns "order" and "from".
+    con = sqlite3.connect(semantic_shop / "warehouse.db")
+    try:
+        con.executescript(
+            """
+            CREATE TABLE "order" (id INTEGER PRIMARY KEY, "order" INTEGER, "from" TEXT);
+            INSERT INTO "order" VALUES (1, 2, 'a'), (2, 3, 'b'), (3, 5, 'a');
+            """
+        )
+        con.commit()
+    finally:
+        con.close()
+    (semantic_shop / "semantic-layer/warehouse/group.yaml").write_text(
+        "name: group\n"
+        "table: '\"order\"'\n"
+        "grain: [id]\n"
+        "columns:\n"
+        "  - {name: id, type: number}\n"
+        "  - {name: order, type: number}\n"
+        "  - {name: from, type: string}\n"
+        "measures:\n"
+        "  - {name: total, expr: 'sum(\"order\")'}\n",
+        encoding="utf-8",
+    )
+    result = run(
+        semantic_shop,
+        measures=["group.total"],
+        dimensions=["group.from"],
+        filters=['"group"."order" > 2'],
+    )
+    assert result["rows"] == answer(
+        semantic_shop,
+        'SELECT "from", SUM("order") FROM "order" WHERE "order" > 2 GROUP BY 1 ORDER BY 1',
+    )
+    assert result["rows"] == [["a", 5], ["b", 3]]
+
+
+def test_like_with_escape(semantic_shop: Path) -> None:
+    result = run(
+        semantic_shop,
+        measures=["orders.order_count"],
+        filters=["orders.status LIKE 'c!%' ESCAPE '!' OR orders.status LIKE 'ref%'"],
+    )
+    assert result["rows"] == answer(
+        semantic_shop,
+        "SELECT COUNT(*) FROM orders WHERE status LIKE 'c!%' ESCAPE '!' OR status LIKE 'ref%'",
+    )
+    escaped = run(
+        semantic_shop,
+        measures=["orders.order_count"],
+        filters=["orders.status LIKE 'p!%' ESCAPE '!'"],
+    )
+    assert escaped["rows"] == [[0]]

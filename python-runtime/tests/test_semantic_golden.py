@@ -61,6 +61,12 @@ CASES: dict[str, dict[str, Any]] = {
         "dimensions": ["customers.segment"],
         "filters": ["order_items.quantity_total >= 2"],
     },
+    # A measure condition without dimensions: an outer WHERE over the one aggregate row
+    # (HAVING without GROUP BY needs SQLite >= 3.39).
+    "having_without_dimensions": {
+        "measures": ["orders.order_count"],
+        "filters": ["orders.revenue > 100"],
+    },
     # A measure fanned out by its dimension: distinct (grain, dimension) keys first.
     "fanout_grain_keys": {
         "measures": ["customers.customer_count"],

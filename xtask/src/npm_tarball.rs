@@ -134,10 +134,28 @@ mod tests {
         // A long path that splits into prefix + name fits.
         let ok = Entry {
             path: format!("{}/{}", "d".repeat(120), "f".repeat(90)),
-            data: vec![],
+            data: b"x".to_vec(),
             executable: false,
         };
-        build(vec![ok]).unwrap();
+        let gz = build(vec![ok.clone()]).unwrap();
+        // Read back: one ustar entry (no GNU long-name entry) whose prefix + name is the path.
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(gz.as_slice()));
+        let paths: Vec<(String, bool)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let ustar = e.header().as_ustar().is_some();
+                (e.path().unwrap().display().to_string(), ustar)
+            })
+            .collect();
+        assert_eq!(paths, [(format!("package/{}", ok.path), true)]);
+        // One byte more in the name part no longer fits.
+        let too_long = Entry {
+            path: format!("{}/{}", "d".repeat(120), "f".repeat(101)),
+            ..ok
+        };
+        assert!(build(vec![too_long]).is_err());
     }
 
     #[test]

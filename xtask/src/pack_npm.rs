@@ -247,6 +247,23 @@ fn entries(inputs: &PackInputs, name: &str, wheel: &BuiltWheel) -> Result<Vec<En
 
     pj.set("name", json!(name));
     pj.set("version", json!(wheel.versions.semver));
+    // npm refuses to install on a platform outside `os`/`cpu`: they must name the packed
+    // binaries' platforms (a pack on macOS ships darwin-arm64, not the template's linux-x64).
+    let mut oses = Vec::new();
+    let mut cpus = Vec::new();
+    for (target, _) in &inputs.native {
+        let Some((os, cpu)) = target.split_once('-') else {
+            bail!("native target `{target}` is not `<platform>-<arch>` (e.g. linux-x64)");
+        };
+        oses.push(os);
+        cpus.push(cpu);
+    }
+    oses.sort_unstable();
+    oses.dedup();
+    cpus.sort_unstable();
+    cpus.dedup();
+    pj.set("os", json!(oses));
+    pj.set("cpu", json!(cpus));
     pj.set(
         "ktx",
         json!({

@@ -3,6 +3,8 @@
 //! Places: `Cargo.toml` (`[workspace.package] version`, the source of truth),
 //! `npm-package/package.json` (`version`), `python-runtime/src/ktx_daemon/_version.py`
 //! (`__version__`, PEP 440) and `Cargo.lock` (the workspace members that inherit the version).
+//! It is dist-tag aware: `release-policy.json`'s `npm.tag` follows the version (`next` for a
+//! prerelease, `latest` for a stable version, the rule `release-readiness` enforces).
 
 use crate::ordered_json;
 use crate::version;
@@ -18,11 +20,19 @@ pub struct Args {
     /// Write nothing; fail naming each place that disagrees (with Cargo.toml, or with VERSION).
     #[arg(long)]
     pub check: bool,
+    /// Stamp this project root instead of this checkout (tests round-trip edited copies).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub root: Option<PathBuf>,
 }
 
 /// Writes or checks the version.
 pub fn run(args: &Args) -> Result<()> {
-    let root = crate::project_root();
+    let root = match &args.root {
+        Some(r) => std::env::current_dir()
+            .map(|cwd| cwd.join(r))
+            .unwrap_or(r.clone()),
+        None => crate::project_root(),
+    };
     if args.check {
         let expected = match &args.version {
             Some(v) => v.clone(),
@@ -52,6 +62,10 @@ fn cargo_toml(root: &Path) -> PathBuf {
 /// The npm package template.
 fn package_json(root: &Path) -> PathBuf {
     root.join("npm-package/package.json")
+}
+/// The release policy (its `npm.tag` follows the version).
+fn policy_json(root: &Path) -> PathBuf {
+    root.join("release-policy.json")
 }
 /// The Python package's version module.
 fn version_py(root: &Path) -> PathBuf {
@@ -109,8 +123,49 @@ fn set_cargo_version(text: &str, path: &Path, semver: &str) -> Result<String> {
     Ok(out)
 }
 
-/// Writes `semver` to Cargo.toml, package.json and _version.py (each via temp file + rename),
-/// after checking it maps to PEP 440. Does not touch Cargo.lock (see [`refresh_lock`]).
+/// Returns release-policy.json's text with the string value of `npm.tag` set to `tag`, leaving
+/// every other byte as it was.
+fn set_policy_tag(text: &str, path: &Path, tag: &str) -> Result<String> {
+    // Byte ranges of the string literal after each `"tag":` (the schema has only npm.tag).
+    let mut hits = Vec::new();
+    let mut from = 0;
+    while let Some(i) = text[from..].find("\"tag\"") {
+        let key_end = from + i + "\"tag\"".len();
+        if let Some(value) = text[key_end..]
+            .trim_start()
+            .strip_prefix(':')
+            .map(str::trim_start)
+            .filter(|v| v.starts_with('"'))
+        {
+            let start = text.len() - value.len();
+            if let Some(close) = value[1..].find('"') {
+                hits.push((start, start + close + 2));
+            }
+        }
+        from = key_end;
+    }
+    let [(a, b)] = hits[..] else {
+        bail!(
+            "{}: expected one string `npm.tag`, found {} `\"tag\": \"...\"` entries; fix the file",
+            path.display(),
+            hits.len()
+        );
+    };
+    let out = format!("{}\"{tag}\"{}", &text[..a], &text[b..]);
+    let parsed: serde_json::Value = serde_json::from_str(&out)
+        .with_context(|| format!("{} is not valid JSON; fix its syntax", path.display()))?;
+    if parsed.pointer("/npm/tag").and_then(|t| t.as_str()) != Some(tag) {
+        bail!(
+            "{}: the `\"tag\"` entry is not `npm.tag`; fix the file",
+            path.display()
+        );
+    }
+    Ok(out)
+}
+
+/// Writes `semver` to Cargo.toml, package.json, _version.py and release-policy.json's `npm.tag`
+/// (each via temp file + rename), after checking it maps to PEP 440. Does not touch Cargo.lock
+/// (see [`refresh_lock`]).
 pub fn stamp(root: &Path, semver: &str) -> Result<()> {
     version::check_mappable(semver)?;
     let pep440 = version::semver_to_pep440(semver)?;
@@ -119,10 +174,17 @@ pub fn stamp(root: &Path, semver: &str) -> Result<()> {
     let pj = package_json(root);
     let mut obj = ordered_json::Object::parse(&crate::fsx::read_to_string(&pj)?, &pj)?;
     obj.set("version", serde_json::Value::String(semver.to_string()));
+    let policy = policy_json(root);
+    let policy_text = set_policy_tag(
+        &crate::fsx::read_to_string(&policy)?,
+        &policy,
+        crate::release::policy::expected_dist_tag(semver),
+    )?;
     crate::fsx::write_all_atomic(&[
         (cargo, cargo_text.into_bytes()),
         (pj, obj.to_pretty()?),
         (version_py(root), version_py_text(&pep440).into_bytes()),
+        (policy, policy_text.into_bytes()),
     ])
 }
 
@@ -146,6 +208,7 @@ pub fn refresh_lock(root: &Path) -> Result<()> {
 /// One place a version lives, and what it holds.
 #[derive(Debug)]
 struct Place {
+    file: PathBuf,
     what: String,
     found: Option<String>,
     expected: String,
@@ -207,6 +270,7 @@ fn inheriting_members(root: &Path) -> Result<Vec<String>> {
 fn places(root: &Path, semver: &str) -> Result<Vec<Place>> {
     let pep440 = version::semver_to_pep440(semver)?;
     let mut out = vec![Place {
+        file: cargo_toml(root),
         what: format!("{} [workspace.package] version", cargo_toml(root).display()),
         found: version::workspace_version(root).ok(),
         expected: semver.to_string(),
@@ -218,6 +282,7 @@ fn places(root: &Path, semver: &str) -> Result<Vec<Place>> {
         .map(str::to_string);
     out.push(Place {
         what: format!("{} \"version\"", pj.display()),
+        file: pj,
         found,
         expected: semver.to_string(),
     });
@@ -232,8 +297,19 @@ fn places(root: &Path, semver: &str) -> Result<Vec<Place>> {
     });
     out.push(Place {
         what: format!("{} __version__", vp.display()),
+        file: vp,
         found,
         expected: pep440,
+    });
+    let policy = policy_json(root);
+    let found = serde_json::from_str::<serde_json::Value>(&crate::fsx::read_to_string(&policy)?)
+        .ok()
+        .and_then(|v| v.pointer("/npm/tag")?.as_str().map(str::to_string));
+    out.push(Place {
+        what: format!("{} npm.tag", policy.display()),
+        file: policy,
+        found,
+        expected: crate::release::policy::expected_dist_tag(semver).to_string(),
     });
     let lock = root.join("Cargo.lock");
     if lock.exists() {
@@ -253,6 +329,7 @@ fn places(root: &Path, semver: &str) -> Result<Vec<Place>> {
                 })?
             });
             out.push(Place {
+                file: lock.clone(),
                 what: format!("{} package `{name}`", lock.display()),
                 found,
                 expected: semver.to_string(),
@@ -262,21 +339,31 @@ fn places(root: &Path, semver: &str) -> Result<Vec<Place>> {
     Ok(out)
 }
 
-/// Fails naming each place whose version is not `semver` (PEP 440 mapped for Python).
-pub fn check(root: &Path, semver: &str) -> Result<()> {
-    let bad: Vec<String> = places(root, semver)?
+/// Each place whose version is not `semver` (PEP 440 mapped for Python), as `(file, message)`:
+/// the file the place lives in, and `<place>: found `x`, expected y`.
+pub fn disagreements(root: &Path, semver: &str) -> Result<Vec<(PathBuf, String)>> {
+    Ok(places(root, semver)?
         .into_iter()
         .filter(|p| p.found.as_deref() != Some(p.expected.as_str()))
         .map(|p| {
-            format!(
-                "  {}: found {}, expected {}",
+            let msg = format!(
+                "{}: found {}, expected {}",
                 p.what,
                 p.found
                     .map(|f| format!("`{f}`"))
                     .unwrap_or_else(|| "nothing".into()),
                 p.expected
-            )
+            );
+            (p.file, msg)
         })
+        .collect())
+}
+
+/// Fails naming each place whose version is not `semver` (PEP 440 mapped for Python).
+pub fn check(root: &Path, semver: &str) -> Result<()> {
+    let bad: Vec<String> = disagreements(root, semver)?
+        .into_iter()
+        .map(|(_, msg)| format!("  {msg}"))
         .collect();
     if !bad.is_empty() {
         bail!(
@@ -331,6 +418,113 @@ mod tests {
         assert!(!err.contains("Cargo.toml [workspace.package]"), "{err}");
     }
 
+    /// A copy of the whole workspace (every member's sources and Cargo.lock), so that
+    /// `cargo update --workspace --offline` works in it.
+    fn workspace_copy() -> tempfile::TempDir {
+        let tmp = testutil::temp_project();
+        let root = crate::project_root();
+        std::fs::copy(root.join("Cargo.lock"), tmp.path().join("Cargo.lock")).unwrap();
+        testutil::copy_tree(&root.join("crates"), &tmp.path().join("crates"));
+        for f in ["Cargo.toml", "build.rs"] {
+            if root.join("xtask").join(f).exists() {
+                std::fs::create_dir_all(tmp.path().join("xtask")).unwrap();
+                std::fs::copy(root.join("xtask").join(f), tmp.path().join("xtask").join(f))
+                    .unwrap();
+            }
+        }
+        testutil::copy_tree(&root.join("xtask/src"), &tmp.path().join("xtask/src"));
+        tmp
+    }
+
+    fn args(version: Option<&str>, check: bool, root: &Path) -> Args {
+        Args {
+            version: version.map(str::to_string),
+            check,
+            root: Some(root.to_path_buf()),
+        }
+    }
+
+    #[test]
+    fn round_trip_through_the_command_restores_every_byte() {
+        let tmp = workspace_copy();
+        let root = tmp.path();
+        let original = version::workspace_version(root).unwrap();
+        let files = [
+            "Cargo.toml",
+            "Cargo.lock",
+            "npm-package/package.json",
+            "python-runtime/src/ktx_daemon/_version.py",
+            "release-policy.json",
+        ];
+        let read_all = || -> Vec<Vec<u8>> {
+            files
+                .iter()
+                .map(|f| std::fs::read(root.join(f)).unwrap())
+                .collect()
+        };
+        let before = read_all();
+        run(&args(Some("1.2.3"), false, root)).unwrap();
+        run(&args(None, true, root)).unwrap();
+        run(&args(Some("1.2.3"), true, root)).unwrap();
+        let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+        assert!(
+            lock.contains("name = \"ktx\"\nversion = \"1.2.3\""),
+            "Cargo.lock not refreshed"
+        );
+        assert!(std::fs::read_to_string(version_py(root))
+            .unwrap()
+            .contains("__version__ = \"1.2.3\""));
+        // A stable version publishes under `latest`, and the policy stays valid.
+        let policy =
+            crate::release::policy::Policy::load(&root.join("release-policy.json")).unwrap();
+        assert_eq!(policy.npm.tag, "latest");
+        // --check against another version names every place, the lock's members included.
+        let err = format!("{:#}", run(&args(Some(&original), true, root)).unwrap_err());
+        for place in [
+            "Cargo.toml [workspace.package] version: found `1.2.3`",
+            "package.json \"version\": found `1.2.3`",
+            "_version.py __version__: found `1.2.3`",
+            "Cargo.lock package `ktx`: found `1.2.3`",
+            "Cargo.lock package `xtask`: found `1.2.3`",
+            "release-policy.json npm.tag: found `latest`, expected next",
+        ] {
+            assert!(err.contains(place), "{place}: {err}");
+        }
+        run(&args(Some(&original), false, root)).unwrap();
+        assert_eq!(read_all(), before, "the round trip must restore every byte");
+
+        // A stale Cargo.lock alone is named too.
+        testutil::edit(
+            &root.join("Cargo.lock"),
+            &format!("name = \"ktx-runtime\"\nversion = \"{original}\""),
+            "name = \"ktx-runtime\"\nversion = \"0.0.1\"",
+        );
+        let err = format!("{:#}", run(&args(None, true, root)).unwrap_err());
+        assert!(
+            err.contains("Cargo.lock package `ktx-runtime`: found `0.0.1`")
+                && !err.contains("package.json"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn policy_tag_edits_touch_only_the_tag() {
+        let path = Path::new("/x/release-policy.json");
+        let text = "{\"npm\": {\"publish\": false,\"tag\" :  \"next\", \"packages\": [\"tag\"]}}\n";
+        assert_eq!(
+            set_policy_tag(text, path, "latest").unwrap(),
+            text.replace("\"next\"", "\"latest\"")
+        );
+        for bad in [
+            "{\"npm\": {\"tag\": \"next\"}, \"x\": {\"tag\": \"a\"}}",
+            "{\"npm\": {}}",
+            "{\"other\": {\"tag\": \"next\"}}",
+        ] {
+            let err = format!("{:#}", set_policy_tag(bad, path, "latest").unwrap_err());
+            assert!(err.contains("/x/release-policy.json"), "{err}");
+        }
+    }
+
     #[test]
     fn refuses_unmappable_versions_and_writes_nothing() {
         let tmp = testutil::temp_project();
@@ -339,6 +533,14 @@ mod tests {
         for bad in ["1.0.0-1", "1.0.0-next.1", "1.0.0+b1"] {
             let err = format!("{:#}", stamp(root, bad).unwrap_err());
             assert!(err.contains("SemVer") && err.contains("PEP 440"), "{err}");
+            // Through the command too, with and without --check.
+            for check in [false, true] {
+                let err = format!("{:#}", run(&args(Some(bad), check, root)).unwrap_err());
+                assert!(
+                    err.contains(&format!("`{bad}`")) && err.contains("PEP 440"),
+                    "{err}"
+                );
+            }
         }
         assert_eq!(std::fs::read(cargo_toml(root)).unwrap(), before);
     }

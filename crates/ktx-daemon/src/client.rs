@@ -11,6 +11,11 @@ use std::time::Duration;
 
 /// Default bound on connecting to the daemon (loopback: a refused port fails at once anyway).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The ABI version this crate speaks; a daemon that speaks another one is never used.
+pub const ABI_VERSION: u32 = 1;
+/// Largest request body the daemon accepts (`MAX_BODY_BYTES` in `ktx_daemon/server.py`):
+/// a larger call is refused here, before anything is sent, as the daemon would answer 413.
+pub const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
 /// Default bound on a `/health` answer.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -56,6 +61,7 @@ impl Client {
     ) -> Option<Client> {
         let (client, health) = Client::connect_verified(&DaemonPaths::new(daemon_dir)).ok()?;
         let usable = health.status == "ok"
+            && health.abi == ABI_VERSION
             && health.version == version
             && features.iter().all(|f| health.features.contains(f));
         usable.then_some(client)
@@ -87,9 +93,13 @@ impl Client {
             });
         }
         let client = Client::for_state(paths, state)?;
-        let health = client
-            .health_with(HEALTH_TIMEOUT)
-            .map_err(|e| format!("daemon pid {} does not answer: {e}", client.state.pid))?;
+        let health = client.health_with(HEALTH_TIMEOUT).map_err(|e| {
+            format!(
+                "daemon pid {} does not answer: {}",
+                client.state.pid,
+                e.summary()
+            )
+        })?;
         client.check_identity(&health)?;
         Ok((client, health))
     }
@@ -105,8 +115,7 @@ impl Client {
                 state.host
             ));
         }
-        let token = files::read_token(paths)
-            .ok_or_else(|| format!("token file {} missing or empty", paths.token.display()))?;
+        let token = files::read_token(paths)?;
         Ok(Client {
             state,
             token,
@@ -163,8 +172,19 @@ impl Client {
     ) -> Result<serde_json::Value> {
         let body = serde_json::to_vec(request).map_err(|e| DaemonError::Protocol {
             url: self.url("/v1/call"),
+            status: None,
             message: format!("cannot encode the request: {e}"),
         })?;
+        if body.len() > MAX_REQUEST_BODY {
+            return Err(DaemonError::Protocol {
+                url: self.url("/v1/call"),
+                status: Some(413),
+                message: format!(
+                    "the request body of {} bytes exceeds the daemon's limit of {MAX_REQUEST_BODY} bytes",
+                    body.len()
+                ),
+            });
+        }
         let resp = self.request("POST", "/v1/call", Some(&body), timeout)?;
         self.parse(&resp, "/v1/call")
     }
@@ -183,14 +203,10 @@ impl Client {
     }
 
     fn status_error(&self, resp: &Response, path: &str) -> DaemonError {
-        let text = String::from_utf8_lossy(&resp.body);
         DaemonError::Protocol {
             url: self.url(path),
-            message: format!(
-                "HTTP {}: {}",
-                resp.status,
-                text.chars().take(300).collect::<String>()
-            ),
+            status: Some(resp.status),
+            message: format!("HTTP {}: {}", resp.status, summarize_body(&resp.body)),
         }
     }
 
@@ -200,6 +216,7 @@ impl Client {
         }
         serde_json::from_slice(&resp.body).map_err(|e| DaemonError::Protocol {
             url: self.url(path),
+            status: None,
             message: format!("invalid JSON body: {e}"),
         })
     }
@@ -253,5 +270,52 @@ impl Client {
             }
         }
         Ok(resp)
+    }
+}
+
+/// One short, single-line description of an error body: the daemon's JSON `message`, else the
+/// first line of whatever answered (another local server may send a whole HTML page), with
+/// control characters removed and at most 200 characters.
+fn summarize_body(body: &[u8]) -> String {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        });
+    let text = message.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        text.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("(empty body)")
+            .to_string()
+    });
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    if text.chars().count() > 200 {
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize_body;
+
+    #[test]
+    fn error_bodies_become_one_short_line() {
+        assert_eq!(
+            summarize_body(
+                br#"{"error":"unauthorized","message":"missing or wrong bearer token"}"#
+            ),
+            "missing or wrong bearer token"
+        );
+        let html = b"\n<!DOCTYPE HTML>\n<html>\n<body>404</body>\n</html>\n";
+        assert_eq!(summarize_body(html), "<!DOCTYPE HTML>");
+        assert_eq!(summarize_body(b""), "(empty body)");
+        let long = "x\u{1b}".repeat(300);
+        let out = summarize_body(long.as_bytes());
+        assert_eq!(out, format!("{}...", "x".repeat(200)));
     }
 }

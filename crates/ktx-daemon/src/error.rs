@@ -55,6 +55,8 @@ pub enum DaemonError {
     Protocol {
         /// `http://127.0.0.1:<port><path>`.
         url: String,
+        /// The HTTP status of the answer, when it was not 200.
+        status: Option<u16>,
         /// What was wrong.
         message: String,
     },
@@ -82,6 +84,27 @@ impl DaemonError {
     /// processed: retrying it elsewhere (one-shot) cannot run it twice.
     pub fn is_connect_failure(&self) -> bool {
         matches!(self, DaemonError::Transport { op, .. } if op == CONNECT_OP)
+    }
+
+    /// True when the daemon certainly did not run the request: it could not be connected to,
+    /// or it refused the request before dispatching it (any HTTP 4xx: body too large, token
+    /// or Host refused, e.g. because another ktx replaced the daemon meanwhile). Running the
+    /// request elsewhere (one-shot) then cannot run it twice.
+    pub fn request_not_processed(&self) -> bool {
+        self.is_connect_failure()
+            || matches!(self, DaemonError::Protocol { status: Some(s), .. } if (400..500).contains(s))
+    }
+
+    /// What went wrong, without the advice of [`Display`](fmt::Display): for embedding in
+    /// another message that gives its own advice (e.g. a status detail).
+    pub(crate) fn summary(&self) -> String {
+        match self {
+            DaemonError::Transport { url, op, source } => format!("{op} {url} failed: {source}"),
+            DaemonError::Protocol { url, message, .. } => {
+                format!("unexpected answer from {url}: {message}")
+            }
+            other => other.to_string(),
+        }
     }
 
     /// True for failures of the loopback exchange itself (the daemon went away, timed out or
@@ -143,7 +166,7 @@ impl fmt::Display for DaemonError {
                 f,
                 "{op} {url} failed: {source}. The daemon may have exited; run `ktx runtime status`"
             ),
-            DaemonError::Protocol { url, message } => write!(
+            DaemonError::Protocol { url, message, .. } => write!(
                 f,
                 "unexpected answer from the daemon at {url}: {message}. Run `ktx runtime start --force` to restart it"
             ),
@@ -162,5 +185,39 @@ impl std::error::Error for DaemonError {
             DaemonError::Io { source, .. } | DaemonError::Transport { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn protocol(status: Option<u16>) -> DaemonError {
+        DaemonError::Protocol {
+            url: "http://127.0.0.1:1/v1/call".into(),
+            status,
+            message: "x".into(),
+        }
+    }
+
+    #[test]
+    fn only_refusals_before_dispatch_count_as_not_processed() {
+        for status in [400, 401, 403, 404, 411, 413] {
+            assert!(protocol(Some(status)).request_not_processed(), "{status}");
+        }
+        assert!(!protocol(Some(500)).request_not_processed());
+        assert!(!protocol(None).request_not_processed());
+        let connect = DaemonError::Transport {
+            url: "u".into(),
+            op: CONNECT_OP.into(),
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        assert!(connect.request_not_processed());
+        let read = DaemonError::Transport {
+            url: "u".into(),
+            op: "reading the response".into(),
+            source: io::Error::from(io::ErrorKind::UnexpectedEof),
+        };
+        assert!(!read.request_not_processed());
     }
 }

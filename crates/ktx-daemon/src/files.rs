@@ -150,11 +150,26 @@ pub(crate) fn write_new_token(paths: &DaemonPaths) -> Result<String> {
     Ok(token)
 }
 
-/// Read the token file; `None` when missing or empty.
-pub(crate) fn read_token(paths: &DaemonPaths) -> Option<String> {
-    let token = fs::read_to_string(&paths.token).ok()?;
+/// Read the token file: `Err(reason)` when it is missing, unreadable, empty or not the
+/// hex token we write (it goes into an HTTP header: no byte of it may be a control character).
+pub(crate) fn read_token(paths: &DaemonPaths) -> std::result::Result<String, String> {
+    let path = paths.token.display();
+    let bytes = match fs::read(&paths.token) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(format!("token file {path} is missing"))
+        }
+        Err(e) => return Err(format!("cannot read the token file {path}: {e}")),
+    };
+    let token = String::from_utf8_lossy(&bytes);
     let token = token.trim();
-    (!token.is_empty()).then(|| token.to_string())
+    if token.is_empty() {
+        return Err(format!("token file {path} is empty"));
+    }
+    if token.len() > 1024 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!("token file {path} is corrupt (not a hex token)"));
+    }
+    Ok(token.to_string())
 }
 
 /// Read a JSON file: `Ok(None)` when missing, `Err(description)` when unreadable or invalid.
@@ -321,6 +336,21 @@ mod tests {
         fs::write(&paths.state, "garbage").unwrap();
         remove_state_if(&paths, Some("old")).unwrap();
         assert!(!paths.state.exists());
+    }
+
+    #[test]
+    fn token_files_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = DaemonPaths::new(dir.path());
+        assert!(read_token(&paths).unwrap_err().contains("missing"));
+        fs::write(&paths.token, " \n").unwrap();
+        assert!(read_token(&paths).unwrap_err().contains("empty"));
+        fs::write(&paths.token, "abc\r\nX-Injected: 1").unwrap();
+        assert!(read_token(&paths).unwrap_err().contains("corrupt"));
+        fs::write(&paths.token, [0xffu8, 0xfe, 0x00]).unwrap();
+        assert!(read_token(&paths).unwrap_err().contains("corrupt"));
+        let token = write_new_token(&paths).unwrap();
+        assert_eq!(read_token(&paths).unwrap(), token);
     }
 
     #[test]

@@ -32,7 +32,7 @@ mod lifecycle;
 mod lock;
 mod process;
 
-pub use client::{Client, Health, CONNECT_TIMEOUT, HEALTH_TIMEOUT};
+pub use client::{Client, Health, ABI_VERSION, CONNECT_TIMEOUT, HEALTH_TIMEOUT, MAX_REQUEST_BODY};
 pub use error::{DaemonError, Result};
 pub use files::{DaemonPaths, DaemonState};
 pub use lifecycle::{

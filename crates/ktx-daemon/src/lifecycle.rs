@@ -1,6 +1,6 @@
 //! `start`, `stop` and `status`: the daemon's lifecycle.
 
-use crate::client::{Client, Health};
+use crate::client::{Client, Health, ABI_VERSION};
 use crate::error::{DaemonError, Result};
 use crate::files::{self, DaemonPaths, DaemonState, OwnerRecord};
 use crate::lock::LifecycleLock;
@@ -165,11 +165,21 @@ enum Found {
     },
 }
 
+/// How long a daemon asked to shut down may take to exit: above the daemon's own bounded
+/// wait for running calls (`SHUTDOWN_DRAIN_SECONDS`, 4 s, in `ktx_daemon/server.py`).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+/// The process of `owner` still runs: same pid, same start time, and it is `ktx_daemon serve`.
+/// Only such a process is ever signalled.
+fn is_our_daemon(owner: &OwnerRecord) -> bool {
+    process::is_same_process(owner.pid, &owner.start_time) && process::is_daemon_process(owner.pid)
+}
+
 fn inspect(paths: &DaemonPaths) -> Found {
     let owner: Option<OwnerRecord> = files::read_json(&paths.owner).unwrap_or(None);
-    let owner_alive = owner
-        .clone()
-        .filter(|o| process::is_same_process(o.pid, &o.start_time));
+    // Our own daemon as recorded at spawn, even when the state names another pid (a state
+    // file edited or left by someone else must not orphan the daemon we started).
+    let owner_alive = owner.clone().filter(is_our_daemon);
     let state: std::result::Result<Option<DaemonState>, String> = files::read_json(&paths.state);
     match state {
         Ok(None) => match owner_alive {
@@ -190,13 +200,12 @@ fn inspect(paths: &DaemonPaths) -> Found {
         Ok(Some(state)) => match Client::connect_verified(paths) {
             Ok((client, health)) => Found::Answering(client, health),
             Err(reason) => {
-                let ours = owner_alive.filter(|o| o.pid == state.pid);
                 // A live process with no owner record (or our own, verified one) may still be
                 // a daemon of ours: if it authenticates with our token and the state's
                 // identity, it can be told to shut down over HTTP (never signalled). A pid
                 // whose start time contradicts the owner record is a stranger: no contact.
-                let contradicted =
-                    owner.as_ref().is_some_and(|o| o.pid == state.pid) && ours.is_none();
+                let contradicted = owner.as_ref().is_some_and(|o| o.pid == state.pid)
+                    && owner_alive.as_ref().is_none_or(|o| o.pid != state.pid);
                 let client = (!contradicted && process::is_running(state.pid))
                     .then(|| Client::for_state(paths, state.clone()).ok())
                     .flatten()
@@ -204,7 +213,7 @@ fn inspect(paths: &DaemonPaths) -> Found {
                 Found::Stale {
                     reason,
                     state: Some(state),
-                    ours,
+                    ours: owner_alive,
                     client,
                 }
             }
@@ -224,7 +233,15 @@ pub fn status(daemon_dir: &Path, expected_version: &str) -> DaemonStatus {
         },
         Found::Answering(client, health) => {
             let state = client.state().clone();
-            let (kind, detail) = if health.version != expected_version {
+            let (kind, detail) = if health.abi != ABI_VERSION {
+                (
+                    StatusKind::Stale,
+                    format!(
+                        "daemon pid {} speaks ABI {}, ktx needs {ABI_VERSION}; `ktx runtime start` replaces it",
+                        state.pid, health.abi
+                    ),
+                )
+            } else if health.version != expected_version {
                 (
                     StatusKind::Stale,
                     format!(
@@ -308,6 +325,11 @@ pub fn start_with_progress(
                     "the running daemon is version {}, expected {}",
                     health.version, config.version
                 ))
+            } else if health.abi != ABI_VERSION {
+                Some(format!(
+                    "the running daemon speaks ABI {}, ktx needs {ABI_VERSION}",
+                    health.abi
+                ))
             } else if !missing.is_empty() {
                 // Keep what the old daemon served: another caller may rely on it.
                 for f in &health.features {
@@ -359,9 +381,13 @@ pub fn start_with_progress(
             ours,
             client,
         } => {
-            if let Some(o) = &ours {
+            if let Some(pid) = ours
+                .as_ref()
+                .map(|o| o.pid)
+                .or(client.as_ref().map(|c| c.state().pid))
+            {
                 progress(Progress::Stopping {
-                    pid: o.pid,
+                    pid,
                     reason: reason.clone(),
                 });
             }
@@ -411,26 +437,21 @@ pub fn stop_with_progress(
             let state = client.state().clone();
             let owner: Option<OwnerRecord> = files::read_json(&paths.owner).unwrap_or(None);
             let owner = owner.filter(|o| o.pid == state.pid);
-            let how = take_down(&paths, Some(&state), owner.as_ref(), Some(&client))?;
-            Ok(StopOutcome::Stopped {
-                pid: state.pid,
-                how: how.unwrap_or_else(|| "shutdown".into()),
-            })
+            let down = take_down(&paths, Some(&state), owner.as_ref(), Some(&client))?;
+            let (pid, how) = down.unwrap_or((state.pid, "shutdown".into()));
+            Ok(StopOutcome::Stopped { pid, how })
         }
         Found::Stale {
             reason,
             state,
             ours,
             client,
-        } => {
-            let how = take_down(&paths, state.as_ref(), ours.as_ref(), client.as_ref())?;
-            match (how, ours) {
-                (Some(how), Some(o)) => Ok(StopOutcome::Stopped { pid: o.pid, how }),
-                _ => Ok(StopOutcome::AlreadyStopped {
-                    cleaned: Some(reason),
-                }),
-            }
-        }
+        } => match take_down(&paths, state.as_ref(), ours.as_ref(), client.as_ref())? {
+            Some((pid, how)) => Ok(StopOutcome::Stopped { pid, how }),
+            None => Ok(StopOutcome::AlreadyStopped {
+                cleaned: Some(reason),
+            }),
+        },
     }
 }
 
@@ -452,26 +473,28 @@ fn wait_gone(pid: u32, start_time: Option<&str>, timeout: Duration) -> bool {
     }
 }
 
-/// Bring a daemon down and remove its leftovers. Returns how a live process of ours went down
-/// (`shutdown`, `SIGTERM`, `SIGKILL`), or None when no process of ours was running.
+/// Bring a daemon down and remove its leftovers: `POST /v1/shutdown` through `client` (a
+/// daemon that authenticated with our token and the state's identity), then, for our own
+/// recorded process `ours` if it still runs, SIGTERM and SIGKILL, each followed by a grace
+/// period. Returns the pid that went down and how (`shutdown`, `SIGTERM`, `SIGKILL`), or None
+/// when no process was running.
 fn take_down(
     paths: &DaemonPaths,
     state: Option<&DaemonState>,
     ours: Option<&OwnerRecord>,
     client: Option<&Client>,
-) -> Result<Option<String>> {
-    let mut how = None;
+) -> Result<Option<(u32, String)>> {
+    let mut down = None;
     if let Some(client) = client {
         let pid = client.state().pid;
-        if client.shutdown().is_ok() {
-            let st = ours.map(|o| o.start_time.as_str());
-            if wait_gone(pid, st, Duration::from_secs(5)) {
-                how = Some("shutdown".to_string());
-            }
+        let start_time = ours.filter(|o| o.pid == pid).map(|o| o.start_time.as_str());
+        if client.shutdown().is_ok() && wait_gone(pid, start_time, SHUTDOWN_WAIT) {
+            down = Some((pid, "shutdown".to_string()));
         }
     }
     if let Some(o) = ours {
-        if how.is_none() && process::is_same_process(o.pid, &o.start_time) {
+        if process::is_same_process(o.pid, &o.start_time) {
+            let mut how = None;
             for (sig, name, grace) in [
                 (Signal::Term, "SIGTERM", Duration::from_secs(3)),
                 (Signal::Kill, "SIGKILL", Duration::from_secs(3)),
@@ -482,17 +505,25 @@ fn take_down(
                     break;
                 }
             }
-            if how.is_none() {
-                return Err(DaemonError::StopFailed {
-                    pid: o.pid,
-                    message: "it survived /v1/shutdown, SIGTERM and SIGKILL".into(),
-                });
+            match how {
+                Some(how) => down = Some((o.pid, how)),
+                None => {
+                    return Err(DaemonError::StopFailed {
+                        pid: o.pid,
+                        message: "it survived /v1/shutdown, SIGTERM and SIGKILL".into(),
+                    })
+                }
             }
         }
     }
     files::remove_state_if(paths, state.map(|s| s.instance_id.as_str()))?;
-    files::remove_owner_if(paths, ours.map(|o| o.pid).or(state.map(|s| s.pid)))?;
-    Ok(how)
+    // The owner record goes unless it still names a running daemon of ours.
+    match files::read_json::<OwnerRecord>(&paths.owner) {
+        Ok(Some(o)) if is_our_daemon(&o) => {}
+        Ok(None) => {}
+        _ => files::remove_owner_if(paths, None)?,
+    }
+    Ok(down)
 }
 
 #[cfg(unix)]
@@ -674,6 +705,18 @@ fn spawn(
         delay = (delay * 2).min(Duration::from_millis(20));
     };
     let (client, health) = client;
+    if health.abi != ABI_VERSION {
+        abandon(&mut child, paths);
+        return Err(start_failed(
+            paths,
+            offset,
+            format!(
+                "{} runs a ktx_daemon that speaks ABI {}, but ktx needs {ABI_VERSION}; reinstall the runtime with `ktx runtime install --force`",
+                config.python.display(),
+                health.abi
+            ),
+        ));
+    }
     if health.version != config.version {
         abandon(&mut child, paths);
         return Err(start_failed(

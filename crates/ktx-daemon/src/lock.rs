@@ -61,11 +61,14 @@ impl LifecycleLock {
         timeout: Duration,
         on_wait: &mut dyn FnMut(Option<String>),
     ) -> Result<Self> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options
             .open(path)
             .map_err(|e| DaemonError::io("opening the daemon lifecycle lock", path, e))?;
         let began = Instant::now();

@@ -80,6 +80,50 @@ pub(crate) fn is_same_process(pid: u32, start_time: &str) -> bool {
     proc_info(pid).is_some_and(|p| !p.zombie && p.start_time == start_time)
 }
 
+/// The pid runs `python ... -m ktx_daemon serve` (its command line names the module).
+///
+/// A second, independent check next to the start time before a process is treated as our
+/// daemon and signalled: an owner record copied from elsewhere, or a start time that happens to
+/// match after a reboot, must never get a stranger killed.
+#[cfg(target_os = "linux")]
+pub(crate) fn is_daemon_process(pid: u32) -> bool {
+    if pid == 0 || i32::try_from(pid).is_err() {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| cmdline_is_daemon(&cmdline))
+        .unwrap_or(false)
+}
+
+/// The pid runs `python ... -m ktx_daemon serve` (its command line names the module).
+#[cfg(all(unix, not(target_os = "linux")))]
+pub(crate) fn is_daemon_process(pid: u32) -> bool {
+    use std::process::{Command, Stdio};
+    if pid == 0 || i32::try_from(pid).is_err() {
+        return false;
+    }
+    Command::new("ps")
+        .args(["-o", "command=", "-p", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|out| cmdline_is_daemon(&out.stdout))
+        .unwrap_or(false)
+}
+
+/// Never true where processes cannot be inspected.
+#[cfg(not(unix))]
+pub(crate) fn is_daemon_process(_pid: u32) -> bool {
+    false
+}
+
+/// `cmdline` (NUL- or space-separated) has the arguments `ktx_daemon` then `serve`.
+pub(crate) fn cmdline_is_daemon(cmdline: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(cmdline);
+    let mut words = text.split(['\0', ' ']).filter(|w| !w.is_empty());
+    words.any(|w| w == "ktx_daemon") && words.any(|w| w == "serve")
+}
+
 /// Signals we send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Signal {
@@ -173,6 +217,34 @@ mod tests {
         let (state, start) = parse_stat(line).unwrap();
         assert_eq!(state, 'S');
         assert_eq!(start, "987654");
+    }
+
+    #[test]
+    fn recognises_the_daemon_command_line() {
+        assert!(cmdline_is_daemon(
+            b"/v/bin/python\0-I\0-u\0-m\0ktx_daemon\0serve\0--state-file\0/x\0"
+        ));
+        assert!(cmdline_is_daemon(
+            b"python -m ktx_daemon serve --features core"
+        ));
+        assert!(!cmdline_is_daemon(b"sleep\0\x360\0"));
+        assert!(!cmdline_is_daemon(b"python\0-m\0ktx_daemon\0call\0"));
+        assert!(!cmdline_is_daemon(b"serve\0ktx_daemon\0"));
+        assert!(!cmdline_is_daemon(b"/tmp/ktx_daemon_serve\0"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_sleep_is_not_a_daemon() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert!(!is_daemon_process(child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!is_daemon_process(0));
+        assert!(!is_daemon_process(std::process::id()));
     }
 
     #[test]

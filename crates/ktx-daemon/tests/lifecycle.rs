@@ -71,7 +71,7 @@ fn token_is_owner_only_and_log_gets_output() {
     use std::os::unix::fs::PermissionsExt;
     let dir = DaemonDir::new();
     let out = start(&dir.config()).unwrap();
-    for f in ["token", "state.json", "owner.json"] {
+    for f in ["token", "state.json", "owner.json", "lifecycle.lock"] {
         let mode = std::fs::metadata(dir.path().join(f))
             .unwrap()
             .permissions()
@@ -437,4 +437,284 @@ fn a_daemon_without_owner_record_is_shut_down_over_http_not_signalled() {
         first.state.pid
     )));
     assert!(proc_alive(second.state.pid));
+}
+
+/// A foreign local HTTP server (`python3 -m http.server` style) on a port of its own; returns
+/// the child and the port.
+fn foreign_http_server() -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import http.server as h\n\
+             s = h.HTTPServer(('127.0.0.1', 0), h.SimpleHTTPRequestHandler)\n\
+             print(s.server_address[1], flush=True)\n\
+             s.serve_forever()",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().parse().unwrap())
+}
+
+#[test]
+fn a_state_naming_a_foreign_server_is_stale_and_our_daemon_is_not_orphaned() {
+    let dir = DaemonDir::new();
+    let first = start(&dir.config()).unwrap();
+    let (mut foreign, port) = foreign_http_server();
+    // The state now names the foreign server's pid and port; owner.json still names ours.
+    std::fs::write(
+        dir.path().join("state.json"),
+        fake_state(foreign.id(), port),
+    )
+    .unwrap();
+
+    let st = status(&dir.path(), &package_version());
+    assert_eq!(st.kind, StatusKind::Stale, "{}", st.detail);
+    assert!(!st.detail.contains('\n'), "{}", st.detail);
+    assert!(
+        Client::connect_healthy(&dir.path(), &package_version(), &[]).is_none(),
+        "the foreign server was trusted"
+    );
+
+    let second = start(&dir.config()).unwrap();
+    assert!(!second.reused);
+    // Our previous daemon, recorded in owner.json, was stopped rather than left running.
+    assert!(
+        wait_until(Duration::from_secs(5), || !proc_alive(first.state.pid)),
+        "the daemon we started was orphaned"
+    );
+    assert!(proc_alive(second.state.pid));
+
+    // Our daemon's pid with the foreign server's port: the answer is not trusted, our daemon
+    // is stopped by signal (it is ours), the foreign server is left alone.
+    let mut state = dir.state_json().unwrap();
+    state["port"] = json!(port);
+    std::fs::write(dir.path().join("state.json"), state.to_string()).unwrap();
+    let st = status(&dir.path(), &package_version());
+    assert_eq!(st.kind, StatusKind::Stale, "{}", st.detail);
+    assert!(
+        st.detail.contains("HTTP 404: <!DOCTYPE HTML>"),
+        "{}",
+        st.detail
+    );
+    assert!(!st.detail.contains("--force"), "{}", st.detail);
+    assert!(Client::connect_healthy(&dir.path(), &package_version(), &[]).is_none());
+    match stop(&dir.path()).unwrap() {
+        StopOutcome::Stopped { pid, how } => {
+            assert_eq!(pid, second.state.pid);
+            assert_eq!(how, "SIGTERM");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!proc_alive(second.state.pid));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        foreign.try_wait().unwrap().is_none(),
+        "the foreign server was signalled"
+    );
+    foreign.kill().unwrap();
+    foreign.wait().unwrap();
+}
+
+#[test]
+fn an_owner_record_naming_a_process_that_is_no_daemon_never_gets_it_signalled() {
+    let dir = DaemonDir::new();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let mut sleeper = Command::new("sleep")
+        .arg("60")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id();
+    // pid AND its real start time: only the command line tells it is not a daemon.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start_time = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    std::fs::write(dir.path().join("state.json"), fake_state(pid, 9)).unwrap();
+    std::fs::write(
+        dir.path().join("owner.json"),
+        json!({"schemaVersion": 1, "pid": pid, "startTime": start_time, "spawnedAt": "x"})
+            .to_string(),
+    )
+    .unwrap();
+    match stop(&dir.path()).unwrap() {
+        StopOutcome::AlreadyStopped { cleaned } => assert!(cleaned.is_some()),
+        other => panic!("{other:?}"),
+    }
+    assert!(!dir.path().join("state.json").exists());
+    assert!(!dir.path().join("owner.json").exists());
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(sleeper.try_wait().unwrap().is_none(), "sleep was signalled");
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+}
+
+#[test]
+fn a_deleted_token_file_makes_the_daemon_stale_and_stop_terminates_it() {
+    let dir = DaemonDir::new();
+    let out = start(&dir.config()).unwrap();
+    std::fs::remove_file(dir.path().join("token")).unwrap();
+    let st = status(&dir.path(), &package_version());
+    assert_eq!(st.kind, StatusKind::Stale);
+    assert!(st.detail.contains("token file"), "{}", st.detail);
+    assert!(Client::connect_healthy(&dir.path(), &package_version(), &[]).is_none());
+    match stop(&dir.path()).unwrap() {
+        StopOutcome::Stopped { pid, how } => {
+            assert_eq!(pid, out.state.pid);
+            assert_eq!(how, "SIGTERM");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!proc_alive(out.state.pid));
+    assert!(!dir.path().join("state.json").exists());
+    assert!(!dir.path().join("owner.json").exists());
+}
+
+#[test]
+fn stop_escalates_to_sigkill_for_a_daemon_that_ignores_shutdown_and_sigterm() {
+    let dir = DaemonDir::new();
+    let stubborn = patched_python(
+        dir.tmp.path(),
+        "stubborn-python",
+        "import signal\n\
+         from ktx_daemon import server\n\
+         server.Daemon.request_stop = lambda self, reason: None\n\
+         _signal = signal.signal\n\
+         signal.signal = lambda signum, handler: _signal(signum, signal.SIG_IGN)",
+    );
+    let mut cfg = dir.config();
+    cfg.python = stubborn;
+    let out = start(&cfg).unwrap();
+    match stop(&dir.path()).unwrap() {
+        StopOutcome::Stopped { pid, how } => {
+            assert_eq!(pid, out.state.pid);
+            assert_eq!(how, "SIGKILL");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!proc_alive(out.state.pid));
+    assert!(!dir.path().join("owner.json").exists());
+    assert_eq!(
+        status(&dir.path(), &package_version()).kind,
+        StatusKind::Stopped
+    );
+}
+
+#[test]
+fn a_daemon_speaking_another_abi_is_refused() {
+    let dir = DaemonDir::new();
+    let mut cfg = dir.config();
+    cfg.python = patched_python(
+        dir.tmp.path(),
+        "abi2-python",
+        "from ktx_daemon import abi\nabi.ABI_VERSION = 2",
+    );
+    let err = start(&cfg).unwrap_err().to_string();
+    assert!(err.contains("speaks ABI 2"), "{err}");
+    assert!(!dir.path().join("state.json").exists());
+}
+
+#[test]
+fn a_call_over_the_body_limit_is_refused_unsent_and_safe_to_run_elsewhere() {
+    let dir = DaemonDir::new();
+    start(&dir.config()).unwrap();
+    let client =
+        Client::connect_healthy(&dir.path(), &package_version(), &["core".into()]).unwrap();
+    let big = "x".repeat(ktx_daemon::MAX_REQUEST_BODY);
+    let err = client
+        .call(&json!({"abi": 1, "op": "runtime.ping", "payload": {"big": big}}))
+        .unwrap_err();
+    assert!(err.request_not_processed(), "{err}");
+    assert!(err.to_string().contains("exceeds"), "{err}");
+    // The connection is still good for the next call.
+    let r = client
+        .call(&json!({"abi": 1, "op": "runtime.ping", "payload": {}}))
+        .unwrap();
+    assert_eq!(r["ok"], json!(true));
+}
+
+#[test]
+fn stop_during_a_long_call_lets_it_answer_and_health_answers_meanwhile() {
+    let dir = DaemonDir::new();
+    let mut cfg = dir.config();
+    cfg.python = patched_python(
+        dir.tmp.path(),
+        "sleepy-python",
+        "import time\n\
+         from ktx_daemon import abi\n\
+         def sleep(payload):\n\
+         \x20   time.sleep(float(payload['seconds']))\n\
+         \x20   return {'slept': payload['seconds']}\n\
+         import __main__\n\
+         __main__.sleep = sleep\n\
+         abi.OPS['test.sleep'] = '__main__:sleep'",
+    );
+    let out = start(&cfg).unwrap();
+    let client =
+        Client::connect_healthy(&dir.path(), &package_version(), &["core".into()]).unwrap();
+    std::thread::scope(|s| {
+        let call = s.spawn(|| {
+            client.call(&json!({"abi": 1, "op": "test.sleep", "payload": {"seconds": 1.5}}))
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        // /health answers while the call runs (a second connection of a second client).
+        let other = Client::connect_healthy(&dir.path(), &package_version(), &[]);
+        assert!(other.is_some(), "/health did not answer during a call");
+        assert!(!call.is_finished());
+        match stop(&dir.path()).unwrap() {
+            StopOutcome::Stopped { pid, how } => {
+                assert_eq!(pid, out.state.pid);
+                assert_eq!(how, "shutdown");
+            }
+            other => panic!("{other:?}"),
+        }
+        let answer = call.join().unwrap().unwrap();
+        assert_eq!(answer["result"]["slept"], json!(1.5), "{answer}");
+    });
+    assert!(!proc_alive(out.state.pid));
+    assert!(!dir.path().join("state.json").exists());
+}
+
+#[test]
+fn start_waits_through_loading_and_reports_progress() {
+    let dir = DaemonDir::new();
+    let mut cfg = dir.config();
+    cfg.python = patched_python(
+        dir.tmp.path(),
+        "warming-python",
+        "import time\n\
+         from ktx_daemon import server\n\
+         server.register_warmer('local-embeddings', lambda: (time.sleep(1.2), {'model': 'm'})[1])",
+    );
+    cfg.features = vec!["local-embeddings".into()];
+    let mut phases = Vec::new();
+    let out = ktx_daemon::start_with_progress(&cfg, &mut |p| {
+        if let ktx_daemon::Progress::Waiting { phase, .. } = p {
+            phases.push(phase)
+        }
+    })
+    .unwrap();
+    assert_eq!(out.health.status, "ok");
+    assert_eq!(
+        out.health.models.as_ref().unwrap()["local-embeddings"]["state"],
+        json!("ready")
+    );
+    assert!(phases.iter().any(|p| p == "loading"), "{phases:?}");
+    // A call needing the feature now finds a usable daemon.
+    assert!(Client::connect_healthy(
+        &dir.path(),
+        &package_version(),
+        &["local-embeddings".into()]
+    )
+    .is_some());
 }

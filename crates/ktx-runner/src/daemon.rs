@@ -3,8 +3,10 @@
 //! A call uses a healthy daemon of this runtime when one runs (right version, needed
 //! features); it starts one only when asked (`--daemon` / `KTX_DAEMON=1`). Otherwise the
 //! call goes one-shot. A daemon that cannot be reached at all (it just exited, e.g. on its
-//! idle timeout) falls back to one-shot: the request was never delivered, so it cannot run
-//! twice.
+//! idle timeout) or that refuses the request before running it (HTTP 4xx: too large, or a
+//! daemon replaced meanwhile) falls back to one-shot: the request was never run, so it cannot
+//! run twice. A daemon that was asked for but cannot be started does not fail the command
+//! either: one warning, then one-shot.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -53,9 +55,30 @@ fn feature_names(features: &[Feature]) -> Vec<String> {
         .collect()
 }
 
-fn env_secs(name: &str) -> Option<Duration> {
-    let v: f64 = std::env::var(name).ok()?.trim().parse().ok()?;
-    (v.is_finite() && v > 0.0).then(|| Duration::from_secs_f64(v))
+/// `name` as a positive number of seconds. Unset or empty: None. Anything else that is not a
+/// positive number: a warning naming the variable and the default kept, then None.
+fn env_secs(name: &str, default: Duration) -> Option<Duration> {
+    let raw = std::env::var_os(name)?;
+    let text = raw.to_string_lossy();
+    if text.trim().is_empty() {
+        return None;
+    }
+    match parse_secs(&text) {
+        Some(d) => Some(d),
+        None => {
+            eprintln!(
+                "warning: ignoring {name}={text:?}: expected a positive number of seconds; using the default ({} s)",
+                default.as_secs_f64()
+            );
+            None
+        }
+    }
+}
+
+/// A positive, finite number of seconds (`900`, `0.5`), at most a year.
+fn parse_secs(text: &str) -> Option<Duration> {
+    let v: f64 = text.trim().parse().ok()?;
+    (v.is_finite() && v > 0.0 && v <= 366.0 * 86_400.0).then(|| Duration::from_secs_f64(v))
 }
 
 /// Start configuration for this runtime: the receipt's interpreter, the runtime's daemon dir,
@@ -74,10 +97,10 @@ pub fn start_config(
     );
     cfg.features = feature_names(features);
     cfg.force = force;
-    if let Some(d) = env_secs("KTX_DAEMON_IDLE_TIMEOUT") {
+    if let Some(d) = env_secs("KTX_DAEMON_IDLE_TIMEOUT", cfg.idle_timeout) {
         cfg.idle_timeout = d;
     }
-    if let Some(d) = env_secs("KTX_DAEMON_START_TIMEOUT") {
+    if let Some(d) = env_secs("KTX_DAEMON_START_TIMEOUT", cfg.start_timeout) {
         cfg.start_timeout = d;
     }
     cfg
@@ -157,7 +180,8 @@ impl Transport for Daemon {
                     ))
                 })
             }
-            Err(e) if e.is_connect_failure() => self.fallback.send(request, timeout),
+            // Never run by the daemon: safe to run one-shot instead.
+            Err(e) if e.request_not_processed() => self.fallback.send(request, timeout),
             Err(e) => Err(RunError::Transport(e.to_string())),
         }
     }
@@ -182,7 +206,22 @@ pub fn select(
     if !start {
         return Ok(None);
     }
-    let outcome = start_daemon(rt, receipt, features, false)?;
+    let log = rt.layout().daemon_log_path();
+    // The daemon only makes calls faster: one that cannot be started is worth a warning,
+    // not a failed command.
+    let outcome = match start_daemon(rt, receipt, features, false) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!(
+                "warning: could not start the KTX Python daemon, running without it: {first}\n  \
+                 `ktx runtime start` shows the full error (log: {}).",
+                log.display()
+            );
+            return Ok(None);
+        }
+    };
     if let Some(reason) = &outcome.restart_reason {
         eprintln!("Replaced the previous KTX Python daemon: {reason}");
     }
@@ -195,17 +234,30 @@ pub fn select(
     }
     match Client::connect_healthy(&daemon_dir(rt), &version, &names) {
         Some(client) => Ok(Some(Box::new(Daemon { client, fallback }))),
-        None => Err(RunError::Transport(format!(
-            "the KTX Python daemon started (pid {}) but is not healthy\n  hint: see {} and run `ktx runtime start --force`.",
-            outcome.state.pid,
-            rt.layout().daemon_log_path().display()
-        ))),
+        None => {
+            eprintln!(
+                "warning: the KTX Python daemon started (pid {}) but is not healthy, running without it.\n  \
+                 See {} and run `ktx runtime start --force`.",
+                outcome.state.pid,
+                log.display()
+            );
+            Ok(None)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_from_the_environment_are_positive_seconds() {
+        assert_eq!(parse_secs("900"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_secs(" 0.5 "), Some(Duration::from_millis(500)));
+        for bad in ["", "abc", "0", "-1", "NaN", "inf", "1e30", "15m"] {
+            assert_eq!(parse_secs(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn maps_semver_to_pep440() {

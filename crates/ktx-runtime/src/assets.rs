@@ -51,7 +51,7 @@ pub struct Assets {
     pub manifest: AssetManifest,
 }
 
-const FIX_ASSETS: &str = "Reinstall ktx (`npm install -g ktx@latest`), or in a checkout run `cargo xtask build-wheel --out DIR` and set KTX_ASSET_DIR=DIR.";
+const FIX_ASSETS: &str = "Reinstall ktx (`npm install -g @kaelio/ktx`), or in a checkout run `cargo xtask build-wheel --out DIR` and set KTX_ASSET_DIR=DIR.";
 
 /// The asset dir: `KTX_ASSET_DIR` if set, else `<dir of current exe>/../../python` (the npm
 /// package layout `package/native/<platform>/ktx` + `package/python/`).

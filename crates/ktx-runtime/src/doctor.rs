@@ -352,6 +352,21 @@ fn check_wheel(rt: &Runtime) -> Check {
 fn check_runtime(rt: &Runtime) -> Check {
     let st = rt.status(&[Feature::Core]);
     let label = "managed runtime";
+    if st.kind != StatusKind::Ready {
+        // An install would fail: say so now rather than "installs on first use".
+        if let Some(problem) = crate::status::root_problem(rt.layout()) {
+            let mut detail = format!("{}: {}", st.kind.as_str(), st.detail);
+            if !detail.contains(&problem) {
+                detail.push_str(&format!("; ktx cannot install it here: {problem}"));
+            }
+            return Check::new(
+                label,
+                Outcome::Fail,
+                detail,
+                Some("Set KTX_RUNTIME_ROOT to a writable directory, e.g. `export KTX_RUNTIME_ROOT=$HOME/.ktx-runtime`.".into()),
+            );
+        }
+    }
     match st.kind {
         StatusKind::Ready => {
             let Some(receipt) = &st.manifest else {

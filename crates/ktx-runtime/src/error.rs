@@ -50,12 +50,17 @@ impl RuntimeError {
         }
     }
 
-    /// A filesystem error: "failed to `op` `path`: `err`".
+    /// A filesystem error: "failed to `op` `path`: `err`", with a hint for the causes a user
+    /// can fix (full disk, read-only or foreign-owned root, a file where a directory belongs).
     pub fn io(op: &str, path: &Path, err: &std::io::Error) -> Self {
-        RuntimeError::new(
+        let e = RuntimeError::new(
             ErrorKind::Io,
             format!("failed to {op} {}: {err}", path.display()),
-        )
+        );
+        match io_hint(err) {
+            Some(hint) => e.with_hint(hint),
+            None => e,
+        }
     }
 
     /// Adds a hint.
@@ -76,6 +81,23 @@ impl RuntimeError {
     }
 }
 
+/// What to do about a filesystem error, when the user can do something.
+fn io_hint(err: &std::io::Error) -> Option<&'static str> {
+    use std::io::ErrorKind as K;
+    match err.kind() {
+        K::StorageFull | K::QuotaExceeded => Some(
+            "The disk is full. Free space, or set KTX_RUNTIME_ROOT to a directory on another disk; `ktx runtime prune --dry-run` lists old runtimes to remove.",
+        ),
+        K::ReadOnlyFilesystem | K::PermissionDenied => Some(
+            "The runtime root is not writable. Set KTX_RUNTIME_ROOT to a directory you can write, e.g. `export KTX_RUNTIME_ROOT=$HOME/.ktx-runtime`.",
+        ),
+        K::NotADirectory => Some(
+            "A file stands where ktx needs a directory. Move that file away, or set KTX_RUNTIME_ROOT to another directory.",
+        ),
+        _ => None,
+    }
+}
+
 impl fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
@@ -90,3 +112,29 @@ impl fmt::Display for RuntimeError {
 }
 
 impl std::error::Error for RuntimeError {}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_carry_a_fix_for_the_causes_users_can_fix() {
+        let p = Path::new("/r/0.1.0/manifest.json");
+        // ENOSPC, EROFS, ENOTDIR (same numbers on Linux and macOS)
+        for (errno, needle) in [
+            (28, "KTX_RUNTIME_ROOT to a directory on another disk"),
+            (30, "Set KTX_RUNTIME_ROOT to a directory you can write"),
+            (20, "A file stands where ktx needs a directory"),
+        ] {
+            let e = RuntimeError::io("write", p, &std::io::Error::from_raw_os_error(errno));
+            let text = e.to_string();
+            assert!(
+                text.starts_with("failed to write /r/0.1.0/manifest.json: "),
+                "{text}"
+            );
+            assert!(text.contains(needle), "errno {errno}: {text}");
+        }
+        let other = std::io::Error::other("boom");
+        assert!(RuntimeError::io("read", p, &other).hints.is_empty());
+    }
+}

@@ -16,13 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
-use crate::abi::{self, Reply};
 use crate::assets::Assets;
 use crate::error::{ErrorKind, RuntimeError};
 use crate::features::{normalize, Feature};
 use crate::fsutil::{file_url, now_rfc3339, now_stamp, remove_tree, sha256_file, write_atomic};
+use crate::hints::hints_for;
 use crate::layout::{non_empty_env, venv_python, Layout};
 use crate::lock::{lock_timeout_from_env, lock_with_timeout};
 use crate::log::InstallLog;
@@ -35,16 +33,12 @@ use crate::receipt::{
 };
 use crate::status::{status, StatusKind};
 use crate::uv::{self, Uv};
+use crate::venv_check::{import_check, precompile_embeddings};
 
 /// Time allowed to create a venv.
 const VENV_TIMEOUT: Duration = Duration::from_secs(300);
 /// Time allowed to install the packages (local-embeddings pulls large wheels).
 const PACKAGES_TIMEOUT: Duration = Duration::from_secs(1800);
-/// Time allowed for the import check (first imports compile bytecode).
-const IMPORT_CHECK_TIMEOUT: Duration = Duration::from_secs(300);
-/// Time allowed to load the embedding model once after a `local-embeddings` install (the first
-/// import of torch, transformers and sentence-transformers writes their bytecode: 31 s here).
-const PRECOMPILE_TIMEOUT: Duration = Duration::from_secs(900);
 /// The step shown while the embedding model's modules are compiled.
 pub const PRECOMPILE_STEP: &str = "Precompiling the embedding model's modules";
 
@@ -164,8 +158,8 @@ pub fn install(
         }
         features = normalize(&features);
     }
-    remove_unnamed_venvs(layout, current.as_ref().map(|r| r.venv_dir.as_path()));
     let log = InstallLog::create(&layout.logs_dir())?;
+    remove_unnamed_venvs(layout, current.as_ref().map(|r| r.venv_dir.as_path()), &log);
     log.line(&format!(
         "ktx {} installing features [{}] into {}",
         layout.version(),
@@ -210,8 +204,17 @@ pub fn install(
     }
 }
 
-/// Removes every `venvs/*` entry except `keep` (interrupted builds; we hold the lock).
-fn remove_unnamed_venvs(layout: &Layout, keep: Option<&Path>) {
+/// Removes every `venvs/*` entry except `keep` (interrupted builds, replaced venvs; we hold
+/// the lock). Not while this version's daemon runs: it may be serving from a replaced venv,
+/// and deleting files under a live interpreter breaks its next lazy import. A later install
+/// collects them.
+fn remove_unnamed_venvs(layout: &Layout, keep: Option<&Path>, log: &InstallLog) {
+    if let Some(pid) = crate::prune::live_daemon(&layout.version_dir()) {
+        log.line(&format!(
+            "gc: keeping old venvs while the daemon (pid {pid}) runs; a later install removes them"
+        ));
+        return;
+    }
     let Ok(entries) = fs::read_dir(layout.venvs_dir()) else {
         return;
     };
@@ -224,7 +227,7 @@ fn remove_unnamed_venvs(layout: &Layout, keep: Option<&Path>) {
 }
 
 fn collect_garbage(layout: &Layout, receipt: &Receipt, sha: &str, log: &InstallLog) {
-    remove_unnamed_venvs(layout, Some(&receipt.venv_dir));
+    remove_unnamed_venvs(layout, Some(&receipt.venv_dir), log);
     if let Ok(entries) = fs::read_dir(layout.wheels_dir()) {
         for e in entries.flatten() {
             if e.file_name().to_string_lossy() != sha {
@@ -234,77 +237,6 @@ fn collect_garbage(layout: &Layout, receipt: &Receipt, sha: &str, log: &InstallL
             }
         }
     }
-}
-
-/// Hints for the common causes, recognised in a failed command's output.
-///
-/// `wheel` is the bundled wheel, named in the wheelhouse recipe of the offline hints.
-pub fn hints_for(output: &str, offline: bool, wheel: &Path) -> Vec<String> {
-    let recipe = format!(
-        "`python3 -m pip download -d wheelhouse {}` (with local-embeddings: `python3 -m pip download -d wheelhouse 'kaelio-ktx[local-embeddings] @ {}'`)",
-        wheel.display(),
-        file_url(wheel)
-    );
-    let o = output.to_lowercase();
-    let any = |needles: &[&str]| needles.iter().any(|n| o.contains(n));
-    let mut hints = Vec::new();
-    if any(&[
-        "certificate verify failed",
-        "invalid peer certificate",
-        "unknownissuer",
-        "self signed certificate",
-        "self-signed certificate",
-        "certificate_verify_failed",
-        "sslerror",
-        "tls handshake",
-    ]) {
-        hints.push("TLS verification failed. If a proxy intercepts TLS on this network, point SSL_CERT_FILE at its CA bundle (`export SSL_CERT_FILE=/path/to/ca.pem`) or set UV_SYSTEM_CERTS=1 (older uv: UV_NATIVE_TLS=1) to use the system trust store.".to_string());
-    }
-    if !offline
-        && any(&[
-            "dns error",
-            "failed to lookup address",
-            "name or service not known",
-            "temporary failure in name resolution",
-            "network is unreachable",
-            "connection refused",
-            "error sending request",
-            "failed to fetch",
-            "could not fetch url",
-            "newconnectionerror",
-            "max retries exceeded",
-            "operation timed out",
-            "connection timed out",
-            "no matching distribution found",
-        ])
-    {
-        hints.push(format!("The package index could not be reached. On an offline or air-gapped machine, build a wheelhouse on a connected one with {recipe}, copy it over and run `ktx runtime install --find-links wheelhouse` (or set KTX_FIND_LINKS). Behind a proxy, set HTTPS_PROXY."));
-    }
-    if offline
-        && any(&[
-            "not found in the provided package locations",
-            "no matching distribution",
-            "because there is no version",
-            "not found in the package registry",
-            "were not found",
-        ])
-    {
-        hints.push(format!("A package is missing from the --find-links wheelhouse. Rebuild it on a connected machine (same platform and Python version) with {recipe}."));
-    }
-    if any(&[
-        "ensurepip is not available",
-        "no module named venv",
-        "no module named ensurepip",
-    ]) {
-        hints.push("This Python lacks the venv module. Install it (Debian/Ubuntu: `apt install python3-venv`) or install uv (https://docs.astral.sh/uv/getting-started/installation/).".to_string());
-    }
-    if any(&["no module named pip"]) {
-        hints.push("This Python has no pip. Install uv (https://docs.astral.sh/uv/getting-started/installation/) or pip (Debian/Ubuntu: `apt install python3-pip`).".to_string());
-    }
-    if any(&["no space left on device"]) {
-        hints.push("The disk is full. Free space, or set KTX_RUNTIME_ROOT to a directory on another disk; `ktx runtime prune --dry-run` lists old runtimes to remove.".to_string());
-    }
-    hints
 }
 
 struct Ctx<'a> {
@@ -385,6 +317,21 @@ fn wheel_copy(layout: &Layout, assets: &Assets) -> Result<PathBuf, RuntimeError>
     }
     let bytes = fs::read(assets.wheel_path())
         .map_err(|e| RuntimeError::io("read", &assets.wheel_path(), &e))?;
+    // Hash what is copied, not just what was verified earlier: the file may have changed since.
+    let sha = {
+        use sha2::{Digest, Sha256};
+        crate::fsutil::hex(&Sha256::digest(&bytes))
+    };
+    if sha != w.sha256 {
+        return Err(RuntimeError::new(
+            ErrorKind::Asset,
+            format!(
+                "the bundled wheel {} changed during the install (sha256 {sha}, manifest says {}); refusing to install it",
+                assets.wheel_path().display(),
+                w.sha256
+            ),
+        ));
+    }
     write_atomic(&dest, &bytes)?;
     Ok(dest)
 }
@@ -497,8 +444,13 @@ fn build(
         InstallerKind::Pip
     };
     if interp.is_none() {
+        let what = if find_links.is_some() {
+            "uv will look for a Python it installed earlier (offline: no download)"
+        } else {
+            "uv will download one"
+        };
         reporter.report(Event::Notice(&format!(
-            "No Python {} found on this machine; uv will download one.",
+            "No Python {} found on this machine; {what}.",
             spec.as_str()
         )));
     }
@@ -522,12 +474,19 @@ fn build(
                 None => cmd.arg(spec.as_str()),
             };
             cmd.arg(&venv);
+            // Offline, uv may still use a Python it installed earlier, but never downloads one.
+            let download_python = interp.is_none() && find_links.is_none();
             ctx.run(
                 "Creating virtual environment",
                 &mut cmd,
-                interp.is_none(),
+                download_python,
                 VENV_TIMEOUT,
-            )?;
+            )
+            .map_err(|e| match interp {
+                Some(_) => e,
+                // The failure is about getting a Python, not the package index: say that first.
+                None => python_first(e, &spec, find_links.is_some()),
+            })?;
             let mut cmd = Command::new(&uv.path);
             cmd.args(["pip", "install", "--python"])
                 .arg(&python)
@@ -638,6 +597,28 @@ fn write_uv_overrides(log: &InstallLog) -> Result<PathBuf, RuntimeError> {
     Ok(path)
 }
 
+/// Puts the "install a Python" hint first on a venv failure where uv had to find or download
+/// the interpreter itself.
+fn python_first(mut e: RuntimeError, spec: &Specifiers, offline: bool) -> RuntimeError {
+    let how = if offline {
+        "offline, uv cannot download one"
+    } else {
+        "uv could not download one"
+    };
+    // uv fetches Pythons from GitHub, not the package index: the wheelhouse hint would mislead.
+    e.hints
+        .retain(|h| !h.starts_with("The package index could not be reached"));
+    e.hints.insert(
+        0,
+        format!(
+            "No Python {} was found on this machine and {how}. Install Python {} (https://www.python.org/downloads/, or e.g. `apt install python3 python3-venv`) or point KTX_PYTHON at one, then retry.",
+            spec.as_str(),
+            spec.as_str()
+        ),
+    );
+    e
+}
+
 fn unreachable_no_python(spec: &Specifiers) -> Result<(), RuntimeError> {
     Err(python::no_python_error(spec, &[]))
 }
@@ -652,118 +633,6 @@ fn base_executable(python: &Path) -> Option<PathBuf> {
     let out = run_bounded(&mut cmd, None, &Limits::new(Duration::from_secs(30))).ok()?;
     out.success()
         .then(|| PathBuf::from(out.stdout_text().trim()))
-}
-
-/// Runs `runtime.info` through the one-shot transport and checks version and features.
-fn import_check(
-    layout: &Layout,
-    assets: &Assets,
-    python: &Path,
-    features: &[Feature],
-    log: &InstallLog,
-) -> Result<Value, RuntimeError> {
-    let request = abi::request("runtime.info", json!({}));
-    let fail =
-        |msg: String| RuntimeError::new(ErrorKind::Install, format!("import check failed: {msg}"));
-    let cmd = abi::oneshot_command(python);
-    let (reply, out) = abi::oneshot(
-        python,
-        &request,
-        IMPORT_CHECK_TIMEOUT,
-        Some(&layout.version_dir()),
-    )
-    .map_err(|e| {
-        log.line(&format!(
-            "$ {} (runtime.info)\n    -> {e}",
-            display_command(&cmd)
-        ));
-        fail(e.to_string())
-    })?;
-    log.command(&cmd, &[], &out);
-    let info = match reply {
-        Reply::Ok(v) => v,
-        Reply::Err { code, message, .. } => {
-            return Err(fail(format!("runtime.info answered {code}: {message}")))
-        }
-    };
-    let version = info["version"].as_str().unwrap_or_default();
-    if version != assets.manifest.version {
-        return Err(fail(format!(
-            "the venv reports kaelio-ktx {version:?}, expected {}",
-            assets.manifest.version
-        )));
-    }
-    let have: Vec<String> = info["features"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    for f in features {
-        if !have.iter().any(|h| h == f.as_str()) {
-            let why = info["featureDetails"][f.as_str()]["error"]
-                .as_str()
-                .unwrap_or("not reported");
-            return Err(fail(format!("feature {f} is not importable: {why}")));
-        }
-    }
-    Ok(info)
-}
-
-/// Loads the embedding model and embeds one text through the one-shot transport, exactly as a
-/// first `ktx embed` does: the bytecode of every module that needs is written now, and the
-/// feature is proven to work (offline) before the receipt claims it.
-fn precompile_embeddings(
-    layout: &Layout,
-    python: &Path,
-    log: &InstallLog,
-) -> Result<(), RuntimeError> {
-    let request = abi::request(
-        "embedding.compute",
-        json!({"texts": ["ktx install check"], "normalize": true}),
-    );
-    let fail = |msg: String| {
-        RuntimeError::new(
-            ErrorKind::Install,
-            format!("the local-embeddings check (load the model, embed one text) failed: {msg}"),
-        )
-    };
-    let cmd = abi::oneshot_command(python);
-    let (reply, out) = abi::oneshot(
-        python,
-        &request,
-        PRECOMPILE_TIMEOUT,
-        Some(&layout.version_dir()),
-    )
-    .map_err(|e| {
-        log.line(&format!(
-            "$ {} (embedding.compute)\n    -> {e}",
-            display_command(&cmd)
-        ));
-        fail(e.to_string())
-    })?;
-    log.command(&cmd, &[], &out);
-    match reply {
-        Reply::Ok(result) => {
-            let dims = result["dimensions"].as_u64().unwrap_or(0);
-            let rows = result["embeddings"].as_array().map_or(0, Vec::len);
-            if rows != 1 || dims == 0 {
-                return Err(fail(format!(
-                    "embedding.compute returned {rows} vector(s) of {dims} dimensions for 1 text"
-                )));
-            }
-            log.line(&format!(
-                "local-embeddings: model loaded and {dims}-dimension vector computed in {:.1?} (bytecode written)",
-                out.elapsed
-            ));
-            Ok(())
-        }
-        Reply::Err { code, message, .. } => Err(fail(format!(
-            "embedding.compute answered {code}: {message}"
-        ))),
-    }
 }
 
 #[cfg(test)]
@@ -802,22 +671,5 @@ mod tests {
             text.contains(&path.display().to_string()) && text.contains("drops triton"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn hints() {
-        assert!(hints_for(
-            "error: invalid peer certificate: UnknownIssuer",
-            false,
-            Path::new("/w.whl")
-        )[0]
-        .contains("SSL_CERT_FILE"));
-        assert!(hints_for(
-            "dns error: failed to lookup address",
-            false,
-            Path::new("/w.whl")
-        )[0]
-        .contains("--find-links"));
-        assert!(hints_for("all fine", false, Path::new("/w.whl")).is_empty());
     }
 }

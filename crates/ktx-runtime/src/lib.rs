@@ -23,6 +23,7 @@ pub mod doctor;
 mod error;
 mod features;
 pub mod fsutil;
+pub mod hints;
 pub mod install;
 pub mod layout;
 pub mod lock;
@@ -35,6 +36,7 @@ pub mod python;
 pub mod receipt;
 pub mod status;
 pub mod uv;
+mod venv_check;
 
 use std::path::{Path, PathBuf};
 

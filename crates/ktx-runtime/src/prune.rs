@@ -72,7 +72,8 @@ pub struct PruneResult {
 /// Whether another process holds the lock at `path` (a missing file is not held; nothing is
 /// created).
 pub fn held_by_other(path: &Path) -> bool {
-    let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else {
+    // Read-only: flock works on any descriptor, and a probe must not need write access.
+    let Ok(file) = OpenOptions::new().read(true).open(path) else {
         return false;
     };
     match FileExt::try_lock_exclusive(&file) {
@@ -86,7 +87,7 @@ pub fn held_by_other(path: &Path) -> bool {
 }
 
 /// The pid of a live daemon recorded in `<dir>/daemon/state.json`, if any.
-fn live_daemon(version_dir: &Path) -> Option<u32> {
+pub(crate) fn live_daemon(version_dir: &Path) -> Option<u32> {
     let text = fs::read_to_string(version_dir.join("daemon").join("state.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
@@ -178,10 +179,19 @@ pub fn plan(layout: &Layout) -> PrunePlan {
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
             let path = e.path();
+            let bootstrapping = name
+                .strip_prefix(".bootstrap-")
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .filter(|pid| pid_alive(*pid));
             if Some(&name) == pinned.as_ref() {
                 plan.skip.push(PruneSkip {
                     path,
                     reason: "uv pinned by this ktx".into(),
+                });
+            } else if let Some(pid) = bootstrapping {
+                plan.skip.push(PruneSkip {
+                    path,
+                    reason: format!("in use: a uv bootstrap by pid {pid} is in progress"),
                 });
             } else if versions_in_use && !name.starts_with('.') {
                 plan.skip.push(PruneSkip {
@@ -209,11 +219,13 @@ pub fn execute(layout: &Layout, plan: &PrunePlan) -> PruneResult {
         let mut guards: Vec<LockGuard> = Vec::new();
         if entry.kind == PruneKind::Version {
             let mut busy = None;
-            for lock in [
-                entry.path.join("install.lock"),
-                entry.path.join("daemon").join("lifecycle.lock"),
+            for (lock, create) in [
+                (entry.path.join("install.lock"), true),
+                (entry.path.join("daemon").join("lifecycle.lock"), false),
             ] {
-                if !lock.exists() {
+                // The install lock is taken even if it does not exist yet (the directory is
+                // about to go): an install of that version starting now then waits for us.
+                if !create && !lock.exists() {
                     continue;
                 }
                 match try_lock(&lock) {

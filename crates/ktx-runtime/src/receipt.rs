@@ -61,13 +61,20 @@ pub fn read_receipt(path: &Path) -> Result<Option<Receipt>, String> {
     };
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
-    let schema = value.get("schemaVersion").and_then(|v| v.as_u64());
-    if schema != Some(u64::from(RECEIPT_SCHEMA_VERSION)) {
-        return Err(format!(
-            "{} has schemaVersion {:?}, this ktx reads {RECEIPT_SCHEMA_VERSION}",
-            path.display(),
-            schema
-        ));
+    match value.get("schemaVersion") {
+        Some(v) if v.as_u64() == Some(u64::from(RECEIPT_SCHEMA_VERSION)) => {}
+        Some(v) => {
+            return Err(format!(
+                "{} has schemaVersion {v}, this ktx reads {RECEIPT_SCHEMA_VERSION}",
+                path.display()
+            ))
+        }
+        None => {
+            return Err(format!(
+                "{} is not a receipt (no schemaVersion)",
+                path.display()
+            ))
+        }
     }
     serde_json::from_value(value)
         .map(Some)

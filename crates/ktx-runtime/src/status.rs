@@ -113,6 +113,55 @@ pub fn venv_problem(receipt: &Receipt) -> Option<String> {
     None
 }
 
+/// What stops ktx from installing under `layout` right now, if anything: an existing path
+/// component of the version dir that is not a directory, or a nearest existing directory it
+/// cannot write. Reads only (nothing is created to find out).
+pub fn root_problem(layout: &Layout) -> Option<String> {
+    let mut dir = layout.version_dir();
+    loop {
+        match fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {
+                return (!writable(&dir, &meta))
+                    .then(|| format!("{} is not writable", dir.display()));
+            }
+            Ok(_) => return Some(format!("{} is a file, not a directory", dir.display())),
+            // Missing (or under a file, found on the way up): look at the parent.
+            Err(_) => {}
+        }
+        if !dir.pop() {
+            return None;
+        }
+    }
+}
+
+#[cfg(unix)]
+fn writable(dir: &Path, _: &fs::Metadata) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call. access(2) also
+    // reports a read-only filesystem (EROFS), which permission bits alone would miss for root.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+#[cfg(not(unix))]
+fn writable(_: &Path, meta: &fs::Metadata) -> bool {
+    !meta.permissions().readonly()
+}
+
+/// The fix phrase of a non-ready status: `ktx runtime install` does it, unless the root
+/// cannot be written.
+fn repair(layout: &Layout, verb: &str) -> String {
+    match root_problem(layout) {
+        None => format!("`ktx runtime install` {verb} it"),
+        Some(problem) => format!(
+            "ktx cannot {} it here: {problem}; set KTX_RUNTIME_ROOT to a writable directory",
+            verb.trim_end_matches('s')
+        ),
+    }
+}
+
 /// Computes the status without changing anything. `wheel_sha256` is the bundled wheel's
 /// checksum from the asset manifest (None when the assets are unavailable: not compared).
 pub fn status(
@@ -136,17 +185,37 @@ pub fn status(
         },
         manifest: None,
     };
+    if !layout.version_dir().is_dir() {
+        if let Some(problem) = root_problem(layout) {
+            st.detail = format!(
+                "not installed, and ktx cannot install it in {}: {problem}; set KTX_RUNTIME_ROOT to a writable directory",
+                layout.version_dir().display()
+            );
+            return st;
+        }
+    }
     let receipt = match read_receipt(&layout.receipt_path()) {
         Ok(Some(r)) => r,
         Ok(None) => {
             let leftovers = fs::read_dir(layout.venvs_dir())
                 .map(|d| d.flatten().count())
                 .unwrap_or(0);
-            if leftovers > 0 {
+            if leftovers > 0 && crate::prune::held_by_other(&layout.install_lock_path()) {
+                // Not interrupted: another process is building it right now.
+                st.kind = StatusKind::Incomplete;
+                let who = crate::lock::holder_pid(&layout.install_lock_path())
+                    .map(|pid| format!(" (pid {pid})"))
+                    .unwrap_or_default();
+                st.detail = format!(
+                    "an install is in progress{who}: {} is held; it is ready when that install finishes",
+                    layout.install_lock_path().display()
+                );
+            } else if leftovers > 0 {
                 st.kind = StatusKind::Incomplete;
                 st.detail = format!(
-                    "{} holds {leftovers} venv(s) but there is no receipt: an install was interrupted; `ktx runtime install` repairs it",
-                    layout.venvs_dir().display()
+                    "{} holds {leftovers} venv(s) but there is no receipt: an install was interrupted; {}",
+                    layout.venvs_dir().display(),
+                    repair(layout, "repairs")
                 );
             } else {
                 st.detail = format!("not installed in {}", layout.version_dir().display());
@@ -155,7 +224,7 @@ pub fn status(
         }
         Err(why) => {
             st.kind = StatusKind::Incomplete;
-            st.detail = format!("unusable receipt ({why}); `ktx runtime install` repairs it");
+            st.detail = format!("unusable receipt ({why}); {}", repair(layout, "repairs"));
             return st;
         }
     };
@@ -182,7 +251,7 @@ pub fn status(
     } else if let Some(problem) = venv_problem(&receipt) {
         (
             StatusKind::Broken,
-            format!("{problem}; `ktx runtime install` rebuilds it"),
+            format!("{problem}; {}", repair(layout, "rebuilds")),
         )
     } else if !covers(&receipt.features, required) {
         let missing: Vec<&str> = required

@@ -39,7 +39,8 @@ struct Cli {
 /// Flags every Python-backed command understands (accepted before or after the subcommand).
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Install the Python runtime without asking when a command needs it.
+    /// Answer yes: install the Python runtime without asking when a command needs it, and
+    /// confirm `ktx runtime prune`.
     #[arg(long, global = true, conflicts_with = "no_input")]
     pub yes: bool,
     /// Never prompt and never install; fail with the command to run instead.
@@ -79,6 +80,7 @@ fn main() -> ExitCode {
         eprintln!("\ninterrupted");
         std::process::exit(130);
     });
+    quiet_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -102,4 +104,26 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => err.report(),
     }
+}
+
+/// `ktx runtime status | head -1`: the reader goes away and `println!` panics on EPIPE. Exit
+/// quietly instead, as a SIGPIPE-killed tool would (141), after stopping any installer child.
+///
+/// Why not restore SIGPIPE's default action: writing a request into a one-shot child's stdin
+/// after the child died would then kill ktx silently instead of reporting the failure.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            ktx_runtime::process::kill_active_children();
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
+use ktx_runner::RunError;
 use ktx_runtime::prune::{self, PruneKind};
 use ktx_runtime::{Feature, InstallOptions, Runtime, KTX_VERSION};
 
@@ -51,10 +52,12 @@ enum RuntimeCommand {
     /// never used and is repaired by the next one. Every attempt keeps a log under
     /// <runtime dir>/logs/.
     ///
-    /// Offline / air-gapped: on a connected machine run
-    /// `python3 -m pip download -d wheelhouse <bundled kaelio_ktx wheel>`, copy the wheelhouse
+    /// Offline / air-gapped: on a connected machine with the same platform and Python version,
+    /// run `python3 -m pip download -d wheelhouse <bundled kaelio_ktx wheel>` (the wheel is in
+    /// the assets dir that `ktx runtime status` shows; with local-embeddings use
+    /// `'kaelio-ktx[local-embeddings] @ file:///abs/path/to/the.whl'`), copy the wheelhouse
     /// over, then `ktx runtime install --find-links wheelhouse` (or set KTX_FIND_LINKS). No
-    /// network is used then (uv runs with --offline --no-index).
+    /// network is used then (uv runs with --offline --no-index; pip with --no-index).
     ///
     /// Python: KTX_PYTHON, else python3/python on PATH satisfying the wheel's Requires-Python,
     /// else uv downloads one. uv: KTX_UV, else `uv` on PATH (0.5.0 or newer), else a copy ktx
@@ -70,14 +73,27 @@ enum RuntimeCommand {
         /// Rebuild even if the runtime is ready (keeps the features already installed).
         #[arg(long)]
         force: bool,
-        /// Print the result as JSON on stdout.
+        /// Print the result as JSON on stdout: {schemaVersion, kind: "ready", performed,
+        /// features, versionDir, installer, logPath, manifest}, or on failure {schemaVersion,
+        /// kind: "error", error{kind, message, logPath, hints}} (exit 1).
         #[arg(long)]
         json: bool,
-        /// Install from this local wheelhouse only, with no network access.
-        #[arg(long, value_name = "DIR", env = "KTX_FIND_LINKS")]
+        /// Install from this local wheelhouse only, with no network access [env:
+        /// KTX_FIND_LINKS].
+        // Not clap's `env =`: an empty KTX_FIND_LINKS would be a usage error there, while the
+        // library reads it as unset.
+        #[arg(long, value_name = "DIR")]
         find_links: Option<PathBuf>,
     },
     /// Show whether the runtime is missing, ready, incomplete, mismatched or broken (read-only).
+    ///
+    /// missing: nothing installed; ready: usable; incomplete: files but no valid receipt (an
+    /// interrupted install); mismatched: installed for another wheel or without a feature;
+    /// broken: installed, but the venv or the Python it was built from is gone. Every kind
+    /// but ready is repaired by `ktx runtime install`. Never changes anything on disk.
+    ///
+    /// --json prints {schemaVersion, kind, detail, layout{runtimeRoot, versionDir, venvDir,
+    /// manifestPath, logDir, assetDir, pythonPath}, manifest?, daemon}.
     Status {
         /// Print the status as JSON on stdout.
         #[arg(long)]
@@ -94,8 +110,13 @@ enum RuntimeCommand {
     },
     /// Remove other ktx versions' runtimes and unused bootstrapped uv copies.
     ///
-    /// Never removes this version's runtime or one another process is using. Refuses without
-    /// --yes; use --dry-run to see what would be removed.
+    /// Never removes this version's runtime or one another process is using (its install or
+    /// daemon lock is held, or its daemon runs). Refuses (exit 1) without --yes; use --dry-run
+    /// to see what would be removed.
+    ///
+    /// --json prints {schemaVersion, dryRun, refused, wouldRemove, removed, bytes (freed, or
+    /// that would be freed when nothing is removed), wouldFree, skipped}; each entry has path,
+    /// kind (version|uv) and bytes.
     Prune {
         /// List what would be removed, remove nothing.
         #[arg(long)]
@@ -181,14 +202,25 @@ fn install(
     json: bool,
     find_links: Option<PathBuf>,
 ) -> Result<ExitCode, CliError> {
-    let rt = Runtime::from_env()?;
     let features: Vec<Feature> = features.iter().map(|f| Feature::from(*f)).collect();
     let mut opts = InstallOptions::new(&features);
     opts.force = force;
     if find_links.is_some() {
         opts.find_links = find_links;
     }
-    let outcome = ktx_runner::install_runtime(&rt, &opts)?;
+    let result = Runtime::from_env()
+        .map_err(RunError::from)
+        .and_then(|rt| Ok((ktx_runner::install_runtime(&rt, &opts)?, rt)));
+    let (outcome, rt) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            // A script reading stdout gets an answer on failure too (and the exit code).
+            if json {
+                print_json(&install_error_json(&e));
+            }
+            return Err(e.into());
+        }
+    };
     let dir = rt.layout().version_dir();
     if !outcome.performed {
         eprintln!("{}", ktx_runtime::progress::ready_message(&dir));
@@ -209,6 +241,23 @@ fn install(
         }));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ktx runtime install --json` on failure: `{schemaVersion, kind: "error", error: {kind,
+/// message, logPath, hints}}`.
+fn install_error_json(e: &RunError) -> Value {
+    let error = match e {
+        RunError::Runtime(r) => json!({
+            "kind": r.kind,
+            "message": r.message,
+            "logPath": r.log,
+            "hints": r.hints,
+        }),
+        other => {
+            json!({"kind": "other", "message": other.to_string(), "logPath": null, "hints": []})
+        }
+    };
+    json!({"schemaVersion": 1, "kind": "error", "error": error})
 }
 
 fn status(json: bool) -> Result<ExitCode, CliError> {
@@ -279,7 +328,9 @@ fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError>
                 "dryRun": dry_run,
                 "refused": refused,
                 "wouldRemove": plan.remove,
+                "removed": [],
                 "bytes": plan.bytes(),
+                "wouldFree": plan.bytes(),
                 "skipped": skipped,
             }));
         } else {
@@ -324,8 +375,11 @@ fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError>
         print_json(&json!({
             "schemaVersion": 1,
             "dryRun": false,
+            "refused": false,
+            "wouldRemove": plan.remove,
             "removed": result.removed,
             "bytes": bytes,
+            "wouldFree": plan.bytes(),
             "skipped": result.skipped.iter().map(|s| json!({"path": s.path, "reason": s.reason})).chain(skipped).collect::<Vec<_>>(),
         }));
     } else {

@@ -383,3 +383,250 @@ fn idle_daemon_exits_by_itself() {
     assert!(state(root).is_none());
     assert_eq!(stop(root), "KTX Python daemon already stopped\n");
 }
+
+fn status_json(root: &Path) -> Value {
+    let out = ktx(root)
+        .args(["runtime", "status", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn corrupt_state_files_are_stale_reported_and_cleaned() {
+    let (_g, root) = runtime();
+    let (started, _) = start_json(root, &[]);
+    let good = std::fs::read_to_string(daemon_dir(root).join("state.json")).unwrap();
+    let wrong_types = good.replace(&format!("\"pid\": {}", started["pid"]), "\"pid\": \"abc\"");
+    assert_ne!(wrong_types, good);
+    let mut current = started["pid"].as_u64().unwrap();
+    for (what, content) in [
+        ("garbage", "garbage{\u{0}".to_string()),
+        ("truncated", good[..good.len() / 2].to_string()),
+        ("wrong types", wrong_types),
+        ("not an object", "[1, 2]".to_string()),
+    ] {
+        let before = current;
+        std::fs::write(daemon_dir(root).join("state.json"), content).unwrap();
+        let st = status_json(root);
+        assert_eq!(st["daemon"]["kind"], "stale", "{what}: {st}");
+        assert!(
+            st["daemon"]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("state.json is not valid"),
+            "{what}: {st}"
+        );
+        // A call is not disturbed: it runs one-shot, quietly.
+        let out = ktx(root)
+            .args(["runtime", "call", "runtime.ping"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{what}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stderr), "", "{what}");
+        // The next start replaces it, stopping the daemon the corrupt state hid.
+        let (next, stderr) = start_json(root, &[]);
+        assert_eq!(next["status"], "started", "{what}");
+        assert!(stderr.contains("stale daemon state"), "{what}: {stderr}");
+        current = next["pid"].as_u64().unwrap();
+        assert_ne!(current, before, "{what}");
+        assert!(
+            wait_until(Duration::from_secs(5), || !alive(before)),
+            "{what}"
+        );
+    }
+    // stop cleans a corrupt state too, and says so in JSON.
+    let pid = state(root).unwrap()["pid"].as_u64().unwrap();
+    std::fs::write(daemon_dir(root).join("state.json"), "{").unwrap();
+    let out = ktx(root)
+        .args(["runtime", "stop", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stopped"], true, "{v}");
+    assert_eq!(v["pid"], pid, "{v}");
+    assert!(!daemon_dir(root).join("state.json").exists());
+    assert!(wait_until(Duration::from_secs(5), || !alive(pid)));
+    assert_eq!(status_json(root)["daemon"]["kind"], "stopped");
+}
+
+#[test]
+fn a_dead_daemon_makes_calls_fall_back_to_one_shot_quietly() {
+    let (_g, root) = runtime();
+    let (first, _) = start_json(root, &[]);
+    let pid = first["pid"].as_u64().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !alive(pid)));
+    let out = ktx(root)
+        .args(["runtime", "call", "runtime.ping", r#"{"n":7}"#])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["echo"]["n"], 7);
+    // Nothing was started or cleaned by the call.
+    assert_eq!(state(root).unwrap()["pid"], pid);
+    assert_eq!(status_json(root)["daemon"]["kind"], "stale");
+}
+
+#[test]
+fn proxy_variables_never_reach_the_loopback_client() {
+    let (_g, root) = runtime();
+    let junk = |cmd: &mut Command| {
+        for var in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            cmd.env(var, "http://127.0.0.1:9");
+        }
+        cmd.env("NO_PROXY", ",,*.invalid").env("no_proxy", "");
+    };
+    let mut cmd = ktx(root);
+    junk(&mut cmd);
+    let out = cmd.args(["runtime", "start"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = daemon_dir(root).join("daemon.log");
+    let calls = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("POST /v1/call -> 200")
+            .count()
+    };
+    let before = calls();
+    let mut cmd = ktx(root);
+    junk(&mut cmd);
+    let out = cmd
+        .args(["runtime", "call", "runtime.ping"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        calls(),
+        before + 1,
+        "the call did not go through the daemon"
+    );
+    stop(root);
+}
+
+/// Turns `daemon.log` into a directory (so the daemon cannot be given a log) until dropped.
+struct UnwritableLog(PathBuf);
+
+impl UnwritableLog {
+    fn new(root: &Path) -> Self {
+        let log = daemon_dir(root).join("daemon.log");
+        let _ = std::fs::remove_file(&log);
+        std::fs::create_dir_all(log.join("x")).unwrap();
+        UnwritableLog(log)
+    }
+}
+
+impl Drop for UnwritableLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_daemon_that_cannot_start_fails_start_clearly_and_calls_still_run() {
+    let (_g, root) = runtime();
+    let _log = UnwritableLog::new(root);
+    let out = ktx(root).args(["runtime", "start"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("opening the daemon log failed for"), "{err}");
+    assert!(err.contains("daemon.log"), "{err}");
+    assert!(state(root).is_none());
+
+    // --daemon asked for one: a warning, then the call runs one-shot.
+    let out = ktx(root)
+        .args(["--daemon", "runtime", "call", "runtime.ping", r#"{"n":3}"#])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("warning: could not start the KTX Python daemon, running without it"),
+        "{err}"
+    );
+    assert!(err.lines().count() <= 2, "{err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["echo"]["n"], 3);
+}
+
+#[test]
+fn a_daemon_of_another_version_is_replaced_with_the_reason_printed() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_g, root) = runtime();
+    let receipt: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join(VERSION).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let python = receipt["pythonPath"].as_str().unwrap();
+    // The runtime's own interpreter, with the package reporting an older version.
+    let work = tempfile::tempdir().unwrap();
+    let script = work.path().join("old-python");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nwhile [ \"$#\" -gt 0 ] && [ \"$1\" != -m ]; do shift; done\nshift\n\
+             exec \"{python}\" -I -c 'import sys\nimport ktx_daemon._version as v\nv.__version__ = \"0.0.9\"\n\
+             from ktx_daemon.__main__ import main\nsys.exit(main(sys.argv[2:]))' \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cfg = ktx_daemon::StartConfig::new(&script, daemon_dir(root), "0.0.9");
+    cfg.idle_timeout = Duration::from_secs(120);
+    let old = ktx_daemon::start(&cfg).unwrap();
+    assert_eq!(old.health.version, "0.0.9");
+
+    let st = status_json(root);
+    assert_eq!(st["daemon"]["kind"], "stale", "{st}");
+    let out = ktx(root).args(["runtime", "start"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("Started KTX Python daemon\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "Replaced the previous KTX Python daemon: the running daemon is version 0.0.9, expected 0.1.0rc0"
+        ),
+        "{err}"
+    );
+    assert!(wait_until(Duration::from_secs(5), || !alive(u64::from(
+        old.state.pid
+    ))));
+    stop(root);
+}
+
+#[test]
+fn a_junk_timeout_variable_is_named_in_a_warning_and_the_default_kept() {
+    let (_g, root) = runtime();
+    let out = ktx(root)
+        .env("KTX_DAEMON_IDLE_TIMEOUT", "15m")
+        .args(["runtime", "start"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: ignoring KTX_DAEMON_IDLE_TIMEOUT=\"15m\""),
+        "{err}"
+    );
+    let log = std::fs::read_to_string(daemon_dir(root).join("daemon.log")).unwrap();
+    assert!(log.contains("idle-timeout 900s"), "{log}");
+    stop(root);
+}

@@ -189,6 +189,19 @@ fn second_install_is_the_fast_path_without_any_uv_call() {
 }
 
 #[test]
+fn empty_or_bad_environment_values_are_not_usage_errors() {
+    let root = shared_root();
+    for (k, v) in [("KTX_FIND_LINKS", ""), ("KTX_LOCK_TIMEOUT", "soon")] {
+        let out = ktx(root)
+            .env(k, v)
+            .args(["runtime", "install"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{k}={v:?}: {}", stderr_of(&out));
+    }
+}
+
+#[test]
 fn doctor_passes_on_a_ready_runtime() {
     let root = shared_root();
     let out = ktx(root).args(["runtime", "doctor"]).output().unwrap();
@@ -368,6 +381,35 @@ fn tampered_wheel_is_refused_naming_the_file_and_nothing_is_installed() {
         0,
         "something was created in the root"
     );
+    // --json answers on stdout on failure too
+    let out = ktx(root.path())
+        .env("KTX_ASSET_DIR", assets.path())
+        .args(["runtime", "install", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["schemaVersion"].clone(), v["kind"].clone()),
+        (1.into(), "error".into()),
+        "{v}"
+    );
+    assert_eq!(v["error"]["kind"], "asset", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("checksum mismatch"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["hints"][0]
+            .as_str()
+            .unwrap()
+            .contains("@kaelio/ktx"),
+        "{v}"
+    );
+    assert_eq!(fs::read_dir(root.path()).unwrap().count(), 0);
     // doctor reports it too
     let out = ktx(root.path())
         .env("KTX_ASSET_DIR", assets.path())
@@ -394,7 +436,26 @@ fn a_held_install_lock_makes_install_wait_then_time_out() {
         .args(["runtime", "install"])
         .output()
         .unwrap();
+    // A half-built venv under a held lock is an install in progress, not an interrupted one.
+    fs::create_dir_all(vdir(root.path()).join("venvs/building")).unwrap();
+    let st = status_json(root.path());
+    assert_eq!(st["kind"], "incomplete");
+    assert!(
+        st["detail"].as_str().unwrap().contains(&format!(
+            "an install is in progress (pid {})",
+            std::process::id()
+        )),
+        "{st}"
+    );
     drop(guard);
+    let st = status_json(root.path());
+    assert!(
+        st["detail"]
+            .as_str()
+            .unwrap()
+            .contains("an install was interrupted"),
+        "{st}"
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr_of(&out);
     let pid = std::process::id();
@@ -428,6 +489,11 @@ fn prune_lists_refuses_removes_and_keeps_current_and_busy_versions() {
         fs::create_dir_all(r.join("tools/uv").join(v)).unwrap();
         fs::write(r.join("tools/uv").join(v).join("uv"), "bin").unwrap();
     }
+    // a uv bootstrap in progress (this live process) and one left by a dead process
+    let live_bootstrap = r.join(format!("tools/uv/.bootstrap-{}", std::process::id()));
+    let dead_bootstrap = r.join("tools/uv/.bootstrap-2147483646");
+    fs::create_dir_all(&live_bootstrap).unwrap();
+    fs::create_dir_all(&dead_bootstrap).unwrap();
     // dry run lists, removes nothing
     let out = ktx(r)
         .args(["runtime", "prune", "--dry-run", "--json"])
@@ -435,13 +501,19 @@ fn prune_lists_refuses_removes_and_keeps_current_and_busy_versions() {
         .unwrap();
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["dryRun"], true, "{v}");
+    assert_eq!(v["removed"], serde_json::json!([]), "{v}");
     let listed: Vec<&str> = v["wouldRemove"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["path"].as_str().unwrap())
         .collect();
-    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert!(
+        listed.contains(&dead_bootstrap.to_str().unwrap()),
+        "{listed:?}"
+    );
     assert!(
         listed.iter().any(|p| p.ends_with("/0.0.9"))
             && listed.iter().any(|p| p.ends_with("/0.0.8"))
@@ -463,19 +535,386 @@ fn prune_lists_refuses_removes_and_keeps_current_and_busy_versions() {
     assert!(r.join("0.0.8").exists());
     assert!(String::from_utf8_lossy(&out.stdout).contains("in use"));
     drop(guard);
-    let out = ktx(r).args(["runtime", "prune", "--yes"]).output().unwrap();
+    let out = ktx(r)
+        .args(["runtime", "prune", "--yes", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
+    // The same keys in every mode, so scripts can rely on them.
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            v["schemaVersion"].clone(),
+            v["dryRun"].clone(),
+            v["refused"].clone()
+        ),
+        (1.into(), false.into(), false.into()),
+        "{v}"
+    );
+    let removed: Vec<&str> = v["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        removed.iter().any(|p| p.ends_with("/0.0.8"))
+            && removed.iter().any(|p| p.ends_with("tools/uv/0.0.1")),
+        "{v}"
+    );
+    assert_eq!(
+        v["wouldRemove"].as_array().unwrap().len(),
+        removed.len(),
+        "{v}"
+    );
+    assert!(
+        v["bytes"].as_u64().unwrap() > 0 && v["wouldFree"] == v["bytes"],
+        "{v}"
+    );
+    assert!(v["skipped"].is_array(), "{v}");
     assert!(!r.join("0.0.8").exists());
     assert!(!r.join("tools/uv/0.0.1").exists());
     assert!(
         r.join("tools/uv").join(pinned).join("uv").exists(),
         "the pinned uv must survive"
     );
+    assert!(live_bootstrap.exists(), "a running bootstrap was removed");
+    assert!(!dead_bootstrap.exists());
     assert_eq!(
         fs::read_to_string(vdir(r).join("marker")).unwrap(),
         "current"
     );
     assert!(r.join("not-a-version").exists());
+}
+
+/// The bundled wheel's sha256, from the test asset manifest.
+fn asset_sha() -> String {
+    let m: Value =
+        serde_json::from_str(&fs::read_to_string(asset_dir().join("manifest.json")).unwrap())
+            .unwrap();
+    m["wheel"]["sha256"].as_str().unwrap().to_string()
+}
+
+/// Writes a receipt for this ktx and the test wheel naming `venv`, as an install would.
+fn write_receipt(root: &Path, venv: &Path) {
+    let receipt = serde_json::json!({
+        "schemaVersion": 1,
+        "ktxVersion": VERSION,
+        "wheelSha256": asset_sha(),
+        "features": ["core"],
+        "venvDir": venv,
+        "pythonPath": venv.join("bin/python"),
+        "interpreter": {"path": real_python(), "version": "3.11.0"},
+        "installer": {"name": "uv", "version": "0.13.8"},
+        "installedAt": "2026-01-01T00:00:00Z",
+    });
+    fs::create_dir_all(vdir(root)).unwrap();
+    fs::write(vdir(root).join("manifest.json"), receipt.to_string()).unwrap();
+}
+
+#[test]
+fn corrupt_receipts_are_incomplete_with_a_clear_detail() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::create_dir_all(vdir(r)).unwrap();
+    let receipt = vdir(r).join("manifest.json");
+    for (content, why) in [
+        (&b"{\"schemaVersion\": 1, \"kt"[..], "is not JSON"),
+        (b"\xff\xfe\x00", "cannot read"),
+        (b"[]", "is not a receipt (no schemaVersion)"),
+        (
+            b"{\"schemaVersion\": 2}",
+            "has schemaVersion 2, this ktx reads 1",
+        ),
+        (
+            b"{\"schemaVersion\": 1}",
+            "is not a valid receipt: missing field",
+        ),
+    ] {
+        fs::write(&receipt, content).unwrap();
+        let st = status_json(r);
+        assert_eq!(st["kind"], "incomplete", "{st}");
+        let detail = st["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(receipt.to_str().unwrap())
+                && detail.contains(why)
+                && detail.contains("`ktx runtime install` repairs it"),
+            "{detail}"
+        );
+        let out = ktx(r).args(["runtime", "doctor"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("WARN managed runtime: incomplete: unusable receipt"),
+            "{text}"
+        );
+        assert!(!stderr_of(&out).contains("panicked"), "{}", stderr_of(&out));
+        // a command that needs the runtime refuses without trusting it
+        let out = ktx(r)
+            .args(["--no-input", "runtime", "call", "runtime.ping"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr_of(&out).contains("is not ready (incomplete)"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+}
+
+#[test]
+fn a_receipt_naming_a_venv_that_is_gone_is_broken() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let venv = vdir(r).join("venvs/gone");
+    write_receipt(r, &venv);
+    let st = status_json(r);
+    assert_eq!(st["kind"], "broken", "{st}");
+    assert_eq!(st["layout"]["venvDir"], venv.to_str().unwrap());
+    let detail = st["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("the venv {} is gone", venv.display()))
+            && detail.contains("`ktx runtime install` rebuilds it"),
+        "{detail}"
+    );
+    let out = ktx(r).args(["runtime", "doctor"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL managed runtime: broken: ")
+            && text.contains("  Fix: ktx runtime install\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_root_that_is_a_file_is_reported_with_the_fix_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path().join("root-file");
+    fs::write(&r, "mine").unwrap();
+    let st = status_json(&r);
+    assert_eq!(st["kind"], "missing", "{st}");
+    let detail = st["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("{} is a file, not a directory", r.display()))
+            && detail.contains("KTX_RUNTIME_ROOT"),
+        "{detail}"
+    );
+    // doctor must not promise "it installs on first use": it cannot
+    let out = ktx(&r).args(["runtime", "doctor"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL managed runtime: missing: ")
+            && text.contains("  Fix: Set KTX_RUNTIME_ROOT to a writable directory"),
+        "{text}"
+    );
+    let out = ktx(&r).args(["runtime", "install"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("Not a directory")
+            && err.contains("hint: A file stands where ktx needs a directory"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&r).unwrap(), "mine");
+}
+
+#[test]
+fn unusable_ktx_python_or_ktx_uv_is_refused_with_the_fix() {
+    let root = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let old = tmp.path().join("python-3.8");
+    write_script(&old, "echo /usr/bin/python3.8; echo 3.8.10");
+    let garbage = tmp.path().join("not-an-interpreter");
+    write_script(&garbage, "echo hello");
+    let cases = [
+        (
+            "KTX_PYTHON",
+            &old,
+            "it is Python 3.8.10, but kaelio-ktx requires >=3.10",
+            "hint: Point KTX_PYTHON at a Python >=3.10 interpreter",
+        ),
+        (
+            "KTX_PYTHON",
+            &garbage,
+            "printed no version",
+            "hint: Point KTX_PYTHON at a Python >=3.10 interpreter",
+        ),
+        (
+            "KTX_UV",
+            &garbage,
+            "--version printed \"hello\"",
+            "hint: Point KTX_UV at a working uv binary",
+        ),
+    ];
+    for (var, value, why, hint) in cases {
+        let out = ktx(root.path())
+            .env(var, value)
+            .args(["runtime", "install"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(&format!(
+                "error: {var}={} cannot be used: ",
+                value.display()
+            )) && err.contains(why)
+                && err.contains(hint)
+                && err.contains("log: "),
+            "{err}"
+        );
+        assert!(!vdir(root.path()).join("manifest.json").exists());
+        assert!(!vdir(root.path()).join("venvs").exists(), "{err}");
+        let out = ktx(root.path())
+            .env(var, value)
+            .args(["runtime", "doctor"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let label = if var == "KTX_UV" { "uv" } else { "python" };
+        assert!(
+            text.contains(&format!("FAIL {label}: {var}=")) && text.contains("  Fix: Point "),
+            "{text}"
+        );
+    }
+}
+
+/// (path, size, mtime in ns, mode) of everything under `dir`, sorted.
+fn tree_snapshot(dir: &Path) -> Vec<(PathBuf, u64, i128, u32)> {
+    fn walk(p: &Path, out: &mut Vec<(PathBuf, u64, i128, u32)>) {
+        let meta = fs::symlink_metadata(p).unwrap();
+        let mtime = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i128;
+        out.push((
+            p.to_path_buf(),
+            meta.len(),
+            mtime,
+            meta.permissions().mode(),
+        ));
+        if meta.is_dir() {
+            for e in fs::read_dir(p).unwrap() {
+                walk(&e.unwrap().path(), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn status_doctor_and_prune_without_yes_write_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    // A ready-looking runtime (venv of symlinks to the machine's python), an interrupted
+    // attempt, another version and a bootstrapped uv: every kind of thing these commands read.
+    let venv = vdir(r).join("venvs/live");
+    fs::create_dir_all(venv.join("bin")).unwrap();
+    let python = real_python();
+    std::os::unix::fs::symlink(&python, venv.join("bin/python")).unwrap();
+    fs::write(
+        venv.join("pyvenv.cfg"),
+        format!("home = {}\n", python.parent().unwrap().display()),
+    )
+    .unwrap();
+    write_receipt(r, &venv);
+    fs::create_dir_all(vdir(r).join("venvs/interrupted/lib")).unwrap();
+    fs::create_dir_all(vdir(r).join("logs")).unwrap();
+    fs::write(vdir(r).join("logs/install-x.log"), "old log").unwrap();
+    fs::create_dir_all(r.join("0.0.1/venvs/old")).unwrap();
+    fs::create_dir_all(r.join("tools/uv/0.0.1")).unwrap();
+    fs::write(r.join("tools/uv/0.0.1/uv"), "bin").unwrap();
+    assert_eq!(status_json(r)["kind"], "ready");
+    let before = tree_snapshot(r);
+    for args in [
+        &["runtime", "status"][..],
+        &["runtime", "status", "--json"],
+        &["runtime", "doctor"],
+        &["runtime", "doctor", "--json"],
+        &["runtime", "prune", "--dry-run"],
+        &["runtime", "prune", "--dry-run", "--json"],
+        &["runtime", "prune"],
+        &["runtime", "prune", "--json"],
+    ] {
+        let out = ktx(r).args(args).output().unwrap();
+        assert!(
+            !stderr_of(&out).contains("panicked"),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+        assert_eq!(
+            tree_snapshot(r),
+            before,
+            "`ktx {}` changed the root",
+            args.join(" ")
+        );
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_ktx_quietly() {
+    let root = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("ktx");
+    // `ktx runtime status | head -0`: the reader is gone (closed below) before ktx even
+    // starts, so its first write fails with EPIPE.
+    let mut child = StdCommand::new("sh")
+        .arg("-c")
+        .arg("sleep 0.3; exec \"$0\" runtime status --json")
+        .arg(&bin)
+        .env("KTX_RUNTIME_ROOT", root.path())
+        .env("KTX_ASSET_DIR", asset_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr_of(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}
+
+#[test]
+fn offline_with_no_python_anywhere_says_to_install_python() {
+    let root = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // PATH holds only uv; uv has no Python of its own (empty install dir) and, offline, may
+    // not download one.
+    let bin = tmp.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(real_uv(), bin.join("uv")).unwrap();
+    let house = tmp.path().join("wheelhouse");
+    fs::create_dir_all(&house).unwrap();
+    let out = ktx(root.path())
+        .env("PATH", &bin)
+        .env("UV_PYTHON_INSTALL_DIR", tmp.path().join("no-pythons"))
+        .args(["runtime", "install", "--find-links"])
+        .arg(&house)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("offline: no download")
+            && err.contains(
+                "hint: No Python >=3.10 was found on this machine and offline, uv cannot download one."
+            ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("The package index could not be reached"),
+        "misleading index hint: {err}"
+    );
+    assert!(!vdir(root.path()).join("manifest.json").exists());
 }
 
 // ---------------------------------------------------------------- slow: real installs
@@ -542,7 +981,130 @@ fn slow_fresh_install_force_rebuild_and_broken_repair() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL managed runtime: "));
     let out = ktx(r).args(["runtime", "install"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert_eq!(status_json(r)["kind"], "ready");
+    let st = status_json(r);
+    assert_eq!(st["kind"], "ready");
+    let third_venv = PathBuf::from(st["layout"]["venvDir"].as_str().unwrap());
+
+    // While this version's daemon runs (here: a state file naming a live pid, this test's),
+    // a rebuild keeps the replaced venv the daemon may be serving from.
+    let state = vdir(r).join("daemon/state.json");
+    fs::create_dir_all(state.parent().unwrap()).unwrap();
+    fs::write(
+        &state,
+        format!("{{\"schemaVersion\": 1, \"pid\": {}}}", std::process::id()),
+    )
+    .unwrap();
+    let out = ktx(r)
+        .args(["runtime", "install", "--force", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        third_venv.exists(),
+        "the daemon's venv was removed under it"
+    );
+    let log = fs::read_to_string(v["logPath"].as_str().unwrap()).unwrap();
+    assert!(
+        log.contains("gc: keeping old venvs while the daemon (pid "),
+        "{log}"
+    );
+    fs::remove_file(&state).unwrap();
+}
+
+#[test]
+fn slow_installer_children_get_a_cleaned_environment_and_a_full_log() {
+    let root = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let envs = tmp.path().join("envs");
+    let wrapper = tmp.path().join("uv");
+    // Records each call's environment, then runs the real uv without the test's harmless
+    // stand-ins for proxy, certificate and index settings (they point nowhere).
+    write_script(
+        &wrapper,
+        &format!(
+            "{{ echo \"== $1\"; env; }} >> '{}'\nexec env -u HTTPS_PROXY -u SSL_CERT_FILE -u UV_INDEX_URL -u PIP_INDEX_URL '{}' \"$@\"",
+            envs.display(),
+            real_uv().display()
+        ),
+    );
+    let out = ktx(root.path())
+        .env("KTX_UV", &wrapper)
+        // would redirect or break the install: removed
+        .env("VIRTUAL_ENV", tmp.path().join("someone-elses-venv"))
+        .env("UV_PYTHON", "3.8")
+        .env("UV_SYSTEM_PYTHON", "1")
+        .env("UV_PROJECT_ENVIRONMENT", tmp.path().join("proj-env"))
+        .env("UV_LINK_MODE", "symlink")
+        .env("PYTHONPATH", tmp.path())
+        .env("FORCE_COLOR", "1")
+        // the user's network setup: passed through
+        .env("HTTPS_PROXY", "http://proxy.invalid:3128")
+        .env("SSL_CERT_FILE", "/etc/ktx-test/ca.pem")
+        .env("UV_INDEX_URL", "http://index.invalid/simple")
+        .env("PIP_INDEX_URL", "http://index.invalid/simple")
+        .args(["runtime", "install"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let seen = fs::read_to_string(&envs).unwrap();
+    let calls: Vec<&str> = seen.split("== ").filter(|c| !c.is_empty()).collect();
+    let installer_calls: Vec<&&str> = calls
+        .iter()
+        .filter(|c| c.starts_with("venv\n") || c.starts_with("pip\n"))
+        .collect();
+    assert_eq!(installer_calls.len(), 2, "{seen}");
+    for call in installer_calls {
+        let vars: Vec<&str> = call.lines().skip(1).collect();
+        let has = |kv: &str| vars.contains(&kv);
+        let set = |k: &str| vars.iter().any(|l| l.starts_with(&format!("{k}=")));
+        for gone in [
+            "VIRTUAL_ENV",
+            "UV_PYTHON",
+            "UV_SYSTEM_PYTHON",
+            "UV_PROJECT_ENVIRONMENT",
+            "UV_LINK_MODE",
+            "PYTHONPATH",
+            "FORCE_COLOR",
+        ] {
+            assert!(!set(gone), "{gone} leaked into: {call}");
+        }
+        for kept in [
+            "HTTPS_PROXY=http://proxy.invalid:3128",
+            "SSL_CERT_FILE=/etc/ktx-test/ca.pem",
+            "UV_INDEX_URL=http://index.invalid/simple",
+            "PIP_INDEX_URL=http://index.invalid/simple",
+            "UV_NO_PROGRESS=1",
+            "NO_COLOR=1",
+        ] {
+            assert!(has(kept), "{kept} missing from: {call}");
+        }
+    }
+    // one kept log: each command line, uv's version, exit codes and output
+    let logs: Vec<PathBuf> = fs::read_dir(vdir(root.path()).join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let name = logs[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("install-") && name.ends_with(".log"),
+        "{name}"
+    );
+    let log = fs::read_to_string(&logs[0]).unwrap();
+    for needle in [
+        &format!("$ {} venv --no-project --python ", wrapper.display()),
+        &format!("$ {} pip install --python ", wrapper.display()),
+        "(version 0.",
+        "-> exit code 0 in ",
+        "unset VIRTUAL_ENV",
+        "unset UV_LINK_MODE (was symlink)",
+        "--- stderr ---",
+        "-I -m ktx_daemon call",
+        "receipt written; install complete",
+    ] {
+        assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
+    }
 }
 
 #[test]

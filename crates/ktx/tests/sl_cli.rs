@@ -644,6 +644,8 @@ fn injection_filter_is_refused_and_the_table_stays() {
     for filter in [
         "1=1; DROP TABLE orders",
         "orders.id IN (SELECT id FROM orders)",
+        "orders.id IN pragma_table_info('orders')",
+        "load_extension('x') IS NULL",
     ] {
         let out = query(
             root,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hmac
 import importlib
 import json
+import math
 import os
 import secrets
 import select
@@ -45,10 +46,16 @@ from ktx_daemon._version import __version__
 STATE_SCHEMA_VERSION = 1
 
 #: Largest request body accepted, in bytes (413 above it).
-MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_BODY_BYTES = 32 * 1024 * 1024  # = MAX_REQUEST_BODY in crates/ktx-daemon/src/client.rs
 
 #: Seconds an idle keep-alive connection may stay open before the server closes it.
 KEEPALIVE_TIMEOUT = 120.0
+
+#: On shutdown (``/v1/shutdown``, SIGTERM, idle timeout), seconds the daemon waits for calls
+#: already running to answer before it exits. New connections are refused from the start of the
+#: shutdown (clients fall back to one-shot); a second SIGTERM/SIGINT cuts the wait short. Below
+#: the Rust side's 5 s wait before SIGTERM.
+SHUTDOWN_DRAIN_SECONDS = 4.0
 
 #: Log every request, not only refused ones (``KTX_DAEMON_ACCESS_LOG=1`` in the environment).
 ACCESS_LOG = os.environ.get("KTX_DAEMON_ACCESS_LOG", "") not in ("", "0")
@@ -174,6 +181,8 @@ class Daemon:
         self._in_flight = 0
         self._last_activity = time.monotonic()
         self._stop_reason: str | None = None
+        #: Set by a second stop request: exit without waiting for running calls.
+        self.urgent = False
         self._state_removed = False
         self.models: dict[str, dict[str, Any]] = {}
         self._wake_r, self._wake_w = os.pipe()
@@ -190,6 +199,11 @@ class Daemon:
             self._in_flight -= 1
             self._last_activity = time.monotonic()
 
+    def in_flight(self) -> int:
+        """Number of requests being handled right now."""
+        with self._lock:
+            return self._in_flight
+
     def idle_for(self) -> float | None:
         """Seconds since the last request ended, or None while a request runs."""
         with self._lock:
@@ -199,9 +213,15 @@ class Daemon:
 
     # -- stopping ---------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
-        """Ask the main loop to stop; async-signal-safe enough for a signal handler."""
+        """Ask the main loop to stop; async-signal-safe enough for a signal handler.
+
+        A second request (e.g. SIGTERM while draining after ``/v1/shutdown``) sets
+        :attr:`urgent`, which cuts the drain of running calls short.
+        """
         if self._stop_reason is None:
             self._stop_reason = reason
+        else:
+            self.urgent = True
         try:
             os.write(self._wake_w, b"x")
         except OSError:
@@ -219,6 +239,19 @@ class Daemon:
             self._state_removed = True
         if remove_state_if_mine(self.state_file, self.instance_id):
             _log(f"removed state file {self.state_file}")
+
+    def drain(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s (less if :attr:`urgent`) for running requests to finish.
+
+        Returns how many were still running when it gave up (0 when all finished).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            running = self.in_flight()
+            left = deadline - time.monotonic()
+            if running == 0 or left <= 0 or self.urgent:
+                return running
+            self.wait(min(left, 0.05))
 
     def wait(self, timeout: float) -> None:
         """Sleep until ``timeout`` passes or a stop is requested."""
@@ -306,6 +339,14 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = False
     daemon: Daemon
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # One concise line instead of socketserver's traceback on stderr; a client that went
+        # away mid-request is routine, not an error.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        _log(f"error handling a request from {client_address}: {type(exc).__name__}: {exc}")
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -328,7 +369,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (TypeError, ValueError):
             failed = True
         if failed or ACCESS_LOG:
-            _log(f"{self.command} {self.path} -> {code}")
+            # A request refused by the parser has no command or path yet.
+            command = getattr(self, "command", None) or "-"
+            path = getattr(self, "path", None) or "-"
+            _log(f"{command} {path} -> {code}")
 
     def _send_json(self, code: int, body: dict[str, Any], close: bool = False) -> None:
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -346,7 +390,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _finish(self, data: bytes) -> None:
         """End the headers and send the body (TCP_NODELAY: no delayed-ACK stall between them)."""
         self.end_headers()
-        if self.command != "HEAD":
+        if getattr(self, "command", None) != "HEAD":
             self.wfile.write(data)
         self.wfile.flush()
 
@@ -382,17 +426,18 @@ class _Handler(BaseHTTPRequestHandler):
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self._refuse(411, "length_required", "chunked bodies are not accepted", close=True)
             return None
-        raw = self.headers.get("Content-Length")
-        if raw is None:
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
             self._refuse(411, "length_required", "Content-Length is required", close=True)
             return None
-        try:
-            length = int(raw)
-            if length < 0:
-                raise ValueError(raw)
-        except ValueError:
-            self._refuse(400, "bad_request", f"invalid Content-Length {raw!r}", close=True)
+        raw = values[0].strip()
+        # Exactly one header of plain digits: "+5", "0x10", "1_0" or two conflicting headers
+        # would let a proxy and this server disagree on where the body ends.
+        if len(values) != 1 or not raw.isascii() or not raw.isdigit():
+            shown = ", ".join(repr(v) for v in values)
+            self._refuse(400, "bad_request", f"invalid Content-Length {shown}", close=True)
             return None
+        length = int(raw)
         if length > MAX_BODY_BYTES:
             self._refuse(
                 413,
@@ -500,8 +545,10 @@ def serve(
     except StartupError as exc:
         _log(f"cannot start: {exc}")
         return 2
-    if idle_timeout <= 0:
-        _log(f"cannot start: --idle-timeout must be positive, got {idle_timeout}")
+    if not math.isfinite(idle_timeout) or idle_timeout <= 0:
+        _log(
+            f"cannot start: --idle-timeout must be a positive number of seconds, got {idle_timeout}"
+        )
         return 2
 
     daemon = Daemon(state_file, token, idle_timeout, wanted)
@@ -551,8 +598,14 @@ def serve(
             else:
                 daemon.wait(min(idle_timeout - idle, 5.0) + 0.01)
     finally:
+        # State first (a new `ktx runtime start` may begin at once), then stop accepting
+        # (new clients get "connection refused" and go one-shot), then let running calls
+        # answer for a bounded time.
         daemon.remove_state()
         httpd.shutdown()
         httpd.server_close()
+        left = daemon.drain(SHUTDOWN_DRAIN_SECONDS)
+        if left:
+            _log(f"exiting with {left} request(s) still running")
         _log(f"stopped ({daemon.stop_reason or 'interrupted'})")
     return 0

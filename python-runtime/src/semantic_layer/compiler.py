@@ -9,7 +9,9 @@ Shape of the SQL (all built as sqlglot trees, rendered in the connection's diale
   would be repeated, so its measures are not aggregated over the joined rows: a ``ktx_keys_S``
   CTE selects the DISTINCT (grain of ``S``, dimensions) pairs, and the aggregate joins ``S``
   back on its grain. Each row of ``S`` then counts once per dimension value.
-* One measure source: that aggregate query is the statement (``HAVING`` for measure filters).
+* One measure source: that aggregate query is the statement (``HAVING`` for measure filters;
+  without dimensions an outer ``WHERE`` filters its single row, as SQLite < 3.39 has no
+  ``HAVING`` without ``GROUP BY``).
   Several: each is a CTE ``ktx_agg_S``; ``ktx_dims`` is the UNION of their dimension values and
   every CTE is LEFT JOINed to it on the dimensions (NULL-safe), so no source's rows multiply
   another's. Measure filters then filter the outer query.
@@ -148,7 +150,13 @@ def compile_query(project: Project, conn: Connection, req: QueryRequest) -> Comp
     for text in req.dimensions:
         if not isinstance(text, str):
             raise SemanticError("invalid_query", f"dimension {text!r} must be a string")
-        ref, _, gran = text.partition(":")
+        ref, colon, gran = text.partition(":")
+        if colon and not gran:
+            raise SemanticError(
+                "invalid_query",
+                f"{text!r}: give a granularity after ':' ({', '.join(granularity.GRANULARITIES)})"
+                " or drop the ':'",
+            )
         if ref.count(".") != 1:
             raise _unknown("unknown_dimension", "dimension", text, all_dims, conn)
         sname, cname = ref.split(".")
@@ -294,17 +302,34 @@ def compile_query(project: Project, conn: Connection, req: QueryRequest) -> Comp
     if len(aggregates) == 1:
         sname, select, refs = aggregates[0]
         measure_sql = {m.header: m.sql for m in refs}
-        for h in havings:
-            select = select.having(
-                sqlexpr.map_columns(
-                    h.tree, lambda c: sqlexpr.wrap(measure_sql[f"{c.table}.{c.name}"].copy())
-                ),
-                copy=False,
-            )
-        if hidden:
-            keep = {d.alias for d in dims} | {m.alias for m in measures}
-            select.set("expressions", [e for e in select.expressions if e.alias in keep])
-        final = select
+        if havings and not dims:
+            # HAVING without GROUP BY needs SQLite >= 3.39 (Python 3.10 may bring 3.37): filter
+            # the single aggregate row in an outer query instead, in every dialect.
+            totals = _fresh("ktx_totals", reserved)
+            alias_by_header = {m.header: m.alias for m in refs}
+            final = exp.select(
+                *[_as(exp.column(m.alias, table=totals), m.alias) for m in measures]
+            ).from_(exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier(totals))))
+            for h in havings:
+                final = final.where(
+                    sqlexpr.map_columns(
+                        h.tree,
+                        lambda c: exp.column(alias_by_header[f"{c.table}.{c.name}"], table=totals),
+                    ),
+                    copy=False,
+                )
+        else:
+            for h in havings:
+                select = select.having(
+                    sqlexpr.map_columns(
+                        h.tree, lambda c: sqlexpr.wrap(measure_sql[f"{c.table}.{c.name}"].copy())
+                    ),
+                    copy=False,
+                )
+            if hidden:
+                keep = {d.alias for d in dims} | {m.alias for m in measures}
+                select.set("expressions", [e for e in select.expressions if e.alias in keep])
+            final = select
         strategy = "single_source"
     else:
         final, extra = _combine(aggregates, dims, measures, havings, reserved)

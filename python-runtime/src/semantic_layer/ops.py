@@ -57,6 +57,18 @@ Semantics worth knowing on the CLI side:
 * No fan-out: ``orders.revenue`` by ``customers.segment`` is the same number with or without
   ``order_items.quantity_total`` in the query (see :mod:`semantic_layer.compiler`). Measures of a
   source with no row for some dimension value are null when several measure sources combine.
+* Across a ``one_to_many`` edge (as seen from a measure's source S), each row of S counts once
+  per distinct combination of dimension values it reaches: ``orders.revenue`` by
+  ``order_items.product`` counts an order once under every product it contains (the groups may
+  add up to more than the total; no group counts a row twice). A filter or segment on the many
+  side keeps the rows of S having at least one matching related row (EXISTS semantics):
+  ``order_items.product = 'widget'`` means "orders containing a widget" and ``!=`` "orders
+  containing something other than a widget"; it never multiplies S's rows.
+* Filters and segments apply to every measure of the query (each measure source joins the
+  sources they mention, even ones no dimension uses); a measure's ``filter`` applies to it only.
+* Filters and segments are refused unless they are one condition over known ``source.column``
+  names: no ``;``, subquery, ``x IN table``, aggregate, window or file/extension function.
+* Names from YAML that are SQL reserved words (``order``, ``group``...) are quoted in the SQL.
 * The query loads ktx.yaml and the chosen connection's source files only; any problem there
   fails the query with ``invalid_yaml``/``invalid_project``. A loaded project is reused (daemon)
   until one of those files changes (mtime, size or inode).
@@ -71,7 +83,7 @@ Payload: ``{projectDir | cwd}`` as above. Result::
     sources     int     source files found (semantic-layer/<connection-id>/*.yaml)
     errors      [{file: str (relative to projectDir, "/" separators), key: str (e.g.
                  "measures[1].expr"; "" for the whole file), line: int|null (1-based),
-                 message: str}]
+                 message: str}], sorted by file, then line
 
 Only a missing ktx.yaml (``project_not_found``) or a bad payload is an ``ok: false`` ABI
 response; a broken project is a successful validate with ``ok: false``.
@@ -102,11 +114,12 @@ ambiguous_connection  connectionId omitted but several connections exist [connec
 unknown_measure       [name, suggestions (closest "source.measure" names), connectionId]
 unknown_dimension     [name, suggestions, connectionId]
 unknown_segment       [name, suggestions, connectionId]
-invalid_query         well-typed but meaningless query: no measure, duplicate, bad
+invalid_query         well-typed but meaningless query: no measure, duplicate, bad or empty
                       granularity, granularity on a non-time column, orderBy not in the query
 invalid_filter        a filter is not a single condition over known qualified columns (several
-                      statements, a subquery, an unknown or unqualified column, an aggregate,
-                      measures and columns mixed in one AND part) [filter, suggestions?]
+                      statements, a subquery, ``x IN table``, an unknown or unqualified
+                      column, an aggregate, measures and columns mixed in one AND part)
+                      [filter, suggestions?]
 ambiguous_join        several shortest join paths [from, to, paths]
 no_join_path          sources not connected by joins [from, to]
 missing_grain         a measure source is fanned out by a one_to_many join and declares no
@@ -220,8 +233,13 @@ def _query(payload: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _in_file_order(issues: list[Any]) -> list[Any]:
+    """Issues by file, then line (loading finds them phase by phase, across files)."""
+    return sorted(issues, key=lambda i: (i.file, i.line if i.line is not None else 0))
+
+
 def _raise_issues(project: Any) -> None:
-    issues = project.issues
+    issues = _in_file_order(project.issues)
     syntax = any(i.syntax for i in issues)
     shown = "\n".join(f"  {i.render()}" for i in issues[:20])
     more = f"\n  ... and {len(issues) - 20} more" if len(issues) > 20 else ""
@@ -247,7 +265,7 @@ def validate(payload: dict[str, Any]) -> dict[str, Any]:
         "projectDir": str(root),
         "connections": len(project.connections),
         "sources": project.source_files,
-        "errors": [i.to_json() for i in project.issues],
+        "errors": [i.to_json() for i in _in_file_order(project.issues)],
     }
 
 

@@ -433,6 +433,13 @@ def _load_source_shape(conn: Connection, data: Any, ctx: _FileContext) -> Source
     if not isinstance(name, str) or not _NAME_RE.match(name):
         ctx.add(("name",), f"`name` must be an identifier ([A-Za-z_][A-Za-z0-9_]*), got {name!r}")
         return None
+    stem = ctx.rel.rsplit("/", 1)[-1].removesuffix(".yaml")
+    if stem != name:
+        ctx.add(
+            ("name",),
+            f"source {name!r} must be in {name}.yaml (one source per file, named after it); "
+            "rename the file or the source",
+        )
     source = Source(name=name, connection=conn.id, file=ctx.rel)
     has_table, has_sql = data.get("table") is not None, data.get("sql") is not None
     if has_table == has_sql:
@@ -548,16 +555,26 @@ def _resolve_columns(
             if not isinstance(table, str):
                 raise ParseError("not a string")
             rel = sqlglot.parse_one(table, into=exp.Table, read=dialect)
-            rel.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+            if not isinstance(rel.this, exp.Identifier):  # e.g. a table function call
+                raise ParseError("not a plain table name")
+            for node in rel.walk():
+                node.comments = None
+            rel.set("alias", exp.TableAlias(this=sqlexpr.identifier(alias, dialect)))
             source.relation = rel
         except (ParseError, TokenError):
-            ctx.add(("table",), f"{table!r} is not a table name in {dialect}")
+            ctx.add(
+                ("table",),
+                f"{table!r} is not a table name in {dialect} (write [schema.]table, or use "
+                "`sql:` for a query)",
+            )
     elif data.get("sql") is not None and data.get("table") is None:
         try:
             query = sqlexpr.parse_fragment(data["sql"], dialect)
             if not isinstance(query, exp.Query):
                 raise ExprError(f"{data['sql']!r} must be a single SELECT query")
-            source.relation = query.subquery(alias=alias)
+            source.relation = exp.Subquery(
+                this=query, alias=exp.TableAlias(this=sqlexpr.identifier(alias, dialect))
+            )
         except ExprError as exc:
             ctx.add(("sql",), str(exc))
 
@@ -566,7 +583,10 @@ def _resolve_columns(
             continue
         column = source.columns[col["name"]]
         if col.get("expr") is None:
-            column.sql = exp.column(exp.to_identifier(column.name), table=exp.to_identifier(alias))
+            column.sql = exp.column(
+                sqlexpr.identifier(column.name, dialect),
+                table=sqlexpr.identifier(alias, dialect),
+            )
             continue
         try:
             tree = sqlexpr.parse_fragment(col["expr"], dialect)
@@ -574,8 +594,8 @@ def _resolve_columns(
 
             def physical(c: exp.Column, text: str = col["expr"]) -> exp.Expression:
                 if c.args.get("db") or (c.table and c.table != alias):
-                    raise ExprError(f"{text!r}: a column expr may only use {alias}'s own columns")
-                return exp.column(c.this.copy(), table=exp.to_identifier(alias))
+                    raise ExprError(f"{text!r}: a column expr may only use columns of {alias}")
+                return exp.column(c.this.copy(), table=sqlexpr.identifier(alias, dialect))
 
             column.sql = sqlexpr.wrap(sqlexpr.map_columns(tree, physical))
         except ExprError as exc:
@@ -603,7 +623,7 @@ def _resolve_expressions(
         def resolve(c: exp.Column) -> exp.Expression:
             if c.args.get("db") or (c.table and c.table != alias):
                 raise ExprError(
-                    f"{text!r}: {c.sql()} is not a column of {alias} (only {alias}'s columns "
+                    f"{text!r}: {c.sql()} is not a column of {alias} (only columns of {alias} "
                     "may appear here)"
                 )
             return _column_sql(source, c.name, text)

@@ -58,8 +58,41 @@ _REFUSED_NODES: tuple[type[exp.Expression], ...] = (
 )
 
 
+#: Words that cannot be used as a bare name in at least one supported dialect (SQL-standard and
+#: PostgreSQL reserved words, plus SQLite's). Names from YAML that are one of them are quoted.
+RESERVED_WORDS = frozenset(
+    """all analyse analyze and any array as asc asymmetric authorization between binary both by
+    case cast check collate collation column constraint create cross current_catalog current_date
+    current_role current_schema current_time current_timestamp current_user default deferrable
+    delete desc distinct do drop else end escape except exists false fetch for foreign freeze from
+    full glob grant group having ilike in index initially inner insert intersect interval into is
+    isnull join lateral leading left like limit localtime localtimestamp match natural not notnull
+    null offset on only or order outer over overlaps placing primary qualify references regexp
+    returning right select session_user set similar some symmetric table tablesample then to
+    trailing true union unique update user using values variadic verbose when where window
+    with""".split()
+)
+
+
 class ExprError(Exception):
     """A SQL fragment was refused; the message says why in user terms."""
+
+
+def identifier(name: str, dialect: str) -> exp.Identifier:
+    """A name from YAML (source or column) as an identifier that ``dialect`` accepts.
+
+    Ordinary names stay bare (so the database folds their case as usual); a reserved word such
+    as ``order`` is quoted, in the case the dialect would have folded it to (``"order"`` in
+    PostgreSQL, ``"ORDER"`` in Snowflake), so it still names the same column.
+    """
+    ident = exp.to_identifier(name)
+    if ident.quoted or name.lower() not in RESERVED_WORDS:
+        return ident
+    from sqlglot.dialects.dialect import Dialect
+
+    ident = Dialect.get_or_raise(dialect).normalize_identifier(ident)
+    ident.set("quoted", True)
+    return ident
 
 
 def parse_fragment(text: object, dialect: str) -> exp.Expression:
@@ -101,6 +134,9 @@ def check_nodes(tree: exp.Expression, text: str, *, aggregates: bool) -> None:
         if isinstance(node, _REFUSED_NODES):
             what = "a subquery" if isinstance(node, (exp.Query, exp.Subquery)) else node.key
             raise ExprError(f"{text!r} contains {what}, which is not allowed here")
+        if isinstance(node, exp.In) and (node.args.get("field") or node.args.get("unnest")):
+            # `x IN t` / `x IN f(...)`: SQLite reads the name as a table or table function.
+            raise ExprError(f"{text!r}: IN takes a list in parentheses, e.g. x IN ('a', 'b')")
         if isinstance(node, exp.Star):
             parent = node.parent
             if aggregates and isinstance(parent, exp.Count) and parent.this is node:
@@ -145,6 +181,10 @@ def is_boolean_shape(tree: exp.Expression) -> bool:
     """True if ``tree`` is syntactically a condition (comparison, AND/OR/NOT, IN, LIKE...)."""
     while isinstance(tree, exp.Paren):
         tree = tree.this
+    if isinstance(tree, exp.Escape):  # x LIKE 'a!%' ESCAPE '!'
+        return isinstance(tree.this, (exp.Like, exp.ILike))
+    if isinstance(tree, exp.SubqueryPredicate):  # a bare ANY x / ALL x is not a condition
+        return False
     return isinstance(tree, (exp.Predicate, exp.Connector, exp.Not, exp.Boolean))
 
 

@@ -40,6 +40,16 @@ fn inputs(root: &Path, dist: &Path, native: PathBuf) -> PackInputs {
 /// (path, mode, mtime, uid, gid, uname, gname, data) of every tar entry.
 type TarRow = (String, u32, u64, u64, u64, String, String, Vec<u8>);
 
+/// A uid/gid field: octal digits, or all NUL (node-tar's portable form, read by tar as 0).
+fn id_field(field: &[u8; 8]) -> u64 {
+    if field.iter().all(|b| *b == 0) {
+        return 0;
+    }
+    let digits = String::from_utf8_lossy(field);
+    let digits = digits.trim_matches(|c: char| c == '\0' || c == ' ');
+    u64::from_str_radix(digits, 8).unwrap_or_else(|e| panic!("uid/gid {field:?}: {e}"))
+}
+
 fn read_tgz(bytes: &[u8]) -> Vec<TarRow> {
     let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
     ar.entries()
@@ -55,8 +65,8 @@ fn read_tgz(bytes: &[u8]) -> Vec<TarRow> {
                 e.path().unwrap().display().to_string(),
                 h.mode().unwrap(),
                 h.mtime().unwrap(),
-                h.uid().unwrap(),
-                h.gid().unwrap(),
+                id_field(&h.as_old().uid),
+                id_field(&h.as_old().gid),
                 h.username().unwrap().unwrap_or("?").to_string(),
                 h.groupname().unwrap().unwrap_or("?").to_string(),
                 data,
@@ -180,6 +190,95 @@ fn tarball_is_byte_identical_twice() {
         std::fs::read(tmp.path().join("a/manifest.json")).unwrap(),
         std::fs::read(tmp.path().join("b/manifest.json")).unwrap()
     );
+}
+
+/// Real `npm pack` of the unpacked package ships the same files, with the same modes, mtimes,
+/// owners and bytes (package.json included), and the same gzip header.
+#[test]
+fn real_npm_pack_of_the_same_tree_ships_the_same_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let packed = pack(&inputs(
+        &crate::project_root(),
+        &tmp.path().join("dist"),
+        fake_native(tmp.path()),
+    ))
+    .unwrap();
+    let ours = std::fs::read(&packed.tgz).unwrap();
+    let staging = tmp.path().join("staging");
+    tar::Archive::new(flate2::read::GzDecoder::new(ours.as_slice()))
+        .unpack(&staging)
+        .unwrap();
+    let sb = NpmSandbox::new().unwrap();
+    let out_dir = tmp.path().join("npm-pack");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let mut cmd = sb.npm(&["pack", "--json", "--pack-destination"]);
+    cmd.arg(&out_dir).current_dir(staging.join("package"));
+    let out = run_ok(&mut cmd);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let theirs_name = report[0]["filename"].as_str().unwrap();
+    assert_eq!(
+        packed.tgz.file_name().unwrap().to_str().unwrap(),
+        theirs_name,
+        "same tarball name as npm pack"
+    );
+    let theirs = std::fs::read(out_dir.join(theirs_name)).unwrap();
+    assert_eq!(&ours[..10], &theirs[..10], "gzip header");
+    let mut a = read_tgz(&ours);
+    let mut b = read_tgz(&theirs);
+    assert_eq!(a[0].0, "package/package.json", "ours: package.json first");
+    a.sort();
+    b.sort();
+    let summary = |rows: &[TarRow]| -> Vec<(String, u32, u64)> {
+        rows.iter().map(|r| (r.0.clone(), r.1, r.2)).collect()
+    };
+    assert_eq!(summary(&a), summary(&b), "names, modes, mtimes");
+    assert_eq!(a, b, "owners and contents");
+}
+
+/// package.json's `os` and `cpu` name the packed binaries' platforms, so npm installs the
+/// package where it can run (a pack on macOS must not say linux/x64).
+#[test]
+fn os_and_cpu_follow_the_packed_native_binaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let native = fake_native(tmp.path());
+    let pj_of = |targets: &[&str], dist: &str| -> serde_json::Value {
+        let packed = pack(&PackInputs {
+            native: targets
+                .iter()
+                .map(|t| (t.to_string(), native.clone()))
+                .collect(),
+            ..inputs(
+                &crate::project_root(),
+                &tmp.path().join(dist),
+                native.clone(),
+            )
+        })
+        .unwrap();
+        serde_json::from_slice(&read_tgz(&std::fs::read(packed.tgz).unwrap())[0].7).unwrap()
+    };
+    let pj = pj_of(&["darwin-arm64"], "a");
+    assert_eq!(
+        (pj["os"].clone(), pj["cpu"].clone()),
+        (json!(["darwin"]), json!(["arm64"]))
+    );
+    let pj = pj_of(&["linux-x64", "darwin-arm64", "linux-arm64"], "b");
+    assert_eq!(
+        (pj["os"].clone(), pj["cpu"].clone()),
+        (json!(["darwin", "linux"]), json!(["arm64", "x64"]))
+    );
+    let err = format!(
+        "{:#}",
+        pack(&PackInputs {
+            native: vec![("linux".into(), native.clone())],
+            ..inputs(
+                &crate::project_root(),
+                &tmp.path().join("c"),
+                native.clone()
+            )
+        })
+        .unwrap_err()
+    );
+    assert!(err.contains("`linux` is not `<platform>-<arch>`"), "{err}");
 }
 
 /// Every bad input fails with a clear message and leaves dist/ exactly as it was.
@@ -311,11 +410,26 @@ fn npm_install_then_exec_prints_the_version_and_a_missing_bin_fails() {
     let direct = sb
         .project()
         .join("node_modules/@kaelio/ktx/native/linux-x64/ktx");
-    let out = run_ok(Command::new(direct).arg("--version"));
+    let out = run_ok(Command::new(&direct).arg("--version"));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim_end(),
         format!("ktx {v}")
     );
+    // Run directly (no launcher, so no KTX_ASSET_DIR), it finds the package's python/ dir
+    // relative to its own executable.
+    let out = run_ok(
+        sb.command(&direct)
+            .args(["runtime", "status", "--json"])
+            .env_remove("KTX_ASSET_DIR"),
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let python_dir = sb.project().join("node_modules/@kaelio/ktx/python");
+    assert_eq!(
+        status["layout"]["assetDir"].as_str().map(PathBuf::from),
+        Some(python_dir.canonicalize().unwrap()),
+        "{status}"
+    );
+    assert!(python_dir.join("manifest.json").is_file());
 }
 
 /// Unpacks the packed launcher into a temp dir and replaces the native binary with `script`.
@@ -364,41 +478,79 @@ fn launcher_forwards_argv_env_and_exit_code() {
 #[test]
 fn launcher_dies_of_the_childs_signal() {
     use std::os::unix::process::ExitStatusExt;
-    let (_tmp, launcher) = launcher_with(Some("#!/bin/sh\nkill -TERM $$\nsleep 5\n"));
-    let out = Command::new("node").arg(&launcher).output().unwrap();
-    assert_eq!(
-        out.status.signal(),
-        Some(15),
-        "launcher must be killed by SIGTERM: {out:?}"
-    );
+    // The fake binary kills itself with the signal named in its first argument.
+    let (_tmp, launcher) = launcher_with(Some("#!/bin/sh\nkill -$1 $$\nsleep 5\n"));
+    for (name, num) in [
+        ("INT", 2),
+        ("TERM", 15),
+        ("KILL", 9),
+        ("HUP", 1),
+        ("SEGV", 11),
+    ] {
+        let out = Command::new("node")
+            .arg(&launcher)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert_eq!(
+            (out.status.code(), out.status.signal()),
+            (None, Some(num)),
+            "launcher must be killed by SIG{name}, never exit 0: {out:?}"
+        );
+        // What a shell script sees: `$?` = 128 + N.
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg("node \"$0\" \"$1\"; echo \"rc=$?\"")
+            .arg(&launcher)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("rc={}", 128 + num),
+            "SIG{name}: {out:?}"
+        );
+    }
+    // Node cannot die of SIGUSR1 (re-raising it starts Node's inspector, a debugger on a port)
+    // or SIGPIPE (ignored): the launcher exits 128 + N instead, and never opens a debugger.
+    for (name, num) in [("USR1", 10), ("PIPE", 13)] {
+        let out = Command::new("node")
+            .arg(&launcher)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(128 + num), "SIG{name}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("Debugger"),
+            "SIG{name} opened a debugger: {err}"
+        );
+    }
 }
 
 #[test]
-fn launcher_forwards_sigterm_to_the_child() {
-    use std::os::unix::process::ExitStatusExt;
-    // The child reports the forwarded signal by exiting 42 from its trap.
+fn launcher_forwards_sigint_and_sigterm_to_the_child() {
+    // The child reports a forwarded signal by exiting from its trap with a code of its own.
     let (tmp, launcher) = launcher_with(Some(
-        "#!/bin/sh\ntrap 'exit 42' TERM\necho ready > \"$READY\"\nwhile :; do sleep 0.05; done\n",
+        "#!/bin/sh\ntrap 'exit 42' INT\ntrap 'exit 55' TERM\necho ready > \"$READY\"\n\
+         while :; do sleep 0.05; done\n",
     ));
-    let ready = tmp.path().join("ready");
-    let mut child = Command::new("node")
-        .arg(&launcher)
-        .env("READY", &ready)
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !ready.exists() {
-        assert!(std::time::Instant::now() < deadline, "child never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    for (sig, code) in [(2, 42), (15, 55)] {
+        let ready = tmp.path().join(format!("ready-{sig}"));
+        let mut child = Command::new("node")
+            .arg(&launcher)
+            .env("READY", &ready)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !ready.exists() {
+            assert!(std::time::Instant::now() < deadline, "child never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(send_signal(child.id(), sig), 0);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "signal {sig}: {status:?}");
     }
-    let rc = send_signal(child.id(), 15);
-    assert_eq!(rc, 0);
-    let status = child.wait().unwrap();
-    assert_eq!(
-        (status.code(), status.signal()),
-        (Some(42), None),
-        "{status:?}"
-    );
 }
 
 /// `kill -<sig> <pid>` via the shell (no libc dependency in xtask).

@@ -466,7 +466,7 @@ fn check_versions(inputs: &Inputs, f: &Facts) -> Check {
         format!("ktx {sv}"),
     ));
 
-    let problems: Vec<String> = seen
+    let mut problems: Vec<String> = seen
         .iter()
         .filter_map(|(place, found, want)| match found {
             Ok(got) if got == want => None,
@@ -474,12 +474,30 @@ fn check_versions(inputs: &Inputs, f: &Facts) -> Check {
             Err(e) => Some(format!("{place}: {}", err_text(e))),
         })
         .collect();
+    // The other places stamp-version writes: `ktx_daemon/_version.py` (what `runtime.info` and
+    // the daemon's version handshake report) and the workspace members in Cargo.lock.
+    // (npm.tag is the `dist-tag` check's.)
+    let covered = [
+        inputs.root.join("Cargo.toml"),
+        inputs.root.join("npm-package/package.json"),
+        inputs.root.join("release-policy.json"),
+    ];
+    match crate::stamp_version::disagreements(&inputs.root, sv) {
+        Ok(found) => problems.extend(
+            found
+                .into_iter()
+                .filter(|(file, _)| !covered.contains(file))
+                .map(|(_, msg)| msg),
+        ),
+        Err(e) => problems.push(format!("sources: {}", err_text(&e))),
+    }
     if problems.is_empty() {
         check(
             id,
             Status::Pass,
             format!(
-                "Cargo.toml {sv} (PEP 440 {pv}) agrees with {} other places",
+                "Cargo.toml {sv} (PEP 440 {pv}) agrees with {} other places and with \
+                 ktx_daemon/_version.py (and Cargo.lock when present)",
                 seen.len()
             ),
         )

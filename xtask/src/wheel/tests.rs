@@ -109,6 +109,30 @@ fn entries_are_sorted_with_dist_info_last_and_fixed_headers() {
     }
     assert!(md.contains("Requires-Dist: sqlglot"));
     assert!(md.contains("; extra == \"local-embeddings\"\n"));
+    // Every requirement of pyproject, the extra's under its marker, and nothing else.
+    let project =
+        crate::pyproject::load(&crate::project_root().join("python-runtime/pyproject.toml"))
+            .unwrap();
+    let mut want: Vec<String> = project
+        .dependencies
+        .iter()
+        .map(|d| format!("Requires-Dist: {d}"))
+        .collect();
+    for (extra, reqs) in &project.extras {
+        want.extend(
+            reqs.iter()
+                .map(|r| format!("Requires-Dist: {r}; extra == \"{extra}\"")),
+        );
+    }
+    let (headers, body) = md.split_once("\n\n").unwrap();
+    let got: Vec<&str> = headers
+        .lines()
+        .filter(|l| l.starts_with("Requires-Dist:"))
+        .collect();
+    assert_eq!(got, want);
+    assert!(want.iter().any(|r| r.contains("sentence-transformers")));
+    // The description is the readme, as the message body.
+    assert_eq!(body, project.readme.unwrap().0);
     let mut ep = String::new();
     zip.by_name(&format!("{dist_info}entry_points.txt"))
         .unwrap()
@@ -297,4 +321,50 @@ fn wheel_installs_with_pip_and_answers_runtime_info() {
         venv.join("bin/ktx-daemon").exists(),
         "console script installed"
     );
+}
+
+/// Negative control for the uv install: uv checks RECORD, so a wheel with one file changed
+/// after RECORD was written is refused (pip would install it).
+#[test]
+fn uv_refuses_a_wheel_whose_record_does_not_match() {
+    let w = real_wheel();
+    let mut src = open(&w.bytes);
+    let mut out = ZipWriter::new(Cursor::new(Vec::new()));
+    for i in 0..src.len() {
+        let mut f = src.by_index(i).unwrap();
+        let name = f.name().unwrap().to_string();
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        if name == "ktx_daemon/_version.py" {
+            data.extend_from_slice(b"# changed after RECORD was written\n");
+        }
+        out.start_file(name.as_str(), SimpleFileOptions::default())
+            .unwrap();
+        out.write_all(&data).unwrap();
+    }
+    let bytes = out.finish().unwrap().into_inner();
+    let tmp = tempfile::tempdir().unwrap();
+    let whl = tmp.path().join(&w.file_name);
+    std::fs::write(&whl, bytes).unwrap();
+    let venv = tmp.path().join("venv");
+    run_ok(
+        testutil::uv()
+            .args(["venv", "-q", "--python", "python3"])
+            .arg(&venv)
+            .env_remove("VIRTUAL_ENV"),
+    );
+    let out = testutil::uv()
+        .args(["pip", "install", "-q", "--no-deps", "--python"])
+        .arg(testutil::venv_python(&venv))
+        .arg(&whl)
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("UV_SYSTEM_PYTHON")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "uv installed a wheel with a bad RECORD: {err}"
+    );
+    assert!(err.contains("_version.py"), "{err}");
 }

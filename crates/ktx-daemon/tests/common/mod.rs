@@ -205,3 +205,25 @@ pub fn raw_status(port: u16, request: &str) -> u16 {
     let head = String::from_utf8_lossy(&buf[..n]);
     head.split(' ').nth(1).unwrap().parse().unwrap()
 }
+
+/// An executable "interpreter" at `dir/name` that runs the test venv's python on the
+/// daemon's own command line, after `prelude` (Python, run before the server starts) has
+/// patched the package: a daemon with a fault that cannot be produced otherwise.
+pub fn patched_python(dir: &Path, name: &str, prelude: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join(name);
+    let program = format!(
+        "import sys\n{prelude}\nfrom ktx_daemon.__main__ import main\nsys.exit(main(sys.argv[2:]))\n"
+    );
+    std::fs::write(dir.join(format!("{name}.py")), program).unwrap();
+    // Drop the interpreter flags up to `-m`; keep `ktx_daemon serve ...` as the arguments, so
+    // the process's command line still names the daemon.
+    let text = format!(
+        "#!/bin/sh\nwhile [ \"$#\" -gt 0 ] && [ \"$1\" != -m ]; do shift; done\nshift\nexec \"{}\" -I \"{}\" \"$@\"\n",
+        python().display(),
+        dir.join(format!("{name}.py")).display()
+    );
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}

@@ -1,0 +1,133 @@
+//! Proving a freshly built venv works before the receipt claims it: `runtime.info` through the
+//! one-shot transport (version and features), and for `local-embeddings` one real embedding.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::abi::{self, Reply};
+use crate::assets::Assets;
+use crate::error::{ErrorKind, RuntimeError};
+use crate::features::Feature;
+use crate::layout::Layout;
+use crate::log::InstallLog;
+use crate::process::display_command;
+
+/// Time allowed for the import check (first imports compile bytecode).
+const IMPORT_CHECK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Time allowed to load the embedding model once after a `local-embeddings` install (the first
+/// import of torch, transformers and sentence-transformers writes their bytecode: 31 s here).
+const PRECOMPILE_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Runs `runtime.info` through the one-shot transport and checks version and features.
+pub(crate) fn import_check(
+    layout: &Layout,
+    assets: &Assets,
+    python: &Path,
+    features: &[Feature],
+    log: &InstallLog,
+) -> Result<Value, RuntimeError> {
+    let request = abi::request("runtime.info", json!({}));
+    let fail =
+        |msg: String| RuntimeError::new(ErrorKind::Install, format!("import check failed: {msg}"));
+    let cmd = abi::oneshot_command(python);
+    let (reply, out) = abi::oneshot(
+        python,
+        &request,
+        IMPORT_CHECK_TIMEOUT,
+        Some(&layout.version_dir()),
+    )
+    .map_err(|e| {
+        log.line(&format!(
+            "$ {} (runtime.info)\n    -> {e}",
+            display_command(&cmd)
+        ));
+        fail(e.to_string())
+    })?;
+    log.command(&cmd, &[], &out);
+    let info = match reply {
+        Reply::Ok(v) => v,
+        Reply::Err { code, message, .. } => {
+            return Err(fail(format!("runtime.info answered {code}: {message}")))
+        }
+    };
+    let version = info["version"].as_str().unwrap_or_default();
+    if version != assets.manifest.version {
+        return Err(fail(format!(
+            "the venv reports kaelio-ktx {version:?}, expected {}",
+            assets.manifest.version
+        )));
+    }
+    let have: Vec<String> = info["features"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for f in features {
+        if !have.iter().any(|h| h == f.as_str()) {
+            let why = info["featureDetails"][f.as_str()]["error"]
+                .as_str()
+                .unwrap_or("not reported");
+            return Err(fail(format!("feature {f} is not importable: {why}")));
+        }
+    }
+    Ok(info)
+}
+
+/// Loads the embedding model and embeds one text through the one-shot transport, exactly as a
+/// first `ktx embed` does: the bytecode of every module that needs is written now, and the
+/// feature is proven to work (offline) before the receipt claims it.
+pub(crate) fn precompile_embeddings(
+    layout: &Layout,
+    python: &Path,
+    log: &InstallLog,
+) -> Result<(), RuntimeError> {
+    let request = abi::request(
+        "embedding.compute",
+        json!({"texts": ["ktx install check"], "normalize": true}),
+    );
+    let fail = |msg: String| {
+        RuntimeError::new(
+            ErrorKind::Install,
+            format!("the local-embeddings check (load the model, embed one text) failed: {msg}"),
+        )
+    };
+    let cmd = abi::oneshot_command(python);
+    let (reply, out) = abi::oneshot(
+        python,
+        &request,
+        PRECOMPILE_TIMEOUT,
+        Some(&layout.version_dir()),
+    )
+    .map_err(|e| {
+        log.line(&format!(
+            "$ {} (embedding.compute)\n    -> {e}",
+            display_command(&cmd)
+        ));
+        fail(e.to_string())
+    })?;
+    log.command(&cmd, &[], &out);
+    match reply {
+        Reply::Ok(result) => {
+            let dims = result["dimensions"].as_u64().unwrap_or(0);
+            let rows = result["embeddings"].as_array().map_or(0, Vec::len);
+            if rows != 1 || dims == 0 {
+                return Err(fail(format!(
+                    "embedding.compute returned {rows} vector(s) of {dims} dimensions for 1 text"
+                )));
+            }
+            log.line(&format!(
+                "local-embeddings: model loaded and {dims}-dimension vector computed in {:.1?} (bytecode written)",
+                out.elapsed
+            ));
+            Ok(())
+        }
+        Reply::Err { code, message, .. } => Err(fail(format!(
+            "embedding.compute answered {code}: {message}"
+        ))),
+    }
+}
