@@ -16,13 +16,30 @@ use crate::error::{ErrorKind, RuntimeError};
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The install-lock timeout: `KTX_LOCK_TIMEOUT` seconds (may be fractional) or the default.
+/// An empty value means unset; a value that is not a number of seconds is reported once on
+/// stderr (naming the variable) and the default is used, rather than silently ignored.
 pub fn lock_timeout_from_env() -> Duration {
-    std::env::var("KTX_LOCK_TIMEOUT")
+    let Ok(raw) = std::env::var("KTX_LOCK_TIMEOUT") else {
+        return DEFAULT_LOCK_TIMEOUT;
+    };
+    parse_lock_timeout(&raw).unwrap_or_else(|| {
+        if !raw.trim().is_empty() {
+            eprintln!(
+                "warning: KTX_LOCK_TIMEOUT={raw:?} is not a number of seconds; using the default of {}s",
+                DEFAULT_LOCK_TIMEOUT.as_secs()
+            );
+        }
+        DEFAULT_LOCK_TIMEOUT
+    })
+}
+
+/// Seconds as a duration: finite, non-negative and small enough for [`Duration`].
+fn parse_lock_timeout(raw: &str) -> Option<Duration> {
+    raw.trim()
+        .parse::<f64>()
         .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(DEFAULT_LOCK_TIMEOUT)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 /// A held exclusive lock; released (and its pid cleared) on drop.
@@ -136,6 +153,15 @@ pub fn lock_with_timeout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_timeout_values() {
+        assert_eq!(parse_lock_timeout("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_lock_timeout(" 0 "), Some(Duration::ZERO));
+        for bad in ["soon", "", "-1", "nan", "inf", "1e300"] {
+            assert_eq!(parse_lock_timeout(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn second_lock_waits_then_times_out() {

@@ -65,8 +65,10 @@ impl PrunePlan {
 pub struct PruneResult {
     /// Removed directories.
     pub removed: Vec<PruneEntry>,
-    /// Directories kept (in use, or removal failed), with the reason.
+    /// Directories kept because another process uses them, with the reason.
     pub skipped: Vec<PruneSkip>,
+    /// Directories that could not be removed (permissions, I/O), with the error: a failure.
+    pub failed: Vec<PruneSkip>,
 }
 
 /// Whether another process holds the lock at `path` (a missing file is not held; nothing is
@@ -267,7 +269,7 @@ pub fn execute(layout: &Layout, plan: &PrunePlan) -> PruneResult {
         drop(guards);
         match remove_tree(&target) {
             Ok(()) => result.removed.push(entry.clone()),
-            Err(e) => result.skipped.push(PruneSkip {
+            Err(e) => result.failed.push(PruneSkip {
                 path: entry.path.clone(),
                 reason: format!("cannot remove {}: {e}", target.display()),
             }),

@@ -381,6 +381,7 @@ fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError>
             "bytes": bytes,
             "wouldFree": plan.bytes(),
             "skipped": result.skipped.iter().map(|s| json!({"path": s.path, "reason": s.reason})).chain(skipped).collect::<Vec<_>>(),
+            "failed": result.failed.iter().map(|s| json!({"path": s.path, "reason": s.reason})).collect::<Vec<_>>(),
         }));
     } else {
         for e in &result.removed {
@@ -395,6 +396,16 @@ fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError>
             println!("Keeping {}: {}", s.path.display(), s.reason);
         }
         println!("Freed {}.", human_bytes(bytes));
+    }
+    if let Some(first) = result.failed.first() {
+        // Everything else was still pruned; the exit code says the job is not complete.
+        return Err(CliError::failure(format!(
+            "could not remove {} director{}: {}\n  hint: Check the permissions of {} (or remove it by hand), then run `ktx runtime prune --yes` again.",
+            result.failed.len(),
+            if result.failed.len() == 1 { "y" } else { "ies" },
+            first.reason,
+            first.path.display()
+        )));
     }
     Ok(ExitCode::SUCCESS)
 }

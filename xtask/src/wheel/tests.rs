@@ -323,48 +323,41 @@ fn wheel_installs_with_pip_and_answers_runtime_info() {
     );
 }
 
-/// Negative control for the uv install: uv checks RECORD, so a wheel with one file changed
-/// after RECORD was written is refused (pip would install it).
+/// RECORD checked by an independent implementation (Python's zipfile, hashlib and base64),
+/// the way installers that verify it do; `python -m zipfile -t` finds no bad entry.
 #[test]
-fn uv_refuses_a_wheel_whose_record_does_not_match() {
+fn record_verifies_with_pythons_hashlib() {
     let w = real_wheel();
-    let mut src = open(&w.bytes);
-    let mut out = ZipWriter::new(Cursor::new(Vec::new()));
-    for i in 0..src.len() {
-        let mut f = src.by_index(i).unwrap();
-        let name = f.name().unwrap().to_string();
-        let mut data = Vec::new();
-        f.read_to_end(&mut data).unwrap();
-        if name == "ktx_daemon/_version.py" {
-            data.extend_from_slice(b"# changed after RECORD was written\n");
-        }
-        out.start_file(name.as_str(), SimpleFileOptions::default())
-            .unwrap();
-        out.write_all(&data).unwrap();
-    }
-    let bytes = out.finish().unwrap().into_inner();
     let tmp = tempfile::tempdir().unwrap();
     let whl = tmp.path().join(&w.file_name);
-    std::fs::write(&whl, bytes).unwrap();
-    let venv = tmp.path().join("venv");
-    run_ok(
-        testutil::uv()
-            .args(["venv", "-q", "--python", "python3"])
-            .arg(&venv)
-            .env_remove("VIRTUAL_ENV"),
+    std::fs::write(&whl, &w.bytes).unwrap();
+    let script = r#"
+import base64, csv, hashlib, io, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+names = z.namelist()
+record = [n for n in names if n.endswith(".dist-info/RECORD")]
+assert record == [names[-1]], names
+rows = list(csv.reader(io.StringIO(z.read(record[0]).decode())))
+assert sorted(r[0] for r in rows) == sorted(names), (rows, names)
+for path, digest, size in rows:
+    if path == record[0]:
+        assert (digest, size) == ("", ""), path
+        continue
+    data = z.read(path)
+    want = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    assert (digest, int(size)) == (want, len(data)), (path, digest, want)
+print(len(rows))
+"#;
+    let out = run_ok(Command::new("python3").arg("-c").arg(script).arg(&whl));
+    let n: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(n > 10, "{n} RECORD rows");
+    let out = run_ok(
+        Command::new("python3")
+            .args(["-m", "zipfile", "-t"])
+            .arg(&whl),
     );
-    let out = testutil::uv()
-        .args(["pip", "install", "-q", "--no-deps", "--python"])
-        .arg(testutil::venv_python(&venv))
-        .arg(&whl)
-        .env_remove("VIRTUAL_ENV")
-        .env_remove("UV_SYSTEM_PYTHON")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success(),
-        "uv installed a wheel with a bad RECORD: {err}"
+        String::from_utf8_lossy(&out.stdout).contains("Done testing"),
+        "{out:?}"
     );
-    assert!(err.contains("_version.py"), "{err}");
 }
