@@ -23,11 +23,12 @@ pub fn lock_timeout_from_env() -> Duration {
         return DEFAULT_LOCK_TIMEOUT;
     };
     parse_lock_timeout(&raw).unwrap_or_else(|| {
+        static WARNED: std::sync::Once = std::sync::Once::new();
         if !raw.trim().is_empty() {
-            eprintln!(
+            WARNED.call_once(|| eprintln!(
                 "warning: KTX_LOCK_TIMEOUT={raw:?} is not a number of seconds; using the default of {}s",
                 DEFAULT_LOCK_TIMEOUT.as_secs()
-            );
+            ));
         }
         DEFAULT_LOCK_TIMEOUT
     })
