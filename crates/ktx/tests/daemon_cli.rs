@@ -25,6 +25,14 @@ fn asset_dir() -> PathBuf {
     }
 }
 
+/// The PEP 440 version of the bundled wheel (what the daemon reports), from the asset manifest,
+/// so these tests survive `cargo xtask stamp-version`.
+fn package_version() -> String {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(asset_dir().join("manifest.json")).unwrap()).unwrap();
+    manifest["version"].as_str().unwrap().to_string()
+}
+
 fn ktx(root: &Path) -> Command {
     let mut cmd = Command::cargo_bin("ktx").unwrap();
     cmd.env("KTX_RUNTIME_ROOT", root)
@@ -139,7 +147,7 @@ fn start_reuse_stop_with_the_stable_messages() {
     assert_eq!(lines[0], "Started KTX Python daemon", "{first}");
     assert!(lines[1].starts_with("url: http://127.0.0.1:"), "{first}");
     assert!(lines[2].starts_with("pid: "), "{first}");
-    assert_eq!(lines[3], "version: 0.1.0rc0");
+    assert_eq!(lines[3], format!("version: {}", package_version()));
     assert_eq!(lines[4], "features: core");
     let pid: u64 = field(&first, "pid").parse().unwrap();
     assert!(alive(pid));
@@ -600,12 +608,11 @@ fn a_daemon_of_another_version_is_replaced_with_the_reason_printed() {
         text(&out.stdout)
     );
     let err = text(&out.stderr);
-    assert!(
-        err.contains(
-            "Replaced the previous KTX Python daemon: the running daemon is version 0.0.9, expected 0.1.0rc0"
-        ),
-        "{err}"
+    let expected = format!(
+        "Replaced the previous KTX Python daemon: the running daemon is version 0.0.9, expected {}",
+        package_version()
     );
+    assert!(err.contains(&expected), "{err}");
     assert!(wait_until(Duration::from_secs(5), || !alive(u64::from(
         old.state.pid
     ))));
