@@ -6,56 +6,50 @@
 //! and `uv` on PATH.
 #![cfg(unix)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+use common::{
+    asset_manifest, daemon_dir, install_runtime, process_alive as alive, receipt,
+    set_proxy_variables, status_json, test_env, text, wait_until, write_script,
+};
 use serde_json::Value;
 use tempfile::TempDir;
-
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-fn asset_dir() -> PathBuf {
-    match std::env::var_os("KTX_TEST_ASSET_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => panic!(
-            "KTX_TEST_ASSET_DIR is not set: run `cargo xtask test` or set KTX_TEST_ASSET_DIR (cargo xtask build-wheel --out DIR)"
-        ),
-    }
-}
 
 /// The PEP 440 version of the bundled wheel (what the daemon reports), from the asset manifest,
 /// so these tests survive `cargo xtask stamp-version`.
 fn package_version() -> String {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(asset_dir().join("manifest.json")).unwrap()).unwrap();
-    manifest["version"].as_str().unwrap().to_string()
+    asset_manifest()["version"].as_str().unwrap().to_string()
 }
 
+/// What these tests add to the common test environment: the daemon logs every request (the
+/// tests count calls in its log), and a daemon left behind by a failing test goes away by
+/// itself.
+fn daemon_env(cmd: &mut StdCommand) {
+    cmd.env("KTX_DAEMON_ACCESS_LOG", "1")
+        .env("KTX_DAEMON_IDLE_TIMEOUT", "120");
+}
+
+/// `ktx` on runtime root `root` in the test environment plus [`daemon_env`], bounded.
 fn ktx(root: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("ktx").unwrap();
-    cmd.env("KTX_RUNTIME_ROOT", root)
-        .env("KTX_ASSET_DIR", asset_dir())
-        .env("KTX_DAEMON_ACCESS_LOG", "1")
-        .env_remove("KTX_UV")
-        .env_remove("KTX_PYTHON")
-        .env_remove("KTX_FIND_LINKS")
-        .env_remove("KTX_LOCK_TIMEOUT")
-        .env_remove("KTX_DAEMON")
-        // A daemon left behind by a failing test goes away by itself.
-        .env("KTX_DAEMON_IDLE_TIMEOUT", "120")
-        .env_remove("KTX_DAEMON_START_TIMEOUT")
-        .timeout(Duration::from_secs(120));
+    let mut cmd = common::ktx_std(root);
+    daemon_env(&mut cmd);
+    let mut cmd = Command::from_std(cmd);
+    cmd.timeout(Duration::from_secs(120));
     cmd
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The shared ready runtime, and exclusive use of it (its daemon) for the calling test.
 /// Every test starts and ends with the daemon stopped.
+///
+/// Unlike the fixed roots of `common` (shared across processes), this one is private to the
+/// process: these tests stop, kill and replace the daemon, which a test of another process on
+/// the same root would see. Within a process the lock makes them take turns.
 fn runtime() -> (MutexGuard<'static, ()>, &'static Path) {
     static LOCK: Mutex<()> = Mutex::new(());
     static ROOT: OnceLock<TempDir> = OnceLock::new();
@@ -66,23 +60,11 @@ fn runtime() -> (MutexGuard<'static, ()>, &'static Path) {
             .prefix("daemon-cli-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
-        let out = ktx(dir.path())
-            .args(["runtime", "install"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "shared install failed: {}",
-            text(&out.stderr)
-        );
+        install_runtime(dir.path());
         dir
     });
     stop(root.path());
     (guard, root.path())
-}
-
-fn daemon_dir(root: &Path) -> PathBuf {
-    root.join(VERSION).join("daemon")
 }
 
 fn state(root: &Path) -> Option<Value> {
@@ -109,25 +91,21 @@ fn start_json(root: &Path, extra: &[&str]) -> (Value, String) {
     )
 }
 
-fn alive(pid: u64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let rest = &stat[stat.rfind(')').unwrap() + 1..];
-            !matches!(rest.split_whitespace().next(), Some("Z") | Some("X"))
-        }
-        Err(_) => false,
-    }
+/// How many calls the daemon of `root` has logged (`KTX_DAEMON_ACCESS_LOG=1`).
+fn calls_in_log(root: &Path) -> usize {
+    std::fs::read_to_string(daemon_dir(root).join("daemon.log"))
+        .unwrap_or_default()
+        .matches("POST /v1/call -> 200")
+        .count()
 }
 
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    f()
+/// SIGKILLs `pid` and waits until it is gone.
+fn kill_9(pid: u64) {
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !alive(pid)));
 }
 
 fn field<'a>(stdout: &'a str, key: &str) -> &'a str {
@@ -161,14 +139,7 @@ fn start_reuse_stop_with_the_stable_messages() {
     assert_eq!(field(&second, "pid"), pid.to_string());
     assert_eq!(field(&second, "url"), field(&first, "url"));
 
-    let st: Value = serde_json::from_slice(
-        &ktx(root)
-            .args(["runtime", "status", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let st = status_json(root);
     assert_eq!(st["daemon"]["kind"], "running");
     assert_eq!(st["daemon"]["pid"], pid);
     let human = text(
@@ -190,33 +161,25 @@ fn start_reuse_stop_with_the_stable_messages() {
     assert!(wait_until(Duration::from_secs(5), || !alive(pid)));
     assert!(state(root).is_none());
     assert_eq!(stop(root), "KTX Python daemon already stopped\n");
-    let st: Value = serde_json::from_slice(
-        &ktx(root)
-            .args(["runtime", "status", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let st = status_json(root);
     assert_eq!(st["daemon"]["kind"], "stopped");
 }
 
 #[test]
 fn start_piped_into_cat_returns_within_seconds() {
     let (_g, root) = runtime();
-    let ktx_bin = assert_cmd::cargo::cargo_bin("ktx");
+    let ktx_bin = common::ktx_bin();
     let began = Instant::now();
-    let out = std::process::Command::new("sh")
+    let mut sh = StdCommand::new("sh");
+    test_env(&mut sh, root);
+    daemon_env(&mut sh);
+    let out = sh
         .arg("-c")
         .arg(format!(
             // fd 3 is a second copy of the pipe: an inherited descriptor of the CLI's.
             "exec timeout 30 sh -c '\"{}\" runtime start 3>&1 | cat'",
             ktx_bin.display()
         ))
-        .env("KTX_RUNTIME_ROOT", root)
-        .env("KTX_ASSET_DIR", asset_dir())
-        .env("KTX_DAEMON_IDLE_TIMEOUT", "120")
-        .env_remove("KTX_DAEMON")
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -270,23 +233,12 @@ fn sigkilled_daemon_is_stale_then_replaced_with_the_reason_printed() {
     let (first, _) = start_json(root, &[]);
     assert_eq!(first["status"], "started");
     let pid = first["pid"].as_u64().unwrap();
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(5), || !alive(pid)));
+    kill_9(pid);
     let doctor = ktx(root).args(["runtime", "doctor"]).output().unwrap();
     let report = text(&doctor.stdout);
     assert!(report.contains("WARN daemon: "), "{report}");
     assert!(report.contains("Fix: Run `ktx runtime stop`"), "{report}");
-    let st: Value = serde_json::from_slice(
-        &ktx(root)
-            .args(["runtime", "status", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let st = status_json(root);
     assert_eq!(st["daemon"]["kind"], "stale");
 
     let (second, stderr) = start_json(root, &[]);
@@ -317,13 +269,6 @@ fn sigkilled_daemon_is_stale_then_replaced_with_the_reason_printed() {
 #[test]
 fn calls_use_a_running_daemon_and_start_one_only_when_asked() {
     let (_g, root) = runtime();
-    let log = daemon_dir(root).join("daemon.log");
-    let calls_in_log = || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches("POST /v1/call -> 200")
-            .count()
-    };
     // No daemon: one-shot, and none is started.
     let out = ktx(root)
         .args(["runtime", "call", "runtime.ping", r#"{"n":1}"#])
@@ -333,7 +278,7 @@ fn calls_use_a_running_daemon_and_start_one_only_when_asked() {
     assert!(state(root).is_none());
 
     // --daemon starts one and goes through it.
-    let before = calls_in_log();
+    let before = calls_in_log(root);
     let out = ktx(root)
         .args(["--daemon", "runtime", "call", "runtime.ping", r#"{"n":2}"#])
         .output()
@@ -342,7 +287,7 @@ fn calls_use_a_running_daemon_and_start_one_only_when_asked() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["echo"]["n"], 2);
     assert!(state(root).is_some());
-    assert_eq!(calls_in_log(), before + 1);
+    assert_eq!(calls_in_log(root), before + 1);
 
     // A running daemon is used without being asked.
     let out = ktx(root)
@@ -350,7 +295,7 @@ fn calls_use_a_running_daemon_and_start_one_only_when_asked() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(calls_in_log(), before + 2);
+    assert_eq!(calls_in_log(root), before + 2);
 
     // ok:false through the daemon maps to the same error as one-shot.
     let out = ktx(root)
@@ -390,15 +335,6 @@ fn idle_daemon_exits_by_itself() {
     assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
     assert!(state(root).is_none());
     assert_eq!(stop(root), "KTX Python daemon already stopped\n");
-}
-
-fn status_json(root: &Path) -> Value {
-    let out = ktx(root)
-        .args(["runtime", "status", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -465,11 +401,7 @@ fn a_dead_daemon_makes_calls_fall_back_to_one_shot_quietly() {
     let (_g, root) = runtime();
     let (first, _) = start_json(root, &[]);
     let pid = first["pid"].as_u64().unwrap();
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(5), || !alive(pid)));
+    kill_9(pid);
     let out = ktx(root)
         .args(["runtime", "call", "runtime.ping", r#"{"n":7}"#])
         .output()
@@ -487,30 +419,14 @@ fn a_dead_daemon_makes_calls_fall_back_to_one_shot_quietly() {
 fn proxy_variables_never_reach_the_loopback_client() {
     let (_g, root) = runtime();
     let junk = |cmd: &mut Command| {
-        for var in [
-            "HTTP_PROXY",
-            "http_proxy",
-            "HTTPS_PROXY",
-            "https_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-        ] {
-            cmd.env(var, "http://127.0.0.1:9");
-        }
+        set_proxy_variables(cmd, "http://127.0.0.1:9");
         cmd.env("NO_PROXY", ",,*.invalid").env("no_proxy", "");
     };
     let mut cmd = ktx(root);
     junk(&mut cmd);
     let out = cmd.args(["runtime", "start"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let log = daemon_dir(root).join("daemon.log");
-    let calls = || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches("POST /v1/call -> 200")
-            .count()
-    };
-    let before = calls();
+    let before = calls_in_log(root);
     let mut cmd = ktx(root);
     junk(&mut cmd);
     let out = cmd
@@ -519,7 +435,7 @@ fn proxy_variables_never_reach_the_loopback_client() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
-        calls(),
+        calls_in_log(root),
         before + 1,
         "the call did not go through the daemon"
     );
@@ -573,26 +489,20 @@ fn a_daemon_that_cannot_start_fails_start_clearly_and_calls_still_run() {
 
 #[test]
 fn a_daemon_of_another_version_is_replaced_with_the_reason_printed() {
-    use std::os::unix::fs::PermissionsExt;
     let (_g, root) = runtime();
-    let receipt: Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join(VERSION).join("manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let receipt = receipt(root);
     let python = receipt["pythonPath"].as_str().unwrap();
     // The runtime's own interpreter, with the package reporting an older version.
     let work = tempfile::tempdir().unwrap();
     let script = work.path().join("old-python");
-    std::fs::write(
+    write_script(
         &script,
-        format!(
-            "#!/bin/sh\nwhile [ \"$#\" -gt 0 ] && [ \"$1\" != -m ]; do shift; done\nshift\n\
+        &format!(
+            "while [ \"$#\" -gt 0 ] && [ \"$1\" != -m ]; do shift; done\nshift\n\
              exec \"{python}\" -I -c 'import sys\nimport ktx_daemon._version as v\nv.__version__ = \"0.0.9\"\n\
-             from ktx_daemon.__main__ import main\nsys.exit(main(sys.argv[2:]))' \"$@\"\n"
+             from ktx_daemon.__main__ import main\nsys.exit(main(sys.argv[2:]))' \"$@\""
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let mut cfg = ktx_daemon::StartConfig::new(&script, daemon_dir(root), "0.0.9");
     cfg.idle_timeout = Duration::from_secs(120);
     let old = ktx_daemon::start(&cfg).unwrap();

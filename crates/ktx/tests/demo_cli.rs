@@ -5,97 +5,38 @@
 //! and `uv` and `python3` on PATH.
 #![cfg(unix)]
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::sync::OnceLock;
+use std::path::Path;
+use std::process::{Command as StdCommand, Output};
 use std::time::Duration;
 
 use assert_cmd::Command;
+use common::{sl_and_demo_root as shared_root, sqlite, test_env, text};
 use serde_json::Value;
 
-fn asset_dir() -> PathBuf {
-    match std::env::var_os("KTX_TEST_ASSET_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => panic!(
-            "KTX_TEST_ASSET_DIR is not set: run `cargo xtask test` or set KTX_TEST_ASSET_DIR (cargo xtask build-wheel --out DIR)"
-        ),
-    }
-}
+/// The bound of every command here: they run on a ready runtime (or fail before any install).
+const LIMIT: Duration = Duration::from_secs(180);
 
-/// Applies the test environment (runtime root, assets, no leaked ktx variables).
-fn env(cmd: &mut Command, root: &Path) {
-    cmd.env("KTX_RUNTIME_ROOT", root)
-        .env("KTX_ASSET_DIR", asset_dir())
-        .env_remove("KTX_UV")
-        .env_remove("KTX_PYTHON")
-        .env_remove("KTX_FIND_LINKS")
-        .env_remove("KTX_LOCK_TIMEOUT")
-        .env_remove("KTX_DAEMON")
-        .timeout(Duration::from_secs(180));
-}
-
+/// `ktx` on runtime root `root` in the common test environment, bounded.
 fn ktx(root: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("ktx").unwrap();
-    env(&mut cmd, root);
-    cmd
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The runtime root shared with `sl_cli` (see there): a fixed directory under the target dir,
-/// installed once even when each test runs in its own process; a ready runtime is a no-op.
-fn shared_root() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ktx-sl-runtime");
-        fs::create_dir_all(&dir).unwrap();
-        let out = ktx(&dir)
-            .args(["runtime", "install", "--yes"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "shared install failed: {}",
-            text(&out.stderr)
-        );
-        dir
-    })
+    common::ktx_bounded(root, LIMIT)
 }
 
 /// Runs a printed command line with `sh -c`, `ktx` resolving to the binary under test, from
 /// `cwd`.
 fn run_printed(line: &str, root: &Path, cwd: &Path) -> Output {
-    let bin = assert_cmd::cargo::cargo_bin("ktx");
+    let bin = common::ktx_bin();
     let bin_dir = bin.parent().unwrap();
     let path = match std::env::var_os("PATH") {
         Some(p) => format!("{}:{}", bin_dir.display(), p.to_string_lossy()),
         None => bin_dir.display().to_string(),
     };
-    let mut cmd = Command::new("sh");
-    env(&mut cmd, root);
-    cmd.env("PATH", path)
-        .current_dir(cwd)
-        .args(["-c", line])
-        .output()
-        .unwrap()
-}
-
-/// `python3` + sqlite3 answer to `sql` on `db`, as JSON.
-fn sqlite(db: &Path, sql: &str) -> Value {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import json, sqlite3, sys; print(json.dumps(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchall()))",
-        ])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("python3 must be on PATH");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    let mut sh = StdCommand::new("sh");
+    test_env(&mut sh, root);
+    sh.env("PATH", path).current_dir(cwd).args(["-c", line]);
+    Command::from_std(sh).timeout(LIMIT).output().unwrap()
 }
 
 /// The indented `ktx ...` lines after "Try these queries".

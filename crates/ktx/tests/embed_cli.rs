@@ -5,52 +5,32 @@
 //! and the real model (PyTorch: gigabytes) run only with `KTX_RUN_LOCAL_EMBEDDINGS_SMOKE=1`.
 #![cfg(unix)]
 
+mod common;
+
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
+use common::{receipt, set_proxy_variables, stderr_of, VERSION};
 use serde_json::Value;
 
-const VERSION: &str = env!("CARGO_PKG_VERSION");
 const FIX: &str = "ktx runtime install --feature local-embeddings --yes";
 
-fn asset_dir() -> PathBuf {
-    match std::env::var_os("KTX_TEST_ASSET_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => panic!(
-            "KTX_TEST_ASSET_DIR is not set: run `cargo xtask test` or set KTX_TEST_ASSET_DIR (cargo xtask build-wheel --out DIR)"
-        ),
-    }
-}
-
-/// `ktx` with a private root; ktx-specific variables from the caller's environment removed.
-/// The asset dir is set only when the test needs it (`with_assets`).
+/// `ktx` with a private root in the common test environment, without a time limit (the opt-in
+/// smoke installs gigabytes and sets its own). The real asset dir only when the test needs it
+/// (`with_assets`): the others must fail before any install and run without
+/// `KTX_TEST_ASSET_DIR`.
 fn ktx(root: &Path, with_assets: bool) -> Command {
-    let mut cmd = Command::cargo_bin("ktx").unwrap();
-    cmd.env("KTX_RUNTIME_ROOT", root)
-        .env_remove("KTX_UV")
-        .env_remove("KTX_PYTHON")
-        .env_remove("KTX_FIND_LINKS")
-        .env_remove("KTX_LOCK_TIMEOUT")
-        .env_remove("KTX_DAEMON");
     if with_assets {
-        cmd.env("KTX_ASSET_DIR", asset_dir());
+        common::ktx(root)
     } else {
-        cmd.env("KTX_ASSET_DIR", root.join("no-assets"));
+        common::ktx_without_assets(root)
     }
-    cmd
-}
-
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn features_of(root: &Path) -> Value {
-    let receipt = root.join(VERSION).join("manifest.json");
-    let text =
-        fs::read_to_string(&receipt).unwrap_or_else(|e| panic!("{}: {e}", receipt.display()));
-    serde_json::from_str::<Value>(&text).unwrap()["features"].clone()
+    receipt(root)["features"].clone()
 }
 
 // ---------------------------------------------------------------- no install needed
@@ -267,10 +247,7 @@ fn smoke_real_feature_install_and_model_offline() {
         "{err}"
     );
     // uv dropped triton (GPU kernel compiler, ~1 GB) through the overrides file.
-    let receipt: Value = serde_json::from_str(
-        &fs::read_to_string(root.path().join(VERSION).join("manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let receipt = receipt(root.path());
     let lib = Path::new(receipt["venvDir"].as_str().unwrap()).join("lib");
     let site = fs::read_dir(&lib)
         .unwrap()
@@ -306,16 +283,7 @@ fn smoke_real_feature_install_and_model_offline() {
     ];
     for daemon in ["0", "1"] {
         let mut cmd = ktx(root.path(), true);
-        for var in [
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "ALL_PROXY",
-            "http_proxy",
-            "https_proxy",
-            "all_proxy",
-        ] {
-            cmd.env(var, &proxy);
-        }
+        set_proxy_variables(&mut cmd, &proxy);
         let out = cmd
             .env("NO_PROXY", "")
             .env("no_proxy", "")

@@ -7,25 +7,19 @@
 //! no install at all.
 #![cfg(unix)]
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
-use std::sync::OnceLock;
+use std::time::Duration;
 
-use assert_cmd::Command;
+use common::{
+    asset_dir, asset_manifest, ktx, ktx_std, process_alive, runtime_tests_root as shared_root,
+    status_json, stderr_of, test_env, version_dir as vdir, wait_until, write_script, VERSION,
+};
 use serde_json::Value;
-
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-fn asset_dir() -> PathBuf {
-    match std::env::var_os("KTX_TEST_ASSET_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => panic!(
-            "KTX_TEST_ASSET_DIR is not set: run `cargo xtask test` or set KTX_TEST_ASSET_DIR (cargo xtask build-wheel --out DIR)"
-        ),
-    }
-}
 
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -49,42 +43,6 @@ fn real_python() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-/// `ktx` with a private root and the test assets; ktx-specific variables from the caller's
-/// environment removed.
-fn ktx(root: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("ktx").unwrap();
-    cmd.env("KTX_RUNTIME_ROOT", root)
-        .env("KTX_ASSET_DIR", asset_dir())
-        .env_remove("KTX_UV")
-        .env_remove("KTX_PYTHON")
-        .env_remove("KTX_FIND_LINKS")
-        .env_remove("KTX_LOCK_TIMEOUT")
-        .env_remove("KTX_DAEMON");
-    cmd
-}
-
-fn status_json(root: &Path) -> Value {
-    let out = ktx(root)
-        .args(["runtime", "status", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "status failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn vdir(root: &Path) -> PathBuf {
-    root.join(VERSION)
-}
-
-fn write_script(path: &Path, body: &str) {
-    fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// A uv wrapper that appends its arguments to `<dir>/uv-calls` then runs the real uv.
 fn recording_uv(dir: &Path) -> (PathBuf, PathBuf) {
     let script = dir.join("uv-wrapper");
@@ -100,33 +58,10 @@ fn recording_uv(dir: &Path) -> (PathBuf, PathBuf) {
     (script, record)
 }
 
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn log_count(root: &Path) -> usize {
     fs::read_dir(vdir(root).join("logs"))
         .map(|d| d.count())
         .unwrap_or(0)
-}
-
-/// One ready runtime shared by the read-only tests. It lives under the target dir and is
-/// installed through ktx itself, so concurrent test processes (nextest runs one per test)
-/// are serialised by ktx's install lock; later runs hit the fast path (or rebuild when the
-/// test wheel changed).
-fn shared_root() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ktx-shared-runtime");
-        let out = ktx(&dir).args(["runtime", "install"]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "shared install failed: {}",
-            stderr_of(&out)
-        );
-        dir
-    })
-    .as_path()
 }
 
 // ---------------------------------------------------------------- shared ready runtime
@@ -351,10 +286,10 @@ fn yes_with_no_input_is_a_usage_error() {
 #[test]
 fn tampered_wheel_is_refused_naming_the_file_and_nothing_is_installed() {
     let assets = tempfile::tempdir().unwrap();
-    let manifest: Value =
-        serde_json::from_str(&fs::read_to_string(asset_dir().join("manifest.json")).unwrap())
-            .unwrap();
-    let wheel = manifest["wheel"]["file"].as_str().unwrap().to_string();
+    let wheel = asset_manifest()["wheel"]["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
     fs::copy(
         asset_dir().join("manifest.json"),
         assets.path().join("manifest.json"),
@@ -589,10 +524,10 @@ fn prune_lists_refuses_removes_and_keeps_current_and_busy_versions() {
 
 /// The bundled wheel's sha256, from the test asset manifest.
 fn asset_sha() -> String {
-    let m: Value =
-        serde_json::from_str(&fs::read_to_string(asset_dir().join("manifest.json")).unwrap())
-            .unwrap();
-    m["wheel"]["sha256"].as_str().unwrap().to_string()
+    asset_manifest()["wheel"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Writes a receipt for this ktx and the test wheel naming `venv`, as an install would.
@@ -862,15 +797,15 @@ fn status_doctor_and_prune_without_yes_write_nothing() {
 #[test]
 fn a_closed_stdout_ends_ktx_quietly() {
     let root = tempfile::tempdir().unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("ktx");
+    let bin = common::ktx_bin();
     // `ktx runtime status | head -0`: the reader is gone (closed below) before ktx even
     // starts, so its first write fails with EPIPE.
-    let mut child = StdCommand::new("sh")
+    let mut sh = StdCommand::new("sh");
+    test_env(&mut sh, root.path());
+    let mut child = sh
         .arg("-c")
         .arg("sleep 0.3; exec \"$0\" runtime status --json")
         .arg(&bin)
-        .env("KTX_RUNTIME_ROOT", root.path())
-        .env("KTX_ASSET_DIR", asset_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1112,16 +1047,11 @@ fn slow_racing_installs_install_exactly_once() {
     let root = tempfile::tempdir().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (uv, record) = recording_uv(tmp.path());
-    let bin = assert_cmd::cargo::cargo_bin("ktx");
     let children: Vec<_> = (0..4)
         .map(|_| {
-            StdCommand::new(&bin)
+            ktx_std(root.path())
                 .args(["runtime", "install"])
-                .env("KTX_RUNTIME_ROOT", root.path())
-                .env("KTX_ASSET_DIR", asset_dir())
                 .env("KTX_UV", &uv)
-                .env_remove("KTX_PYTHON")
-                .env_remove("KTX_FIND_LINKS")
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -1198,17 +1128,6 @@ fn slow_uv_killed_mid_install_leaves_incomplete_and_next_install_repairs() {
     assert_eq!(venvs, 1, "the interrupted venv was not cleaned");
 }
 
-/// Whether `pid` is gone (or a zombie waiting to be reaped).
-fn process_gone(pid: &str) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
 #[test]
 fn slow_interrupt_mid_install_kills_the_installer_and_nothing_is_trusted() {
     let root = tempfile::tempdir().unwrap();
@@ -1224,51 +1143,42 @@ fn slow_interrupt_mid_install_kills_the_installer_and_nothing_is_trusted() {
             real_uv().display()
         ),
     );
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("ktx"))
+    let mut child = ktx_std(root.path())
         .args(["runtime", "install"])
-        .env("KTX_RUNTIME_ROOT", root.path())
-        .env("KTX_ASSET_DIR", asset_dir())
         .env("KTX_UV", &fake)
-        .env_remove("KTX_PYTHON")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !pidfile.exists() || fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the fake installer never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let installer = fs::read_to_string(&pidfile).unwrap().trim().to_string();
+    assert!(
+        wait_until(Duration::from_secs(60), || fs::read_to_string(&pidfile)
+            .is_ok_and(|pid| !pid.trim().is_empty())),
+        "the fake installer never started"
+    );
+    let installer: u64 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let ok = StdCommand::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(ok.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ktx did not exit on SIGINT"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(130));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !process_gone(&installer) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the installer (pid {installer}) survived the interrupt"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut status = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        }),
+        "ktx did not exit on SIGINT"
+    );
+    assert_eq!(status.unwrap().code(), Some(130));
+    assert!(
+        wait_until(Duration::from_secs(5), || !process_alive(installer)),
+        "the installer (pid {installer}) survived the interrupt"
+    );
     assert!(!vdir(root.path()).join("manifest.json").exists());
     assert_eq!(status_json(root.path())["kind"], "incomplete");
     let out = ktx(root.path())
@@ -1374,10 +1284,7 @@ fn slow_without_uv_or_pip_to_bootstrap_it_falls_back_to_venv_and_pip() {
 fn slow_find_links_installs_offline_from_a_wheelhouse() {
     let root = tempfile::tempdir().unwrap();
     let house = tempfile::tempdir().unwrap();
-    let manifest: Value =
-        serde_json::from_str(&fs::read_to_string(asset_dir().join("manifest.json")).unwrap())
-            .unwrap();
-    let wheel = asset_dir().join(manifest["wheel"]["file"].as_str().unwrap());
+    let wheel = asset_dir().join(asset_manifest()["wheel"]["file"].as_str().unwrap());
     // The documented recipe for air-gapped machines.
     let out = StdCommand::new(real_python())
         .args(["-m", "pip", "download", "--disable-pip-version-check", "-d"])

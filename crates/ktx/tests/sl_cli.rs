@@ -6,64 +6,22 @@
 //! and `uv` on PATH.
 #![cfg(unix)]
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use assert_cmd::Command;
+use common::{daemon_dir, process_alive, sl_and_demo_root as shared_root, text, VERSION};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-fn asset_dir() -> PathBuf {
-    match std::env::var_os("KTX_TEST_ASSET_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => panic!(
-            "KTX_TEST_ASSET_DIR is not set: run `cargo xtask test` or set KTX_TEST_ASSET_DIR (cargo xtask build-wheel --out DIR)"
-        ),
-    }
-}
-
-/// `ktx` with the runtime root `root`; ktx variables of the caller's environment removed.
+/// `ktx` on runtime root `root` in the common test environment, bounded: these commands run
+/// on a ready runtime (or fail before any install).
 fn ktx(root: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("ktx").unwrap();
-    cmd.env("KTX_RUNTIME_ROOT", root)
-        .env("KTX_ASSET_DIR", asset_dir())
-        .env_remove("KTX_UV")
-        .env_remove("KTX_PYTHON")
-        .env_remove("KTX_FIND_LINKS")
-        .env_remove("KTX_LOCK_TIMEOUT")
-        .env_remove("KTX_DAEMON")
-        .env_remove("KTX_DAEMON_IDLE_TIMEOUT")
-        .timeout(Duration::from_secs(180));
-    cmd
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The runtime root shared by this test binary and `demo_cli`: a fixed directory under the
-/// target dir, so it is installed once even when every test runs in its own process (nextest):
-/// the runtime's install lock serializes concurrent installs and a ready runtime is a no-op
-/// (a changed wheel is reinstalled). Installed at most once per process.
-fn shared_root() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ktx-sl-runtime");
-        fs::create_dir_all(&dir).unwrap();
-        let out = ktx(&dir)
-            .args(["runtime", "install", "--yes"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "shared install failed: {}",
-            text(&out.stderr)
-        );
-        dir
-    })
+    common::ktx_bounded(root, Duration::from_secs(180))
 }
 
 const KTX_YAML: &str = "connections:\n  warehouse:\n    driver: sqlite\n    path: warehouse.db\n";
@@ -167,17 +125,7 @@ impl Project {
 
     /// `python3` + sqlite3 answer to `sql` on the warehouse, as JSON.
     fn sqlite(&self, sql: &str) -> Value {
-        let out = std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import json, sqlite3, sys; print(json.dumps(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchall()))",
-            ])
-            .arg(self.dir.join("warehouse.db"))
-            .arg(sql)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
+        common::sqlite(&self.dir.join("warehouse.db"), sql)
     }
 }
 
@@ -539,11 +487,7 @@ fn no_input_without_a_runtime_names_ktx_runtime_install() {
     assert!(err.starts_with("error: the KTX Python runtime"), "{err}");
     assert!(err.contains("`ktx runtime install`"), "{err}");
     assert!(
-        !empty
-            .path()
-            .join(env!("CARGO_PKG_VERSION"))
-            .join("manifest.json")
-            .exists(),
+        !empty.path().join(VERSION).join("manifest.json").exists(),
         "--no-input installed something"
     );
 }
@@ -789,9 +733,7 @@ fn daemon_answers_the_same_as_one_shot() {
         .args(args)
         .output()
         .unwrap();
-    let state = root
-        .join(env!("CARGO_PKG_VERSION"))
-        .join("daemon/state.json");
+    let state = daemon_dir(root).join("state.json");
     let state: Value = serde_json::from_str(&fs::read_to_string(&state).unwrap_or_else(|e| {
         panic!(
             "no daemon state after --daemon ({e}): {}",
@@ -800,10 +742,7 @@ fn daemon_answers_the_same_as_one_shot() {
     }))
     .unwrap();
     let pid = state["pid"].as_u64().unwrap();
-    assert!(
-        Path::new(&format!("/proc/{pid}")).exists(),
-        "daemon {pid} is not running"
-    );
+    assert!(process_alive(pid), "daemon {pid} is not running");
     let via_daemon = json_of(&out);
     assert_eq!(via_daemon["rows"], one_shot["rows"]);
     assert_eq!(via_daemon["sql"], one_shot["sql"]);
@@ -818,21 +757,18 @@ fn a_closed_stdout_ends_quietly() {
     // `ktx sl query ... | head -0`: the reader is gone before ktx writes.
     let root = shared_root();
     let p = Project::new();
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("ktx"));
-    cmd.env("KTX_RUNTIME_ROOT", root)
-        .env("KTX_ASSET_DIR", asset_dir())
-        .env_remove("KTX_DAEMON")
-        .args([
-            "sl",
-            "query",
-            "--measure",
-            "orders.revenue",
-            "--project-dir",
-        ])
-        .arg(&p.dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    let mut cmd = common::ktx_std(root);
+    cmd.args([
+        "sl",
+        "query",
+        "--measure",
+        "orders.revenue",
+        "--project-dir",
+    ])
+    .arg(&p.dir)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
