@@ -55,9 +55,12 @@ fn runtime() -> (MutexGuard<'static, ()>, &'static Path) {
     static ROOT: OnceLock<TempDir> = OnceLock::new();
     let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let root = ROOT.get_or_init(|| {
-        // Statics are never dropped: keep the root under target/, not /tmp.
+        // Statics are never dropped, and nextest runs each test in its own process: name the
+        // root after this process and sweep the roots of processes that are gone, so repeated
+        // runs do not pile up installed runtimes under target/.
+        sweep_dead_roots(Path::new(env!("CARGO_TARGET_TMPDIR")));
         let dir = tempfile::Builder::new()
-            .prefix("daemon-cli-")
+            .prefix(&format!("daemon-cli-{}-", std::process::id()))
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
         install_runtime(dir.path());
@@ -65,6 +68,29 @@ fn runtime() -> (MutexGuard<'static, ()>, &'static Path) {
     });
     stop(root.path());
     (guard, root.path())
+}
+
+/// Removes `daemon-cli-<pid>-*` roots whose test process has exited, stopping their daemon
+/// first (best effort: a root another live process uses is left alone).
+fn sweep_dead_roots(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("daemon-cli-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if alive(pid) {
+            continue;
+        }
+        let _ = ktx(&entry.path()).args(["runtime", "stop"]).output();
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
 }
 
 fn state(root: &Path) -> Option<Value> {
