@@ -22,65 +22,98 @@ from __future__ import annotations
 
 import difflib
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlglot import exp
 
 from semantic_layer import granularity, sqlexpr
-from semantic_layer.errors import SemanticError
+from semantic_layer.errors import Record, SemanticError
 from semantic_layer.project import Connection, Project, Source, join_edges
 from semantic_layer.sqlexpr import ExprError
 
 DEFAULT_LIMIT = 1000
 
 
-@dataclass
-class QueryRequest:
+class QueryRequest(Record):
     """A validated query payload."""
 
-    measures: list[str]
-    dimensions: list[str] = field(default_factory=list)
-    filters: list[str] = field(default_factory=list)
-    segments: list[str] = field(default_factory=list)
-    order_by: list[str] = field(default_factory=list)
-    limit: int = DEFAULT_LIMIT
+    __slots__ = ("measures", "dimensions", "filters", "segments", "order_by", "limit")
+
+    def __init__(
+        self,
+        measures: list[str],
+        dimensions: list[str] | None = None,
+        filters: list[str] | None = None,
+        segments: list[str] | None = None,
+        order_by: list[str] | None = None,
+        limit: int = DEFAULT_LIMIT,
+    ) -> None:
+        self.measures = measures
+        self.dimensions = [] if dimensions is None else dimensions
+        self.filters = [] if filters is None else filters
+        self.segments = [] if segments is None else segments
+        self.order_by = [] if order_by is None else order_by
+        self.limit = limit
 
 
-@dataclass
-class CompiledQuery:
+class CompiledQuery(Record):
     """The SQL and what the caller needs to present its rows."""
 
-    sql: str
-    dialect: str
-    headers: list[str]
-    plan: dict[str, Any]
+    __slots__ = ("sql", "dialect", "headers", "plan")
+
+    def __init__(self, sql: str, dialect: str, headers: list[str], plan: dict[str, Any]) -> None:
+        self.sql = sql
+        self.dialect = dialect
+        self.headers = headers
+        self.plan = plan
 
 
-@dataclass
-class _MeasureRef:
-    source: Source
-    name: str
-    sql: exp.Expression
-    header: str
-    alias: str
-    hidden: bool = False
+class _MeasureRef(Record):
+    __slots__ = ("source", "name", "sql", "header", "alias", "hidden")
+
+    def __init__(
+        self,
+        source: Source,
+        name: str,
+        sql: exp.Expression,
+        header: str,
+        alias: str,
+        hidden: bool = False,
+    ) -> None:
+        self.source = source
+        self.name = name
+        self.sql = sql
+        self.header = header
+        self.alias = alias
+        self.hidden = hidden
 
 
-@dataclass
-class _DimRef:
-    source: Source
-    column: str
-    granularity: str | None
-    header: str
-    alias: str
-    sql: exp.Expression
+class _DimRef(Record):
+    __slots__ = ("source", "column", "granularity", "header", "alias", "sql")
+
+    def __init__(
+        self,
+        source: Source,
+        column: str,
+        granularity: str | None,
+        header: str,
+        alias: str,
+        sql: exp.Expression,
+    ) -> None:
+        self.source = source
+        self.column = column
+        self.granularity = granularity
+        self.header = header
+        self.alias = alias
+        self.sql = sql
 
 
-@dataclass
-class _Having:
-    tree: exp.Expression
-    text: str
+class _Having(Record):
+    __slots__ = ("tree", "text")
+
+    def __init__(self, tree: exp.Expression, text: str) -> None:
+        self.tree = tree
+        self.text = text
 
 
 def _suggest(text: str, candidates: list[str]) -> list[str]:

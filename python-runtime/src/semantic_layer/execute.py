@@ -11,11 +11,10 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from semantic_layer.errors import SemanticError
+from semantic_layer.errors import Record, SemanticError
 from semantic_layer.project import Connection
 
 DEFAULT_MAX_ROWS = 1000
@@ -30,14 +29,18 @@ _ALLOWED_ACTIONS = {
 _DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
 
 
-@dataclass
-class Result:
+class Result(Record):
     """Rows (at most ``max_rows``), the total row count and whether rows were cut."""
 
-    rows: list[list[Any]]
-    total_rows: int
-    truncated: bool
-    elapsed_ms: float
+    __slots__ = ("rows", "total_rows", "truncated", "elapsed_ms")
+
+    def __init__(
+        self, rows: list[list[Any]], total_rows: int, truncated: bool, elapsed_ms: float
+    ) -> None:
+        self.rows = rows
+        self.total_rows = total_rows
+        self.truncated = truncated
+        self.elapsed_ms = elapsed_ms
 
 
 def _authorizer(action: int, arg1: Any, arg2: Any, _db: Any, _trigger: Any) -> int:

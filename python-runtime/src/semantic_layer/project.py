@@ -17,11 +17,10 @@ from __future__ import annotations
 import difflib
 import re
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from semantic_layer.errors import Issue, SemanticError
+from semantic_layer.errors import Issue, Record, SemanticError
 
 PROJECT_FILE = "ktx.yaml"
 SOURCES_DIR = "semantic-layer"
@@ -48,79 +47,112 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONNECTION_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 
 
-@dataclass
-class Connection:
-    """A warehouse connection from ``ktx.yaml``."""
+class Connection(Record):
+    """A warehouse connection from ``ktx.yaml``; ``path`` is the absolute database path
+    (sqlite only)."""
 
-    id: str
-    driver: str
-    dialect: str
-    #: Absolute database path (sqlite only).
-    path: Path | None = None
+    __slots__ = ("id", "driver", "dialect", "path")
+
+    def __init__(self, id: str, driver: str, dialect: str, path: Path | None = None) -> None:
+        self.id = id
+        self.driver = driver
+        self.dialect = dialect
+        self.path = path
 
 
-@dataclass
-class Column:
+class Column(Record):
     """A declared column; ``sql`` is its expression with alias = source name."""
 
-    name: str
-    type: str
-    sql: Any = None
+    __slots__ = ("name", "type", "sql")
+
+    def __init__(self, name: str, type: str, sql: Any = None) -> None:
+        self.name = name
+        self.type = type
+        self.sql = sql
 
 
-@dataclass
-class Measure:
+class Measure(Record):
     """An aggregate; ``sql`` already has the measure filter applied inside each aggregate."""
 
-    name: str
-    source: str
-    sql: Any = None
+    __slots__ = ("name", "source", "sql")
+
+    def __init__(self, name: str, source: str, sql: Any = None) -> None:
+        self.name = name
+        self.source = source
+        self.sql = sql
 
 
-@dataclass
-class Segment:
+class Segment(Record):
     """A named row condition over the source's own columns."""
 
-    name: str
-    source: str
-    sql: Any = None
+    __slots__ = ("name", "source", "sql")
+
+    def __init__(self, name: str, source: str, sql: Any = None) -> None:
+        self.name = name
+        self.source = source
+        self.sql = sql
 
 
-@dataclass
-class Join:
+class Join(Record):
     """A join edge as declared (``source`` -> ``to``); ``on`` is resolved SQL."""
 
-    source: str
-    to: str
-    relationship: str
-    on: Any = None
-    key: str = ""
+    __slots__ = ("source", "to", "relationship", "on", "key")
+
+    def __init__(
+        self, source: str, to: str, relationship: str, on: Any = None, key: str = ""
+    ) -> None:
+        self.source = source
+        self.to = to
+        self.relationship = relationship
+        self.on = on
+        self.key = key
 
 
-@dataclass
-class Source:
+class Source(Record):
     """One source file, resolved."""
 
-    name: str
-    connection: str
-    file: str
-    relation: Any = None
-    grain: list[str] = field(default_factory=list)
-    columns: dict[str, Column] = field(default_factory=dict)
-    measures: dict[str, Measure] = field(default_factory=dict)
-    segments: dict[str, Segment] = field(default_factory=dict)
-    joins: list[Join] = field(default_factory=list)
+    __slots__ = (
+        "name",
+        "connection",
+        "file",
+        "relation",
+        "grain",
+        "columns",
+        "measures",
+        "segments",
+        "joins",
+    )
+
+    def __init__(self, name: str, connection: str, file: str, relation: Any = None) -> None:
+        self.name = name
+        self.connection = connection
+        self.file = file
+        self.relation = relation
+        self.grain: list[str] = []
+        self.columns: dict[str, Column] = {}
+        self.measures: dict[str, Measure] = {}
+        self.segments: dict[str, Segment] = {}
+        self.joins: list[Join] = []
 
 
-@dataclass
-class Project:
+class Project(Record):
     """A loaded project. ``sources[connection_id][source_name]``."""
 
-    root: Path
-    connections: dict[str, Connection]
-    sources: dict[str, dict[str, Source]]
-    issues: list[Issue]
-    source_files: int = 0
+    __slots__ = ("root", "connections", "sources", "issues", "source_files")
+
+    def __init__(
+        self,
+        root: Path,
+        connections: dict[str, Connection],
+        sources: dict[str, dict[str, Source]],
+        issues: list[Issue],
+        source_files: int = 0,
+    ) -> None:
+        self.root = root
+        self.connections = connections
+        self.sources = sources
+        self.issues = issues
+        self.source_files = source_files
 
     def connection(self, connection_id: str | None) -> Connection:
         """The named connection, or the only one; raises unknown/ambiguous_connection."""
@@ -597,7 +629,7 @@ def _resolve_columns(
                     raise ExprError(f"{text!r}: a column expr may only use columns of {alias}")
                 return exp.column(c.this.copy(), table=sqlexpr.identifier(alias, dialect))
 
-            column.sql = sqlexpr.wrap(sqlexpr.map_columns(tree, physical))
+            column.sql = sqlexpr.wrap(sqlexpr.map_columns(tree, physical, copy=False))
         except ExprError as exc:
             ctx.add(("columns", i, "expr"), str(exc))
 
@@ -640,7 +672,7 @@ def _resolve_expressions(
             sqlexpr.check_nodes(tree, text, aggregates=True)
             sqlexpr.check_measure_shape(tree, text)
             _check_aggregate_types(source, tree, text)
-            resolved = sqlexpr.map_columns(tree, own(text))
+            resolved = sqlexpr.map_columns(tree, own(text), copy=False)
         except ExprError as exc:
             ctx.add(("measures", i, "expr"), str(exc))
             continue
@@ -650,7 +682,7 @@ def _resolve_expressions(
                 ftree = sqlexpr.parse_fragment(ftext, dialect)
                 sqlexpr.check_nodes(ftree, ftext, aggregates=False)
                 _check_condition(source, ftree, ftext)
-                cond = sqlexpr.map_columns(ftree, own(ftext))
+                cond = sqlexpr.map_columns(ftree, own(ftext), copy=False)
             except ExprError as exc:
                 ctx.add(("measures", i, "filter"), str(exc))
                 continue
@@ -665,7 +697,7 @@ def _resolve_expressions(
             tree = sqlexpr.parse_fragment(text, dialect)
             sqlexpr.check_nodes(tree, text, aggregates=False)
             _check_condition(source, tree, text)
-            source.segments[item["name"]].sql = sqlexpr.map_columns(tree, own(text))
+            source.segments[item["name"]].sql = sqlexpr.map_columns(tree, own(text), copy=False)
         except ExprError as exc:
             ctx.add(("segments", i, "expr"), str(exc))
 
@@ -705,7 +737,7 @@ def _resolve_expressions(
             sqlexpr.check_nodes(tree, text, aggregates=False)
             if not sqlexpr.is_boolean_shape(tree):
                 raise ExprError(f"{text!r} must be a condition such as a = b.id")
-            join.on = sqlexpr.map_columns(tree, resolve_on)
+            join.on = sqlexpr.map_columns(tree, resolve_on, copy=False)
             if seen != {alias, target.name}:
                 raise ExprError(
                     f"{text!r} must relate a column of {alias} to a column of {target.name} "
@@ -764,7 +796,10 @@ def _check_aggregate_types(source: Source, tree: Any, text: str) -> None:
 
 
 def _apply_measure_filter(tree: Any, cond: Any) -> Any:
-    """Put ``cond`` inside every aggregate: ``sum(x)`` -> ``sum(CASE WHEN cond THEN x END)``."""
+    """Put ``cond`` inside every aggregate: ``sum(x)`` -> ``sum(CASE WHEN cond THEN x END)``.
+
+    Rewrites ``tree`` (a fresh tree of the caller's) in place and returns it.
+    """
     from sqlglot import exp
 
     def guarded(value: exp.Expression) -> exp.Expression:
@@ -782,7 +817,7 @@ def _apply_measure_filter(tree: Any, cond: Any) -> Any:
             node.set("this", guarded(arg))
         return node
 
-    return tree.transform(visit)
+    return tree.transform(visit, copy=False)
 
 
 def _check_join_pairs(by_name: dict[str, Source], ctxs: dict[str, _FileContext]) -> None:

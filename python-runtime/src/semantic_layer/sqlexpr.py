@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 #: Scalar functions refused even though they are not statements (file or extension access).
 DENIED_FUNCTIONS = frozenset(
@@ -88,8 +89,6 @@ def identifier(name: str, dialect: str) -> exp.Identifier:
     ident = exp.to_identifier(name)
     if ident.quoted or name.lower() not in RESERVED_WORDS:
         return ident
-    from sqlglot.dialects.dialect import Dialect
-
     ident = Dialect.get_or_raise(dialect).normalize_identifier(ident)
     ident.set("quoted", True)
     return ident
@@ -99,27 +98,22 @@ def parse_fragment(text: object, dialect: str) -> exp.Expression:
     """Parse ``text`` as exactly one SQL expression in ``dialect``."""
     if not isinstance(text, str) or not text.strip():
         raise ExprError("expected a non-empty SQL expression string")
+    # What sqlglot.parse does, keeping the tokens to look for ';' without tokenizing twice.
+    reader = Dialect.get_or_raise(dialect)
     try:
-        statements = sqlglot.parse(text, read=dialect)
+        tokens = reader.tokenize(text)
+        statements = reader.parser().parse(tokens, text)
     except (ParseError, TokenError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ExprError(f"cannot parse {text!r}: {first}") from None
     statements = [s for s in statements if s is not None]
-    if len(statements) != 1 or ";" in _tokens_semicolons(text, dialect):
+    if len(statements) != 1 or any(t.token_type == TokenType.SEMICOLON for t in tokens):
         raise ExprError(f"{text!r} must be a single SQL expression (no ';', no statements)")
     tree = statements[0]
     # Comments would be carried into the generated SQL: user text never reaches it verbatim.
     for node in tree.walk():
         node.comments = None
     return tree
-
-
-def _tokens_semicolons(text: str, dialect: str) -> list[str]:
-    from sqlglot.dialects.dialect import Dialect
-    from sqlglot.tokens import TokenType
-
-    tokens = Dialect.get_or_raise(dialect).tokenize(text)
-    return [";" for t in tokens if t.token_type == TokenType.SEMICOLON]
 
 
 def _function_name(node: exp.Expression) -> str:
@@ -200,15 +194,21 @@ def wrap(node: exp.Expression) -> exp.Expression:
     return exp.Paren(this=node) if needs_parens(node) else node
 
 
-def map_columns(tree: exp.Expression, fn: Callable[[exp.Column], exp.Expression]) -> exp.Expression:
-    """A copy of ``tree`` with every column replaced by ``fn(column)``."""
+def map_columns(
+    tree: exp.Expression, fn: Callable[[exp.Column], exp.Expression], *, copy: bool = True
+) -> exp.Expression:
+    """A copy of ``tree`` with every column replaced by ``fn(column)``.
+
+    ``copy=False`` rewrites ``tree`` in place instead, for a freshly parsed tree that the
+    caller does not use afterwards (saves a deep copy).
+    """
 
     def visit(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Column):
             return fn(node)
         return node
 
-    return tree.transform(visit)
+    return tree.transform(visit, copy=copy)
 
 
 def conjuncts(tree: exp.Expression) -> list[exp.Expression]:

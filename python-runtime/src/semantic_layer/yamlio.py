@@ -76,20 +76,30 @@ def load(path: Path) -> tuple[Any, dict[KeyPath, int]]:
 
 #: Bound on converted nodes: aliases may repeat a subtree exponentially ("billion laughs").
 MAX_NODES = 200_000
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 class _Converter:
     """Node tree -> plain data, recording lines; refuses recursive and exploding aliases."""
 
     def __init__(self, loader: Any, lines: dict[KeyPath, int]):
+        import yaml
+
         self.loader = loader
         self.lines = lines
         self.active: set[int] = set()
         self.count = 0
+        self.mapping_node = yaml.MappingNode
+        self.sequence_node = yaml.SequenceNode
+        self.scalar_node = yaml.ScalarNode
+
+    def scalar(self, node: Any) -> Any:
+        """A scalar's value; plain strings skip the constructor (it would return the same)."""
+        if node.tag == _STR_TAG:
+            return node.value
+        return self.loader.construct_object(node, deep=True)
 
     def convert(self, node: Any, path: KeyPath) -> Any:
-        import yaml
-
         line = node.start_mark.line + 1
         self.count += 1
         if self.count > MAX_NODES:
@@ -97,24 +107,26 @@ class _Converter:
         if id(node) in self.active:
             raise YamlError("recursive alias (an anchor that contains itself)", line)
         self.lines[path] = line
-        if isinstance(node, yaml.MappingNode):
+        if isinstance(node, self.mapping_node):
             self.active.add(id(node))
             self.loader.flatten_mapping(node)
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key_line = key_node.start_mark.line + 1
-                if not isinstance(key_node, yaml.ScalarNode):
+                if not isinstance(key_node, self.scalar_node):
                     raise YamlError("mapping keys must be plain scalars", key_line)
-                key = self.loader.construct_object(key_node, deep=True)
+                key = self.scalar(key_node)
                 if key in out:
                     raise YamlError(f"duplicate key {key!r}", key_line)
                 out[key] = self.convert(value_node, (*path, key))
                 self.lines[(*path, key)] = key_line
             self.active.discard(id(node))
             return out
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, self.sequence_node):
             self.active.add(id(node))
             items = [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
             self.active.discard(id(node))
             return items
+        if isinstance(node, self.scalar_node):
+            return self.scalar(node)
         return self.loader.construct_object(node, deep=True)
