@@ -410,7 +410,16 @@ fn build(
         }
     };
     let uv = match (found, &interp) {
-        (Some(u), _) => Some(u),
+        (Some(u), Some(py)) => {
+            // A pyenv-style shim on PATH costs 50-150 ms per call: prefer the real binary.
+            let mut notes = Vec::new();
+            let u = uv::prefer_real_uv(u, &py.path, &mut notes);
+            for n in &notes {
+                log.line(&format!("uv: {n}"));
+            }
+            Some(u)
+        }
+        (Some(u), None) => Some(u),
         (None, Some(py)) => {
             let pins_version = uv::pins().map(|p| p.version).unwrap_or_default();
             reporter.report(Event::Step(&format!(
@@ -503,8 +512,25 @@ fn build(
             ctx.run("Installing packages", &mut cmd, false, PACKAGES_TIMEOUT)?;
         }
         (None, Some(interp)) => {
+            // With pip >= 22.3 in the base interpreter, `pip --python VENV_PYTHON install`
+            // installs into a venv created without pip: this skips ensurepip, which is most
+            // of the cost of `python -m venv` (about 2 s instead of 7 s in all, measured).
+            let base_pip = base_pip_version(&interp.path, &layout.version_dir())
+                .filter(|v| pip_supports_python_option(v));
+            match &base_pip {
+                Some(v) => log.line(&format!(
+                    "pip: the base interpreter's pip {v} installs into a venv made --without-pip"
+                )),
+                None => log.line(
+                    "pip: the base interpreter has no pip >= 22.3: `python -m venv` with pip",
+                ),
+            }
             let mut cmd = Command::new(&interp.path);
-            cmd.args(["-m", "venv"]).arg(&venv);
+            cmd.args(["-m", "venv"]);
+            if base_pip.is_some() {
+                cmd.arg("--without-pip");
+            }
+            cmd.arg(&venv);
             ctx.run(
                 "Creating virtual environment (python -m venv)",
                 &mut cmd,
@@ -514,15 +540,20 @@ fn build(
             // pip has no way to drop a dependency (its constraints can only narrow versions, and
             // `--no-deps` would drop everything): with the pip fallback a local-embeddings
             // install keeps triton (~1 GB more than with uv).
-            let mut cmd = Command::new(&python);
-            cmd.args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-            ])
-            .arg(&req);
+            let mut cmd = match &base_pip {
+                Some(_) => {
+                    let mut cmd = Command::new(&interp.path);
+                    cmd.args(["-m", "pip", "--python"]).arg(&python);
+                    cmd
+                }
+                None => {
+                    let mut cmd = Command::new(&python);
+                    cmd.args(["-m", "pip"]);
+                    cmd
+                }
+            };
+            cmd.args(["install", "--disable-pip-version-check", "--no-input"])
+                .arg(&req);
             if let Some(dir) = find_links {
                 cmd.args(["--no-index", "--find-links"]).arg(dir);
             }
@@ -623,6 +654,27 @@ fn unreachable_no_python(spec: &Specifiers) -> Result<(), RuntimeError> {
     Err(python::no_python_error(spec, &[]))
 }
 
+/// The version of the pip that `python -m pip` would run from `cwd` with the installer
+/// environment (`None`: no pip, or it is broken). Imports `pip` instead of running
+/// `pip --version`: 0.05 s instead of 0.3 s.
+fn base_pip_version(python: &Path, cwd: &Path) -> Option<String> {
+    let mut cmd = Command::new(python);
+    cmd.args(["-c", "import pip; print(pip.__version__)"])
+        .current_dir(cwd);
+    installer_env(&mut cmd, false);
+    let out = run_bounded(&mut cmd, None, &Limits::new(Duration::from_secs(30))).ok()?;
+    out.success()
+        .then(|| out.stdout_text().trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether pip `version` has the `--python` option (22.3 and later).
+fn pip_supports_python_option(version: &str) -> bool {
+    let v = crate::pep440::parse_release(version).unwrap_or_default();
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    (get(0), get(1)) >= (22, 3)
+}
+
 fn base_executable(python: &Path) -> Option<PathBuf> {
     let mut cmd = Command::new(python);
     cmd.args([
@@ -650,6 +702,16 @@ mod tests {
             requirement(w, "kaelio-ktx", &[Feature::Core, Feature::LocalEmbeddings]),
             "kaelio-ktx[local-embeddings] @ file:///r/wheels/ab/k-0.1-py3-none-any.whl"
         );
+    }
+
+    #[test]
+    fn pip_python_option_needs_22_3() {
+        for v in ["22.3", "22.3.1", "23.2.1", "24.0", "25.1.dev0"] {
+            assert!(pip_supports_python_option(v), "{v}");
+        }
+        for v in ["22.2.2", "21.3", "9.0.1", "", "junk"] {
+            assert!(!pip_supports_python_option(v), "{v}");
+        }
     }
 
     #[test]

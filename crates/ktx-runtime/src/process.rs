@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -160,7 +160,20 @@ impl Bounded {
     }
 }
 
-fn reader<R: Read + Send + 'static>(mut r: R, max: usize) -> thread::JoinHandle<(Vec<u8>, bool)> {
+/// Which captured stream a reader thread drained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Drains `r` into a bounded buffer on its own thread and sends the result on `tx` at EOF.
+fn reader<R: Read + Send + 'static>(
+    mut r: R,
+    max: usize,
+    which: Stream,
+    tx: mpsc::Sender<(Stream, (Vec<u8>, bool))>,
+) {
     thread::spawn(move || {
         let mut buf = Bounded::new(max);
         let mut chunk = [0u8; 16 * 1024];
@@ -172,13 +185,93 @@ fn reader<R: Read + Send + 'static>(mut r: R, max: usize) -> thread::JoinHandle<
                 Err(_) => break,
             }
         }
-        buf.finish()
-    })
+        let _ = tx.send((which, buf.finish()));
+    });
+}
+
+/// Blocks until the child `pid` has exited, WITHOUT reaping it (`waitid` with `WNOWAIT`): the
+/// pid stays ours (a zombie at worst) until the caller reaps it, so a later kill of the pid or
+/// its group can never hit a recycled pid. Returns when the child is gone or cannot be waited
+/// for (e.g. already reaped).
+#[cfg(unix)]
+fn wait_exit_unreaped(pid: u32) {
+    loop {
+        // SAFETY: `info` is a plain C struct written by the kernel; pid is our own child.
+        let rc = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
+/// Starts a thread that sends `()` on the returned channel as soon as the child has exited
+/// (a blocking wait: no polling, so a fast child is noticed as soon as it exits). The child
+/// is not reaped by it (see [`wait_exit_unreaped`]): the caller reaps it with `Child::wait`.
+#[cfg(unix)]
+fn exit_watcher(child: &mut Child) -> mpsc::Receiver<()> {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        wait_exit_unreaped(pid);
+        let _ = tx.send(());
+    });
+    rx
+}
+
+/// Non-Unix fallback: no `waitid(WNOWAIT)`, so poll `try_wait` on the caller's thread with a
+/// short fixed interval (the Unix path above is the one that matters for speed).
+#[cfg(not(unix))]
+fn exit_watcher(_child: &mut Child) -> mpsc::Receiver<()> {
+    let (_tx, rx) = mpsc::channel();
+    rx
+}
+
+/// Waits until the child has exited or `deadline` passes. Returns whether the deadline passed.
+fn wait_until(child: &mut Child, exited: &mpsc::Receiver<()>, deadline: Instant) -> bool {
+    #[cfg(unix)]
+    {
+        let _ = child;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match exited.recv_timeout(left) {
+            Ok(()) => false,
+            // The watcher ended without a word: treat as exited, `wait` below settles it.
+            Err(mpsc::RecvTimeoutError::Disconnected) => false,
+            Err(mpsc::RecvTimeoutError::Timeout) => true,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = exited;
+        loop {
+            match child.try_wait() {
+                Ok(None) => {}
+                _ => return false,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            thread::sleep((deadline - now).min(Duration::from_millis(2)));
+        }
+    }
 }
 
 /// Runs `cmd` to completion under `limits`: stdin is null (or `stdin` is written then closed),
 /// stdout and stderr are captured (bounded), the child runs in its own process group (Unix),
 /// and on timeout the whole group is killed. Errors only when the child cannot be spawned.
+///
+/// Nothing polls: reader threads drain the pipes, a watcher thread blocks in `waitid` until
+/// the child exits (without reaping it), and this thread waits on channels with the deadline
+/// as timeout. The child is reaped last, after it left the Ctrl-C registry, so neither a
+/// timeout kill nor [`kill_active_children`] can ever signal a recycled pid.
 pub fn run_bounded(
     cmd: &mut Command,
     stdin: Option<&[u8]>,
@@ -202,8 +295,17 @@ pub fn run_bounded(
     if let Ok(mut active) = ACTIVE.lock() {
         active.push(pid);
     }
-    let out = child.stdout.take().map(|s| reader(s, limits.max_output));
-    let err = child.stderr.take().map(|s| reader(s, limits.max_output));
+    let (tx, outputs) = mpsc::channel();
+    let mut pending = 0;
+    if let Some(s) = child.stdout.take() {
+        reader(s, limits.max_output, Stream::Stdout, tx.clone());
+        pending += 1;
+    }
+    if let Some(s) = child.stderr.take() {
+        reader(s, limits.max_output, Stream::Stderr, tx.clone());
+        pending += 1;
+    }
+    drop(tx);
     let writer = match (stdin, child.stdin.take()) {
         (Some(body), Some(mut pipe)) => {
             let body = body.to_vec();
@@ -214,57 +316,63 @@ pub fn run_bounded(
         }
         _ => None,
     };
-    let deadline = start + limits.timeout;
-    let mut timed_out = false;
-    let mut sleep = Duration::from_millis(1);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) => {}
-            Err(_) => break None,
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            kill_tree(pid);
-            break child.wait().ok();
-        }
-        thread::sleep(sleep.min(deadline - now));
-        sleep = (sleep * 2).min(Duration::from_millis(25));
-    };
+    let exited = exit_watcher(&mut child);
+    let timed_out = wait_until(&mut child, &exited, start + limits.timeout);
+    if timed_out {
+        kill_tree(pid);
+        // Block until the kill took effect (SIGKILL cannot be ignored).
+        #[cfg(unix)]
+        let _ = exited.recv();
+    }
     let elapsed = start.elapsed();
-    // A grandchild may keep the pipes open: give the readers a bounded time, then kill the group.
-    let join = |h: Option<thread::JoinHandle<(Vec<u8>, bool)>>| -> (Vec<u8>, bool) {
-        let Some(h) = h else {
-            return (Vec::new(), false);
-        };
-        let grace = Instant::now() + Duration::from_secs(5);
-        while !h.is_finished() && Instant::now() < grace {
-            thread::sleep(Duration::from_millis(5));
+    // A grandchild may keep the pipes open: give the readers a bounded time, then kill the
+    // group (the leader is not reaped yet, so the pid is still ours), then give up on them.
+    let (mut stdout, mut stderr) = (None, None);
+    let mut abandoned = false;
+    for (grace, kill_first) in [
+        (Duration::from_secs(5), false),
+        (Duration::from_secs(2), true),
+    ] {
+        if pending == 0 {
+            break;
         }
-        if !h.is_finished() {
+        if kill_first {
             kill_tree(pid);
-            let until = Instant::now() + Duration::from_secs(2);
-            while !h.is_finished() && Instant::now() < until {
-                thread::sleep(Duration::from_millis(5));
-            }
-            if !h.is_finished() {
-                return (
-                    b"[output abandoned: a descendant kept the pipe open]".to_vec(),
-                    true,
-                );
-            }
         }
-        h.join().unwrap_or_default()
+        let until = Instant::now() + grace;
+        while pending > 0 {
+            let left = until.saturating_duration_since(Instant::now());
+            match outputs.recv_timeout(left) {
+                Ok((Stream::Stdout, got)) => stdout = Some(got),
+                Ok((Stream::Stderr, got)) => stderr = Some(got),
+                Err(_) => break,
+            }
+            pending -= 1;
+        }
+    }
+    if pending > 0 {
+        abandoned = true;
+    }
+    let take = |got: Option<(Vec<u8>, bool)>| -> (Vec<u8>, bool) {
+        match got {
+            Some(g) => g,
+            None if abandoned => (
+                b"[output abandoned: a descendant kept the pipe open]".to_vec(),
+                true,
+            ),
+            None => (Vec::new(), false),
+        }
     };
-    let (stdout, t1) = join(out);
-    let (stderr, t2) = join(err);
+    let (stdout, t1) = take(stdout.take());
+    let (stderr, t2) = take(stderr.take());
     if let Some(w) = writer {
         let _ = w.join();
     }
     if let Ok(mut active) = ACTIVE.lock() {
         active.retain(|p| *p != pid);
     }
+    // Reap: the child has exited (or was killed), so this returns at once. No zombie is left.
+    let status = child.wait().ok();
     let (code, signal) = match status {
         Some(s) => (s.code(), exit_signal(&s)),
         None => (None, None),
@@ -429,6 +537,64 @@ mod tests {
         assert!(
             !marker.exists(),
             "grandchild survived the process-group kill"
+        );
+    }
+
+    /// The exit of a fast child is noticed by a blocking `waitid` (nothing here calls
+    /// `try_wait` or sleeps), the child stays unreaped until we reap it, and then it is gone.
+    #[test]
+    fn exit_watcher_blocks_until_exit_without_reaping() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "exit 7"]);
+        let mut child = c.spawn().unwrap();
+        let pid = child.id();
+        let exited = exit_watcher(&mut child);
+        exited
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the watcher reports the exit");
+        #[cfg(target_os = "linux")]
+        {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let state = stat.rsplit(')').next().unwrap().split_whitespace().next();
+            assert_eq!(state, Some("Z"), "exited but not reaped yet: {stat}");
+        }
+        // Reaping now returns at once with the real status.
+        let status = child.try_wait().unwrap().expect("already exited");
+        assert_eq!(status.code(), Some(7));
+        assert_no_child(pid);
+    }
+
+    /// `run_bounded` leaves neither a zombie nor a Ctrl-C registry entry behind.
+    #[test]
+    fn fast_child_is_reaped_and_unregistered() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "echo $$"]);
+        let r = run_bounded(&mut c, None, &Limits::new(Duration::from_secs(3600))).unwrap();
+        assert!(r.success(), "{r:?}");
+        assert!(!r.timed_out);
+        let pid: u32 = r.stdout_text().trim().parse().unwrap();
+        assert!(!ACTIVE.lock().unwrap().contains(&pid));
+        assert_no_child(pid);
+    }
+
+    /// A grandchild holding stdout open after the child exited: the output written after the
+    /// exit still arrives (the readers are drained before giving up), and the run succeeds.
+    #[test]
+    fn exit_is_seen_before_a_grandchild_releases_the_pipe() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "(sleep 1; echo late) & echo early"]);
+        let r = run_bounded(&mut c, None, &Limits::new(Duration::from_secs(60))).unwrap();
+        assert!(r.success(), "{r:?}");
+        assert_eq!(r.stdout_text(), "early\nlate\n");
+    }
+
+    fn assert_no_child(pid: u32) {
+        // SAFETY: a plain non-blocking waitpid on a pid we spawned.
+        let rc = unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG) };
+        assert_eq!(rc, -1, "pid {pid} is still a child of ours (a zombie)");
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ECHILD)
         );
     }
 

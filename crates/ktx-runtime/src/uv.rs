@@ -5,7 +5,11 @@
 //! else [`bootstrap`] one now: `python -m pip download --only-binary=:all: --no-deps
 //! --require-hashes` of the pinned wheel for this platform (hashes in `uv-pins.json`, refreshed
 //! with `cargo xtask refresh-uv-pins`), extract `uv` from the wheel's `.data/scripts/`, place it
-//! atomically with mode 0755.
+//! atomically with mode 0755. Offline (`--find-links DIR`), the bootstrap is skipped when `DIR`
+//! holds no wheel of the pinned version: pip could only fail.
+//!
+//! When the `uv` on PATH is a script (a pyenv shim, 50-150 ms per call), [`prefer_real_uv`]
+//! swaps in the real binary next to the probed interpreter, when there is one.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -192,6 +196,66 @@ pub fn find_uv(layout: &Layout, notes: &mut Vec<String>) -> Result<Option<Uv>, R
     Ok(None)
 }
 
+/// Whether `path` is a script (starts with `#!`), like pyenv's shims, rather than a binary.
+pub fn is_script(path: &Path) -> bool {
+    let mut head = [0u8; 2];
+    fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| &head == b"#!")
+}
+
+/// When `uv` came from PATH and is a script (a pyenv shim costs 50-150 ms per call, and an
+/// install calls uv twice more), prefers a real `uv` binary next to `python_exe` (the probed
+/// interpreter's `sys.executable`, where `pip install uv` puts it) if it runs and is at least
+/// [`MIN_UV_VERSION`]. Otherwise returns `found` unchanged. `notes` collects the decision.
+pub fn prefer_real_uv(found: Uv, python_exe: &Path, notes: &mut Vec<String>) -> Uv {
+    choose_real_uv(found, python_exe, notes, uv_version)
+}
+
+fn choose_real_uv(
+    found: Uv,
+    python_exe: &Path,
+    notes: &mut Vec<String>,
+    version_of: impl Fn(&Path) -> Result<String, String>,
+) -> Uv {
+    if found.source != UvSource::Path || !is_script(&found.path) {
+        return found;
+    }
+    let Some(dir) = python_exe.parent() else {
+        return found;
+    };
+    let candidate = dir.join(exe_name("uv"));
+    if candidate == found.path || !crate::python::is_executable(&candidate) || is_script(&candidate)
+    {
+        return found;
+    }
+    match version_of(&candidate) {
+        Ok(v) if at_least_min(&v) => {
+            notes.push(format!(
+                "{} is a script (a shim?): using the uv binary {} next to the interpreter",
+                found.path.display(),
+                candidate.display()
+            ));
+            Uv {
+                path: candidate,
+                version: v,
+                source: UvSource::Path,
+            }
+        }
+        Ok(v) => {
+            notes.push(format!(
+                "not using {} (uv {v} is older than the minimum)",
+                candidate.display()
+            ));
+            found
+        }
+        Err(e) => {
+            notes.push(format!("not using {}: {e}", candidate.display()));
+            found
+        }
+    }
+}
+
 /// Downloads the pinned uv wheel for this platform with `python -m pip download
 /// --require-hashes` (honouring pip's index configuration, or `find_links` offline), extracts
 /// the `uv` binary and places it atomically at `<root>/tools/uv/<version>/uv`. `Err(reason)`
@@ -209,6 +273,17 @@ pub fn bootstrap(
         .get(&key)
         .filter(|w| !w.is_empty())
         .ok_or_else(|| format!("no pinned uv wheel for platform {key}"))?;
+    if let Some(dir) = find_links {
+        // Offline, pip can only take uv from the wheelhouse: without a wheel of the pinned
+        // version there, `pip download` is certain to fail (and costs ~0.75 s to say so).
+        if !wheelhouse_has_uv(dir, &pins.version) {
+            return Err(format!(
+                "the wheelhouse {} holds no uv-{}-*.whl to bootstrap uv from",
+                dir.display(),
+                pins.version
+            ));
+        }
+    }
     let tools = layout.uv_tools_dir();
     let tmp = tools.join(format!(".bootstrap-{}", std::process::id()));
     let _ = remove_tree(&tmp);
@@ -216,6 +291,19 @@ pub fn bootstrap(
     let result = bootstrap_in(layout, python, find_links, log, &pins.version, wheels, &tmp);
     let _ = remove_tree(&tmp);
     result
+}
+
+/// Whether `dir` holds a wheel of uv `version` (`uv-<version>-*.whl`, any platform: pip picks).
+pub fn wheelhouse_has_uv(dir: &Path, version: &str) -> bool {
+    let prefix = format!("uv-{version}-");
+    let Ok(entries) = fs::read_dir(dir) else {
+        // Unreadable: let pip try and report what is wrong.
+        return true;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().to_ascii_lowercase();
+        name.starts_with(&prefix) && name.ends_with(".whl")
+    })
 }
 
 fn bootstrap_in(
@@ -365,6 +453,98 @@ mod tests {
             }
         }
         assert!(at_least_min(&p.version));
+    }
+
+    #[cfg(unix)]
+    fn uv_at(path: &Path, source: UvSource) -> Uv {
+        Uv {
+            path: path.to_path_buf(),
+            version: "0.9.0".into(),
+            source,
+        }
+    }
+
+    #[cfg(unix)]
+    fn write_exe(path: &Path, body: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::write(path, body).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_shim_on_path_gives_way_to_the_uv_binary_next_to_the_interpreter() {
+        let dir = tempfile::tempdir().unwrap();
+        let shims = dir.path().join("shims");
+        let bin = dir.path().join("versions/3.11/bin");
+        fs::create_dir_all(&shims).unwrap();
+        fs::create_dir_all(&bin).unwrap();
+        let shim = shims.join("uv");
+        write_exe(&shim, b"#!/usr/bin/env bash\nexec pyenv exec uv \"$@\"\n");
+        let real = bin.join("uv");
+        write_exe(&real, b"\x7fELF not really, the version probe is faked");
+        let python = bin.join("python3.11");
+        let probe = |p: &Path| -> Result<String, String> {
+            assert_eq!(p, real.as_path(), "only the candidate is probed");
+            Ok("0.13.8".into())
+        };
+        let mut notes = Vec::new();
+        let got = choose_real_uv(uv_at(&shim, UvSource::Path), &python, &mut notes, probe);
+        assert_eq!(got.path, real);
+        assert_eq!(got.version, "0.13.8");
+        assert_eq!(got.source, UvSource::Path);
+        assert!(notes[0].contains("is a script"), "{notes:?}");
+
+        // Too old, or failing: keep the shim.
+        let old = |_: &Path| -> Result<String, String> { Ok("0.4.0".into()) };
+        let got = choose_real_uv(uv_at(&shim, UvSource::Path), &python, &mut notes, old);
+        assert_eq!(got.path, shim);
+        let broken = |_: &Path| -> Result<String, String> { Err("boom".into()) };
+        let got = choose_real_uv(uv_at(&shim, UvSource::Path), &python, &mut notes, broken);
+        assert_eq!(got.path, shim);
+
+        // Not a script on PATH, or not from PATH (KTX_UV is an explicit choice): never probed.
+        let never = |_: &Path| -> Result<String, String> { panic!("must not probe") };
+        let binary_on_path = shims.join("uv-bin");
+        write_exe(&binary_on_path, b"\x7fELF");
+        let got = choose_real_uv(
+            uv_at(&binary_on_path, UvSource::Path),
+            &python,
+            &mut notes,
+            never,
+        );
+        assert_eq!(got.path, binary_on_path);
+        let got = choose_real_uv(uv_at(&shim, UvSource::Env), &python, &mut notes, never);
+        assert_eq!(got.path, shim);
+        // No uv next to the interpreter: keep the shim.
+        let elsewhere = dir.path().join("other/python3");
+        let got = choose_real_uv(uv_at(&shim, UvSource::Path), &elsewhere, &mut notes, never);
+        assert_eq!(got.path, shim);
+        // A script next to the interpreter is no better.
+        fs::write(&real, b"#!/bin/sh\n").unwrap();
+        let got = choose_real_uv(uv_at(&shim, UvSource::Path), &python, &mut notes, never);
+        assert_eq!(got.path, shim);
+    }
+
+    #[test]
+    fn wheelhouse_uv_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!wheelhouse_has_uv(dir.path(), "0.13.8"));
+        fs::write(
+            dir.path()
+                .join("uv-0.13.7-py3-none-manylinux_2_17_x86_64.whl"),
+            b"",
+        )
+        .unwrap();
+        fs::write(dir.path().join("uv-0.13.8.tar.gz"), b"").unwrap();
+        assert!(!wheelhouse_has_uv(dir.path(), "0.13.8"));
+        fs::write(
+            dir.path()
+                .join("uv-0.13.8-py3-none-manylinux_2_17_x86_64.whl"),
+            b"",
+        )
+        .unwrap();
+        assert!(wheelhouse_has_uv(dir.path(), "0.13.8"));
     }
 
     #[test]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -93,6 +92,8 @@ def handle(request: Any) -> dict[str, Any]:
     except OpError as exc:
         return error(exc.code, exc.message, exc.details)
     except Exception as exc:  # an op bug: report it as data, keep the daemon alive
+        import traceback  # only on this crash path
+
         return error(
             "internal_error",
             f"{type(exc).__name__}: {exc}",

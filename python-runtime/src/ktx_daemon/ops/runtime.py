@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import platform
 import sys
 from typing import Any
 
@@ -46,6 +45,8 @@ def available_features() -> list[str]:
 
 def info(payload: dict[str, Any]) -> dict[str, Any]:
     """Report package version, interpreter and which features import cleanly."""
+    import platform  # only here: ``ping`` and the other ops do not need it (~4 ms)
+
     features = {}
     for feature in FEATURE_MODULES:
         available, problem = _feature_available(feature)
