@@ -576,7 +576,7 @@ fn install_rows(ctx: &Ctx, plan: Plan, rows: &mut Vec<Row>, notes: &mut Vec<Stri
             &s[1],
         )?,
     ));
-    notes.push("install.pip includes ktx's attempt to bootstrap uv with `pip download` (it fails: the wheelhouse has no uv wheel), as it would without network".into());
+    notes.push("install.pip: the wheelhouse holds no uv wheel, so ktx skips the uv bootstrap and goes straight to `python -m venv --without-pip` + the base interpreter's `pip --python`".into());
     Ok(())
 }
 
