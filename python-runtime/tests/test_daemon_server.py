@@ -602,6 +602,9 @@ def _refused(port: int) -> bool:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        # A connect racing the listener's close is reset, not refused: poll again.
+        return False
     return False
 
 

@@ -89,3 +89,31 @@ def test_map_columns_copies_unless_told_otherwise() -> None:
     assert copied.sql() == "x_a + x_b" and tree.sql() == "a + b"
     in_place = sqlexpr.map_columns(tree, rename, copy=False)
     assert in_place is tree and tree.sql() == "x_a + x_b"
+
+
+def test_a_query_reads_each_project_file_once_and_reloads_on_change(
+    semantic_shop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from semantic_layer import ops
+
+    reads: list[str] = []
+    real_load = yamlio.load
+
+    def counting_load(path: Path):
+        reads.append(path.name)
+        return real_load(path)
+
+    monkeypatch.setattr(yamlio, "load", counting_load)
+    payload = {"projectDir": str(semantic_shop), "measures": ["orders.revenue"]}
+    sources = sorted(p.name for p in (semantic_shop / "semantic-layer/warehouse").iterdir())
+
+    first = ops.query(payload)
+    assert sorted(reads) == sorted(["ktx.yaml", *sources])
+    reads.clear()
+    assert ops.query(payload) == first
+    assert reads == []  # unchanged files: the loaded project is reused
+
+    settings = semantic_shop / "ktx.yaml"
+    settings.write_text(settings.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    assert ops.query(payload)["sql"] == first["sql"]
+    assert sorted(reads) == sorted(["ktx.yaml", *sources])

@@ -172,7 +172,7 @@ def query(payload: dict[str, Any]) -> dict[str, Any]:
 
 def _query(payload: dict[str, Any]) -> dict[str, Any]:
     from semantic_layer.compiler import QueryRequest, compile_query
-    from semantic_layer.project import load_project_cached, project_root_from_payload
+    from semantic_layer.project import load_query_project, project_root_from_payload
 
     req = QueryRequest(
         measures=_str_list(payload, "measures"),
@@ -197,14 +197,10 @@ def _query(payload: dict[str, Any]) -> dict[str, Any]:
             "invalid_payload", "'connectionId' must be a string", {"field": "connectionId"}
         )
 
-    root = project_root_from_payload(payload)
-    settings = load_project_cached(root, load_sources=False)
-    if settings.issues:
-        _raise_issues(settings)
-    conn = settings.connection(connection_id)
-    project = load_project_cached(root, only_connection=conn.id)
+    project = load_query_project(project_root_from_payload(payload), connection_id)
     if project.issues:
         _raise_issues(project)
+    conn = project.connection(connection_id)
 
     compiled = compile_query(project, conn, req)
     result: dict[str, Any] = {

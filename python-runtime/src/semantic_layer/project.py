@@ -204,7 +204,9 @@ def project_root_from_payload(payload: dict[str, Any]) -> Path:
     cwd = payload.get("cwd")
     for key, value in (("projectDir", project_dir), ("cwd", cwd)):
         if value is not None and (not isinstance(value, str) or not value):
-            raise SemanticError("invalid_payload", f"{key!r} must be a non-empty string path")
+            raise SemanticError(
+                "invalid_payload", f"{key!r} must be a non-empty string path", {"field": key}
+            )
     if project_dir is not None:
         root = Path(project_dir)
         if not root.is_absolute():
@@ -244,10 +246,8 @@ class _FileContext:
         self.issues.append(Issue(self.rel, format_key(path), line, message))
 
 
-def load_project(
-    root: Path, only_connection: str | None = None, *, load_sources: bool = True
-) -> Project:
-    """Load ``root``; with ``only_connection``, read only that connection's source files.
+def load_project(root: Path, *, load_sources: bool = True) -> Project:
+    """Load ``root``: ``ktx.yaml`` and every connection's source files.
 
     ``load_sources=False`` reads ``ktx.yaml`` alone (to pick a connection cheaply).
     """
@@ -266,10 +266,17 @@ def load_project(
         return project
     ctx = _FileContext(PROJECT_FILE, lines, issues)
     _load_connections(root, data, ctx, connections)
+    if load_sources:
+        _load_sources(root, project, None)
+    return project
 
+
+def _load_sources(root: Path, project: Project, only_connection: str | None) -> None:
+    """Source files of every connection, or of ``only_connection`` alone, into ``project``."""
+    connections, issues = project.connections, project.issues
     layer = root / SOURCES_DIR
-    if not load_sources or not layer.is_dir():
-        return project
+    if not layer.is_dir():
+        return
     for entry in sorted(layer.iterdir()):
         rel = f"{SOURCES_DIR}/{entry.name}"
         if entry.is_file():
@@ -295,7 +302,6 @@ def load_project(
         if only_connection is not None and entry.name != only_connection:
             continue
         _load_connection_sources(root, connections[entry.name], entry, project)
-    return project
 
 
 _CACHE: dict[tuple[Any, ...], Project] = {}
@@ -303,8 +309,8 @@ _CACHE_SIZE = 8
 _CACHE_LOCK = threading.Lock()  # the daemon may serve requests from several threads
 
 
-def _fingerprint(root: Path, only_connection: str | None, load_sources: bool) -> tuple[Any, ...]:
-    """Stat data of every file a load would read: equal fingerprints, equal projects."""
+def _fingerprint(root: Path, only_connection: str | None) -> tuple[Any, ...]:
+    """Stat data of every file a query load would read: equal fingerprints, equal projects."""
 
     def stat(path: Path) -> tuple[Any, ...]:
         try:
@@ -313,35 +319,37 @@ def _fingerprint(root: Path, only_connection: str | None, load_sources: bool) ->
             return (path.name, None)
         return (path.name, st.st_mtime_ns, st.st_size, st.st_ino)
 
-    parts: list[Any] = [str(root), only_connection, load_sources, stat(root / PROJECT_FILE)]
-    if load_sources:
-        layer = root / SOURCES_DIR
-        try:
-            entries = sorted(layer.iterdir()) if layer.is_dir() else []
-        except OSError:
-            entries = []
-        for entry in entries:
-            parts.append(stat(entry))
-            if entry.is_dir() and only_connection in (None, entry.name):
-                try:
-                    parts.extend(stat(f) for f in sorted(entry.iterdir()))
-                except OSError:
-                    parts.append((entry.name, "unreadable"))
+    parts: list[Any] = [str(root), only_connection, stat(root / PROJECT_FILE)]
+    layer = root / SOURCES_DIR
+    try:
+        entries = sorted(layer.iterdir()) if layer.is_dir() else []
+    except OSError:
+        entries = []
+    for entry in entries:
+        parts.append(stat(entry))
+        if entry.is_dir() and only_connection in (None, entry.name):
+            try:
+                parts.extend(stat(f) for f in sorted(entry.iterdir()))
+            except OSError:
+                parts.append((entry.name, "unreadable"))
     return tuple(parts)
 
 
-def load_project_cached(
-    root: Path, only_connection: str | None = None, *, load_sources: bool = True
-) -> Project:
-    """:func:`load_project`, reused while no file it read has changed (the daemon's hot path).
+def load_query_project(root: Path, connection_id: str | None) -> Project:
+    """``ktx.yaml`` and the chosen connection's source files, each read once (the query path).
 
-    Loaded projects are never mutated by the compiler (it copies every expression it uses).
+    The connection is ``connection_id``, or the only one: :meth:`Project.connection` raises
+    unknown/ambiguous_connection. When ``ktx.yaml`` has issues no source is read. The result is
+    reused while no file it read has changed (the daemon's hot path); loaded projects are never
+    mutated by the compiler (it copies every expression it uses).
     """
-    key = _fingerprint(root, only_connection, load_sources)
+    key = _fingerprint(root, connection_id)
     with _CACHE_LOCK:
         project = _CACHE.get(key)
     if project is None:
-        project = load_project(root, only_connection, load_sources=load_sources)
+        project = load_project(root, load_sources=False)
+        if not project.issues:
+            _load_sources(root, project, project.connection(connection_id).id)
         with _CACHE_LOCK:
             while len(_CACHE) >= _CACHE_SIZE:
                 _CACHE.pop(next(iter(_CACHE)))
