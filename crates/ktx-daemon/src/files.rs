@@ -265,7 +265,7 @@ pub(crate) fn log_tail(path: &Path, from: u64, max_lines: usize) -> String {
 }
 
 /// Now as RFC 3339 UTC, second precision.
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -34,7 +34,7 @@ mod process;
 
 pub use client::{Client, Health, ABI_VERSION, CONNECT_TIMEOUT, HEALTH_TIMEOUT, MAX_REQUEST_BODY};
 pub use error::{DaemonError, Result};
-pub use files::{DaemonPaths, DaemonState};
+pub use files::{now_rfc3339, DaemonPaths, DaemonState};
 pub use lifecycle::{
     start, start_with_progress, status, stop, stop_with_progress, DaemonStatus, Progress,
     StartConfig, StartOutcome, StatusKind, StopOutcome,

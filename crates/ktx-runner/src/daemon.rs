@@ -214,10 +214,16 @@ pub fn select(
         Err(e) => {
             let text = e.to_string();
             let first = text.lines().next().unwrap_or_default();
+            let log = log.display().to_string();
+            // Most start errors already end their first line with the log path.
+            let log_note = if first.contains(&log) {
+                String::new()
+            } else {
+                format!(" (log: {log})")
+            };
             eprintln!(
                 "warning: could not start the KTX Python daemon, running without it: {first}\n  \
-                 `ktx runtime start` shows the full error (log: {}).",
-                log.display()
+                 `ktx runtime start` shows the full error{log_note}."
             );
             return Ok(None);
         }

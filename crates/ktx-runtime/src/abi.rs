@@ -137,7 +137,12 @@ pub fn oneshot(
         .split(|b| *b == b'\n')
         .find(|l| !l.is_empty())
         .unwrap_or_default();
-    match parse_response(line) {
+    let parsed = if line.is_empty() {
+        Err("it wrote no response on stdout".to_string())
+    } else {
+        parse_response(line)
+    };
+    match parsed {
         Ok(reply) => Ok((reply, out)),
         Err(problem) => Err(OneShotError::Failed {
             exit: out.describe_exit(),

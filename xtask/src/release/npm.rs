@@ -196,18 +196,7 @@ impl Npm {
 
     /// `npm view SPEC FIELD --json`, which must answer one JSON string.
     pub fn view_string(&self, spec: &str, field: &str) -> Result<String> {
-        let args = os(&["view", spec, field, "--json"]);
-        let out = self.run(&args, Duration::from_secs(120))?;
-        let shown = self.display(&args);
-        if !out.success() {
-            bail!(
-                "`{shown}` failed (exit {:?})\n{}",
-                out.code,
-                out.stderr_tail()
-            );
-        }
-        let v: serde_json::Value = serde_json::from_str(out.stdout.trim())
-            .with_context(|| format!("`{shown}` did not print JSON: {:?}", out.stdout.trim()))?;
+        let (v, shown) = self.view_json(&["view", spec, field, "--json"])?;
         v.as_str()
             .map(str::to_string)
             .with_context(|| format!("`{shown}` answered {v}, not a string"))
@@ -215,7 +204,17 @@ impl Npm {
 
     /// `npm view NAME dist-tags --json` as a map of tag -> version.
     pub fn dist_tags(&self, name: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
-        let args = os(&["view", name, "dist-tags", "--json"]);
+        let (v, shown) = self.view_json(&["view", name, "dist-tags", "--json"])?;
+        match v {
+            serde_json::Value::Object(map) => Ok(map),
+            other => bail!("`{shown}` answered {other}, not an object"),
+        }
+    }
+
+    /// Runs an `npm view ... --json` call that must succeed and print JSON; returns the JSON
+    /// and the command as shown in errors.
+    fn view_json(&self, args: &[&str]) -> Result<(serde_json::Value, String)> {
+        let args = os(args);
         let out = self.run(&args, Duration::from_secs(120))?;
         let shown = self.display(&args);
         if !out.success() {
@@ -225,12 +224,9 @@ impl Npm {
                 out.stderr_tail()
             );
         }
-        let v: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        let v = serde_json::from_str(out.stdout.trim())
             .with_context(|| format!("`{shown}` did not print JSON: {:?}", out.stdout.trim()))?;
-        match v {
-            serde_json::Value::Object(map) => Ok(map),
-            other => bail!("`{shown}` answered {other}, not an object"),
-        }
+        Ok((v, shown))
     }
 }
 

@@ -255,6 +255,22 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     }
 }
 
+/// The wheel installed into `venv` answers `runtime.info` with its version and installed the
+/// `ktx-daemon` console script.
+fn assert_installed(venv: &std::path::Path, w: &BuiltWheel) {
+    let resp = testutil::abi_call(&testutil::venv_python(venv), "runtime.info");
+    assert_eq!(resp["ok"], true, "{resp}");
+    assert_eq!(
+        resp["result"]["version"],
+        w.versions.pep440.as_str(),
+        "{resp}"
+    );
+    assert!(
+        venv.join("bin/ktx-daemon").exists(),
+        "console script installed"
+    );
+}
+
 #[test]
 fn wheel_installs_with_uv_and_answers_runtime_info() {
     let w = real_wheel();
@@ -276,17 +292,7 @@ fn wheel_installs_with_uv_and_answers_runtime_info() {
             .env_remove("VIRTUAL_ENV")
             .env_remove("UV_SYSTEM_PYTHON"),
     );
-    let resp = testutil::abi_call(&testutil::venv_python(&venv), "runtime.info");
-    assert_eq!(resp["ok"], true, "{resp}");
-    assert_eq!(
-        resp["result"]["version"],
-        w.versions.pep440.as_str(),
-        "{resp}"
-    );
-    assert!(
-        venv.join("bin/ktx-daemon").exists(),
-        "console script installed"
-    );
+    assert_installed(&venv, &w);
 }
 
 #[test]
@@ -310,17 +316,7 @@ fn wheel_installs_with_pip_and_answers_runtime_info() {
             .arg(&whl)
             .env_remove("PIP_REQUIRE_VIRTUALENV"),
     );
-    let resp = testutil::abi_call(&testutil::venv_python(&venv), "runtime.info");
-    assert_eq!(resp["ok"], true, "{resp}");
-    assert_eq!(
-        resp["result"]["version"],
-        w.versions.pep440.as_str(),
-        "{resp}"
-    );
-    assert!(
-        venv.join("bin/ktx-daemon").exists(),
-        "console script installed"
-    );
+    assert_installed(&venv, &w);
 }
 
 /// RECORD checked by an independent implementation (Python's zipfile, hashlib and base64),
