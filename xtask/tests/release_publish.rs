@@ -316,13 +316,7 @@ fn publish_against_a_real_local_registry() {
     );
 
     // 5. A different (but self-consistent, ready) tarball with the same version is refused.
-    let other = tempfile::tempdir().unwrap();
-    copy_sources(base, other.path());
-    let readme = other.path().join("npm-package/README.md");
-    let mut text_readme = std::fs::read_to_string(&readme).unwrap();
-    text_readme.push_str("\nA different build.\n");
-    std::fs::write(&readme, text_readme).unwrap();
-    pack(other.path());
+    let other = different_build(base);
     let out = publish(other.path(), true, true);
     assert!(!out.status.success());
     let t = text(&out);
@@ -387,7 +381,7 @@ fn different_build(base: &Path) -> tempfile::TempDir {
     copy_sources(base, other.path());
     let readme = other.path().join("npm-package/README.md");
     let mut text_readme = std::fs::read_to_string(&readme).unwrap();
-    text_readme.push_str("\nA swapped build.\n");
+    text_readme.push_str("\nA different build.\n");
     std::fs::write(&readme, text_readme).unwrap();
     pack(other.path());
     other

@@ -47,7 +47,10 @@ fn fresh_dist_is_ready() {
         "{stdout}"
     );
     // The copy has no build of its own (no <root>/target/release/ktx) and none was named.
-    assert!(stdout.contains("SKIP native-binary: no built binary at"), "{stdout}");
+    assert!(
+        stdout.contains("SKIP native-binary: no built binary at"),
+        "{stdout}"
+    );
     assert_eq!(
         std::fs::read(tmp.path().join("dist/manifest.json")).unwrap(),
         before

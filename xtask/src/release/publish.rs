@@ -55,8 +55,12 @@ pub fn run(args: &Args) -> Result<()> {
     let original = source.dist.join(&tgz_rel);
 
     // From here on only the private copy is read.
-    let snapshot = Snapshot::take(&source.dist)
-        .with_context(|| format!("build it with `cargo xtask dist` ({})", original.display()))?;
+    let snapshot = Snapshot::take(&source.dist).with_context(|| {
+        format!(
+            "cannot copy {} to a private directory (build it with `cargo xtask dist`)",
+            source.dist.display()
+        )
+    })?;
     let inputs = Inputs {
         dist: snapshot.dist(),
         ..source.clone()
@@ -77,11 +81,11 @@ pub fn run(args: &Args) -> Result<()> {
     let npm = Npm::new(registry);
     let mode = if args.live { "live" } else { "dry run" };
     println!(
-        "publish ({mode}): {name}@{version} under `{tag}` from {} ({integrity}), copied to {} \
-         to {}",
+        "publish ({mode}): {name}@{version} under `{tag}` to {}: {} ({integrity}), uploaded \
+         from its private copy {}",
+        npm.registry().unwrap_or("npm's configured registry"),
         original.display(),
-        tgz.display(),
-        npm.registry().unwrap_or("npm's configured registry")
+        tgz.display()
     );
 
     // The gates, on the private copy. A dry run reports readiness but is not blocked by it.
@@ -257,12 +261,7 @@ fn copy_files(from: &Path, to: &Path) -> Result<()> {
 
 /// The `npm publish` arguments: the prebuilt tarball, `--tag`, `--access public`; `--dry-run`
 /// unless live; `--provenance` when live inside GitHub Actions. Never `--force`.
-pub fn publish_args(
-    tgz: &Path,
-    tag: &str,
-    live: bool,
-    in_actions: bool,
-) -> Vec<OsString> {
+pub fn publish_args(tgz: &Path, tag: &str, live: bool, in_actions: bool) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["publish".into(), tgz.as_os_str().to_os_string()];
     args.extend(os(&["--tag", tag, "--access", "public"]));
     if !live {
@@ -276,6 +275,38 @@ pub fn publish_args(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn snapshot_is_a_private_read_once_copy() {
+        use std::os::unix::fs::PermissionsExt;
+        let src = tempfile::tempdir().unwrap();
+        let dist = src.path().join("dist");
+        std::fs::create_dir_all(dist.join("npm")).unwrap();
+        std::fs::write(dist.join("manifest.json"), b"{}").unwrap();
+        std::fs::write(dist.join("npm/a.tgz"), b"verified").unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("secret"), b"x").unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dist.join("linked-dir")).unwrap();
+
+        let snap = Snapshot::take(&dist).unwrap();
+        std::fs::write(dist.join("npm/a.tgz"), b"swapped").unwrap();
+        let copy = snap.dist();
+        assert_eq!(std::fs::read(copy.join("npm/a.tgz")).unwrap(), b"verified");
+        assert_eq!(std::fs::read(copy.join("manifest.json")).unwrap(), b"{}");
+        assert!(
+            !copy.join("linked-dir").exists(),
+            "symlinked dirs are not followed"
+        );
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let top = copy.parent().unwrap();
+        assert_eq!(mode(top), 0o700);
+        assert_eq!(mode(&copy.join("npm")), 0o700);
+        assert_eq!(mode(&copy.join("npm/a.tgz")) & 0o077, 0);
+        let top = top.to_path_buf();
+        drop(snap);
+        assert!(!top.exists(), "removed when dropped");
+    }
 
     #[test]
     fn publish_arguments() {
