@@ -176,36 +176,48 @@ fn npm_env(cmd: &mut Command, npmrc: &Path, cache: &Path) {
         .env("NPM_CONFIG_UPDATE_NOTIFIER", "false");
 }
 
-/// A policy that allows publishing (written next to the project copy).
-fn publishing_policy(dir: &Path) -> PathBuf {
-    let path = dir.join("publish-policy.json");
+/// A policy that allows publishing: the project's own, with `releaseMode`
+/// `npm-public-release-ready` and `npm.publish` true.
+fn publishing_policy_json() -> serde_json::Value {
     let mut p: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("release-policy.json")).unwrap(),
     )
     .unwrap();
     p["releaseMode"] = "npm-public-release-ready".into();
     p["npm"]["publish"] = true.into();
-    std::fs::write(&path, p.to_string()).unwrap();
-    path
+    p
+}
+
+/// A project copy (sources and fresh dist) whose own release-policy.json allows publishing:
+/// `publish` only ever uses the project's own policy.
+fn publishing_project() -> tempfile::TempDir {
+    let tmp = project_copy();
+    std::fs::write(
+        tmp.path().join("release-policy.json"),
+        publishing_policy_json().to_string(),
+    )
+    .unwrap();
+    tmp
+}
+
+/// The `integrity` of the npm artifact in `<root>/dist/manifest.json`.
+fn manifest_integrity(root: &Path) -> String {
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("dist/manifest.json")).unwrap())
+            .unwrap();
+    m["artifacts"][0]["integrity"].as_str().unwrap().to_string()
 }
 
 #[test]
 fn publish_against_a_real_local_registry() {
-    let base = base_project();
+    let project = publishing_project();
+    let base = project.path();
     let reg = Registry::start();
     let npmrc = reg.npmrc();
     let cache = tempfile::tempdir().unwrap();
-    let policy_dir = tempfile::tempdir().unwrap();
-    let policy = publishing_policy(policy_dir.path());
     let version = version();
     let spec = format!("@kaelio/ktx@{version}");
-    let integrity = {
-        let m: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(base.join("dist/manifest.json")).unwrap(),
-        )
-        .unwrap();
-        m["artifacts"][0]["integrity"].as_str().unwrap().to_string()
-    };
+    let integrity = manifest_integrity(base);
 
     let publish = |root: &Path, live: bool, ci: bool| {
         let mut cmd = xtask();
@@ -214,7 +226,6 @@ fn publish_against_a_real_local_registry() {
             .arg(&reg.url)
             .arg("--root")
             .arg(root);
-        cmd.arg("--policy").arg(&policy);
         if live {
             cmd.arg("--live");
         }
@@ -305,13 +316,7 @@ fn publish_against_a_real_local_registry() {
     );
 
     // 5. A different (but self-consistent, ready) tarball with the same version is refused.
-    let other = tempfile::tempdir().unwrap();
-    copy_sources(base, other.path());
-    let readme = other.path().join("npm-package/README.md");
-    let mut text_readme = std::fs::read_to_string(&readme).unwrap();
-    text_readme.push_str("\nA different build.\n");
-    std::fs::write(&readme, text_readme).unwrap();
-    pack(other.path());
+    let other = different_build(base);
     let out = publish(other.path(), true, true);
     assert!(!out.status.success());
     let t = text(&out);
@@ -326,11 +331,11 @@ fn publish_against_a_real_local_registry() {
         "the registry must be unchanged"
     );
 
-    // 6. A live run the policy does not allow is refused.
+    // 6. A live run the project's policy does not allow is refused.
     let mut cmd = xtask();
     cmd.args(["publish", "--live", "--registry", &reg.url])
         .arg("--root")
-        .arg(base)
+        .arg(base_project())
         .env("CI", "true");
     npm_env(&mut cmd, &npmrc, cache.path());
     let out = run(&mut cmd);
@@ -344,9 +349,7 @@ fn publish_against_a_real_local_registry() {
 
 #[test]
 fn an_unreachable_registry_fails_closed() {
-    let base = base_project();
-    let policy_dir = tempfile::tempdir().unwrap();
-    let policy = publishing_policy(policy_dir.path());
+    let project = publishing_project();
     let cache = tempfile::tempdir().unwrap();
     let npmrc = cache.path().join("npmrc");
     std::fs::write(&npmrc, "").unwrap();
@@ -359,9 +362,7 @@ fn an_unreachable_registry_fails_closed() {
         &format!("http://127.0.0.1:{port}/"),
     ])
     .arg("--root")
-    .arg(base)
-    .arg("--policy")
-    .arg(&policy)
+    .arg(project.path())
     .env("CI", "true");
     npm_env(&mut cmd, &npmrc, cache.path());
     let out = run(&mut cmd);
@@ -370,5 +371,168 @@ fn an_unreachable_registry_fails_closed() {
     assert!(
         t.contains("fail closed") && t.contains("nothing was published"),
         "{t}"
+    );
+}
+
+/// A project copy like `base` whose tarball has the same version but other bytes (a README
+/// line added), packed and self-consistent.
+fn different_build(base: &Path) -> tempfile::TempDir {
+    let other = tempfile::tempdir().unwrap();
+    copy_sources(base, other.path());
+    let readme = other.path().join("npm-package/README.md");
+    let mut text_readme = std::fs::read_to_string(&readme).unwrap();
+    text_readme.push_str("\nA different build.\n");
+    std::fs::write(&readme, text_readme).unwrap();
+    pack(other.path());
+    other
+}
+
+/// Downloads the tarball the registry serves for `spec` (with an empty npm cache, so the bytes
+/// come from the registry) and returns them.
+fn served_tarball(reg: &Registry, spec: &str, npmrc: &Path) -> Vec<u8> {
+    let dest = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("npm");
+    cmd.args(["pack", spec, "--registry", &reg.url, "--pack-destination"])
+        .arg(dest.path())
+        .current_dir(dest.path());
+    npm_env(&mut cmd, npmrc, cache.path());
+    assert!(run(&mut cmd).status.success(), "cannot download {spec}");
+    let files: Vec<PathBuf> = std::fs::read_dir(dest.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tgz"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    std::fs::read(&files[0]).unwrap()
+}
+
+#[test]
+fn a_tarball_swapped_after_verification_is_not_what_gets_uploaded() {
+    // The attacker: a `KTX_NPM` wrapper replaces dist/'s tarball with another build of the same
+    // version before every npm call, i.e. after publish has verified the tarball and before
+    // `npm publish` reads it. It also records the path `npm publish` is given and the modes of
+    // the directories around it.
+    let project = publishing_project();
+    let root = project.path();
+    let verified_integrity = manifest_integrity(root);
+    let tgz_name = format!("kaelio-ktx-{}.tgz", version());
+    let dist_tgz = root.join("dist/npm").join(&tgz_name);
+    let verified = std::fs::read(&dist_tgz).unwrap();
+    let other = different_build(root);
+    let swapped = std::fs::read(other.path().join("dist/npm").join(&tgz_name)).unwrap();
+    assert_ne!(verified, swapped);
+
+    let reg = Registry::start();
+    let npmrc = reg.npmrc();
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("publish-args.log");
+    let wrapper = work.path().join("npm-swapping");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\n\
+         cp \"$SWAP_FROM\" \"$SWAP_TO\" || exit 97\n\
+         if [ \"$1\" = publish ]; then\n\
+           d=$(dirname \"$2\")\n\
+           echo \"$2 $(stat -c %a \"$d\") $(stat -c %a \"$(dirname \"$(dirname \"$d\")\")\")\" >> \"$SWAP_LOG\"\n\
+         fi\n\
+         exec npm \"$@\"\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let swap_from = work.path().join("swapped.tgz");
+    std::fs::write(&swap_from, &swapped).unwrap();
+
+    let mut cmd = xtask();
+    cmd.args(["publish", "--live", "--registry", &reg.url])
+        .arg("--root")
+        .arg(root)
+        .env("CI", "true")
+        .env("KTX_NPM", &wrapper)
+        .env("SWAP_FROM", &swap_from)
+        .env("SWAP_TO", &dist_tgz)
+        .env("SWAP_LOG", &log);
+    npm_env(&mut cmd, &npmrc, cache.path());
+    let out = run(&mut cmd);
+    assert_eq!(
+        std::fs::read(&dist_tgz).unwrap(),
+        swapped,
+        "the wrapper must have replaced the tarball in dist/"
+    );
+
+    // What the registry serves is, byte for byte, what was verified, not what dist/ now holds.
+    let spec = format!("@kaelio/ktx@{}", version());
+    let served = served_tarball(&reg, &spec, &npmrc);
+    assert!(
+        served == verified,
+        "the registry serves {} bytes (the swapped build: {}), not the {} verified bytes",
+        served.len(),
+        served == swapped,
+        verified.len()
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("({verified_integrity})")),
+        "{}",
+        text(&out)
+    );
+
+    // `npm publish` was given a private copy: not dist/'s file, in 0700 directories.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let line = logged.lines().next().expect("npm publish never ran");
+    let parts: Vec<&str> = line.split(' ').collect();
+    assert_eq!(parts.len(), 3, "{line}");
+    assert!(
+        !Path::new(parts[0]).starts_with(root) && parts[0].ends_with(&tgz_name),
+        "npm publish was given {}",
+        parts[0]
+    );
+    assert_eq!((parts[1], parts[2]), ("700", "700"), "{line}");
+    assert!(
+        !Path::new(parts[0]).exists(),
+        "the private copy is removed afterwards"
+    );
+}
+
+#[test]
+fn a_live_publish_with_a_foreign_policy_is_refused() {
+    // The project's own policy forbids publishing; a policy file from elsewhere that allows it
+    // must not open the gate, even with CI=true.
+    let base = base_project();
+    let foreign_dir = tempfile::tempdir().unwrap();
+    let foreign = foreign_dir.path().join("release-policy.json");
+    std::fs::write(&foreign, publishing_policy_json().to_string()).unwrap();
+    let reg = Registry::start();
+    let npmrc = reg.npmrc();
+    let cache = tempfile::tempdir().unwrap();
+    let spec = format!("@kaelio/ktx@{}", version());
+
+    for extra in [&["--live"][..], &[]] {
+        let mut cmd = xtask();
+        cmd.args(["publish", "--registry", &reg.url])
+            .args(extra)
+            .arg("--root")
+            .arg(base)
+            .arg("--policy")
+            .arg(&foreign)
+            .env("CI", "true");
+        npm_env(&mut cmd, &npmrc, cache.path());
+        let out = run(&mut cmd);
+        assert!(!out.status.success(), "{extra:?}: {}", text(&out));
+        assert!(text(&out).contains("--policy"), "{}", text(&out));
+    }
+
+    let mut cmd = Command::new("npm");
+    cmd.args(["view", &spec, "version", "--json", "--registry", &reg.url]);
+    npm_env(&mut cmd, &npmrc, cache.path());
+    let out = run(&mut cmd);
+    assert!(
+        !out.status.success() && text(&out).contains("E404"),
+        "nothing may be published: {}",
+        text(&out)
     );
 }

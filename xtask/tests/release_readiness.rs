@@ -9,7 +9,12 @@ use std::process::Command;
 #[test]
 fn fresh_dist_is_ready() {
     let tmp = project_copy();
-    let (ok, report) = readiness(tmp.path(), &[], &[("GITHUB_REPOSITORY", "kaelio/ktx")]);
+    let native = native_binary().to_str().unwrap();
+    let (ok, report) = readiness(
+        tmp.path(),
+        &["--native", native],
+        &[("GITHUB_REPOSITORY", "kaelio/ktx")],
+    );
     assert!(ok, "a fresh dist must be ready: {report:#}");
     assert_eq!(report["version"], version());
     for id in [
@@ -17,6 +22,7 @@ fn fresh_dist_is_ready() {
         "versions",
         "dist-tag",
         "artifacts-manifest",
+        "native-binary",
         "tarball-rebuild",
         "repository-url",
         "policy-mode",
@@ -38,6 +44,11 @@ fn fresh_dist_is_ready() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("PASS tarball-rebuild:") && stdout.contains("READY:"),
+        "{stdout}"
+    );
+    // The copy has no build of its own (no <root>/target/release/ktx) and none was named.
+    assert!(
+        stdout.contains("SKIP native-binary: no built binary at"),
         "{stdout}"
     );
     assert_eq!(
@@ -215,4 +226,66 @@ fn a_head_tag_other_than_the_version_fails() {
         detail(&report, "git-tag").contains("HEAD is tagged `v9.9.9`"),
         "{report:#}"
     );
+}
+
+#[test]
+fn a_packed_binary_other_than_the_built_one_fails() {
+    let tmp = project_copy();
+    // The binary "just built" differs from the one in the tarball by one byte.
+    let mut other = std::fs::read(native_binary()).unwrap();
+    *other.last_mut().unwrap() ^= 0x01;
+    let built = tmp.path().join("target/release/ktx");
+    std::fs::create_dir_all(built.parent().unwrap()).unwrap();
+    std::fs::write(&built, &other).unwrap();
+    let packed = format!(
+        "package/native/{}/ktx",
+        match (std::env::consts::OS, std::env::consts::ARCH) {
+            ("linux", "x86_64") => "linux-x64",
+            ("linux", "aarch64") => "linux-arm64",
+            ("macos", "x86_64") => "darwin-x64",
+            ("macos", "aarch64") => "darwin-arm64",
+            other => panic!("no npm target for {other:?}"),
+        }
+    );
+
+    // The default: `<root>/target/release/ktx` (CARGO_TARGET_DIR relative to the root).
+    let (ok, report) = readiness(tmp.path(), &[], &[("CARGO_TARGET_DIR", "target")]);
+    assert!(!ok, "a tarball packed from another build must not be ready");
+    assert_eq!(status(&report, "native-binary"), "fail", "{report:#}");
+    let d = detail(&report, "native-binary");
+    assert!(
+        d.contains(&packed)
+            && d.contains(&format!("not the binary just built at {}", built.display()))
+            && d.contains("run `cargo xtask dist`"),
+        "{d}"
+    );
+    let failing: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failing, ["native-binary"], "{report:#}");
+
+    // The same with --native, and a named binary that does not exist fails too.
+    let (ok, report) = readiness(tmp.path(), &["--native", built.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert_eq!(status(&report, "native-binary"), "fail", "{report:#}");
+    let missing = tmp.path().join("no-such-ktx");
+    let (ok, report) = readiness(tmp.path(), &["--native", missing.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(
+        detail(&report, "native-binary").contains(&format!(
+            "cannot read the built binary {}",
+            missing.display()
+        )),
+        "{report:#}"
+    );
+
+    // The binary that was packed passes.
+    std::fs::copy(native_binary(), &built).unwrap();
+    let (ok, report) = readiness(tmp.path(), &[], &[("CARGO_TARGET_DIR", "target")]);
+    assert!(ok, "{report:#}");
+    assert_eq!(status(&report, "native-binary"), "pass", "{report:#}");
 }

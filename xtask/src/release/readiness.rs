@@ -3,8 +3,8 @@
 //! command exits 0 only when no check fails.
 //!
 //! Checks (ids are stable, tests and RELEASING.md name them):
-//! `policy`, `versions`, `dist-tag`, `git-tag`, `artifacts-manifest`, `tarball-rebuild`,
-//! `repository-url`, `policy-mode`.
+//! `policy`, `versions`, `dist-tag`, `git-tag`, `artifacts-manifest`, `native-binary`,
+//! `tarball-rebuild`, `repository-url`, `policy-mode`.
 
 use super::policy::{self, Policy, ReleaseMode};
 use crate::dist_manifest::DistManifest;
@@ -26,12 +26,37 @@ pub struct Args {
     /// The dist directory to check (default `<root>/dist`).
     #[arg(long, value_name = "DIR")]
     pub dist: Option<PathBuf>,
-    /// The release policy (default `<root>/release-policy.json`).
+    /// The release policy to check (default `<root>/release-policy.json`). Only this report
+    /// uses it: `publish` always uses `<root>/release-policy.json`.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// The ktx binary that was just built and packed: the tarball's native binary must be
+    /// byte-identical to it (default `<target>/release/ktx`; when that does not exist the
+    /// check is skipped, when an explicit PATH does not exist it fails).
+    #[arg(long, value_name = "PATH")]
+    pub native: Option<PathBuf>,
     /// The project root to read versions and sources from (default: this checkout).
     #[arg(long, value_name = "DIR", hide = true)]
     pub root: Option<PathBuf>,
+}
+
+/// The built binary the packed one is compared with.
+#[derive(Debug, Clone)]
+pub enum BuiltNative {
+    /// Named by `--native`: it must exist.
+    Given(PathBuf),
+    /// `<target>/release/ktx`: compared when it exists (a dist/ downloaded from the job that
+    /// built it has no build next to it), skipped otherwise.
+    Default(PathBuf),
+}
+
+impl BuiltNative {
+    /// The path compared with.
+    pub fn path(&self) -> &Path {
+        match self {
+            BuiltNative::Given(p) | BuiltNative::Default(p) => p,
+        }
+    }
 }
 
 /// Where readiness reads from.
@@ -43,15 +68,30 @@ pub struct Inputs {
     pub dist: PathBuf,
     /// The policy file.
     pub policy: PathBuf,
+    /// The built ktx binary the packed one must equal.
+    pub native: BuiltNative,
 }
 
 impl Inputs {
     /// Resolves flags against the current directory and the project root.
-    pub fn from_flags(root: Option<&Path>, dist: Option<&Path>, policy: Option<&Path>) -> Inputs {
+    pub fn from_flags(
+        root: Option<&Path>,
+        dist: Option<&Path>,
+        policy: Option<&Path>,
+        native: Option<&Path>,
+    ) -> Inputs {
         let cwd = std::env::current_dir().unwrap_or_default();
         let root = root
             .map(|r| cwd.join(r))
             .unwrap_or_else(crate::project_root);
+        let native = match native {
+            Some(p) => BuiltNative::Given(cwd.join(p)),
+            None => BuiltNative::Default(
+                crate::target_dir(&root)
+                    .join("release")
+                    .join(format!("ktx{}", std::env::consts::EXE_SUFFIX)),
+            ),
+        };
         Inputs {
             dist: dist
                 .map(|d| cwd.join(d))
@@ -59,6 +99,7 @@ impl Inputs {
             policy: policy
                 .map(|p| cwd.join(p))
                 .unwrap_or_else(|| root.join("release-policy.json")),
+            native,
             root,
         }
     }
@@ -137,6 +178,7 @@ pub fn run(args: &Args) -> Result<()> {
         args.root.as_deref(),
         args.dist.as_deref(),
         args.policy.as_deref(),
+        args.native.as_deref(),
     );
     let report = evaluate(&inputs);
     if args.json {
@@ -250,6 +292,7 @@ pub fn evaluate(inputs: &Inputs) -> Report {
         check_dist_tag(&facts),
         check_git_tag(inputs, &facts),
         check_artifacts_manifest(inputs, &facts),
+        check_native_binary(inputs, &facts),
         check_tarball_rebuild(inputs, &facts),
         check_repository_url(&facts),
         check_policy_mode(&facts),
@@ -329,14 +372,18 @@ fn wheel_metadata_version(whl: &[u8]) -> Result<String> {
         .with_context(|| format!("{name} has no Version: header"))
 }
 
-/// Writes the host's native binary from the tarball to a temp dir and runs `--version`.
-fn native_version(tar: &BTreeMap<String, TarFile>) -> Result<String> {
+/// The tarball path (without `package/`) of this host's native binary.
+fn host_native_entry(tar: &BTreeMap<String, TarFile>) -> Result<String> {
     let target = crate::pack_npm::host_npm_target()?;
-    let rel = tar
-        .keys()
+    tar.keys()
         .find(|k| k.starts_with(&format!("native/{target}/ktx")))
         .cloned()
-        .with_context(|| format!("the tarball has no native binary for this host ({target})"))?;
+        .with_context(|| format!("the tarball has no native binary for this host ({target})"))
+}
+
+/// Writes the host's native binary from the tarball to a temp dir and runs `--version`.
+fn native_version(tar: &BTreeMap<String, TarFile>) -> Result<String> {
+    let rel = host_native_entry(tar)?;
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let exe = tmp.path().join(rel.rsplit('/').next().unwrap_or("ktx"));
     std::fs::write(&exe, &tar[&rel].data)
@@ -664,6 +711,20 @@ fn check_artifacts_manifest(inputs: &Inputs, f: &Facts) -> Check {
                 tgz.display()
             );
         }
+        // The bytes every other check inspected (read once) must be the ones the manifest
+        // describes, not just whatever the file holds when `verify` re-reads it.
+        if let Ok(inspected) = &f.tgz {
+            let sha256 = crate::fsx::sha256_hex(inspected);
+            if sha256 != npm.sha256 || crate::fsx::sha512_integrity(inspected) != npm.integrity {
+                bail!(
+                    "{} changed while it was being checked (sha256 {sha256} when first read, \
+                     {} in dist/manifest.json); something is writing to dist/: stop it and \
+                     rebuild with `cargo xtask dist`",
+                    tgz.display(),
+                    npm.sha256
+                );
+            }
+        }
         let sha_file = PathBuf::from(format!("{}.sha256", tgz.display()));
         let line = crate::fsx::read_to_string(&sha_file)?;
         let file_name = tgz
@@ -715,6 +776,62 @@ fn check_artifacts_manifest(inputs: &Inputs, f: &Facts) -> Check {
             ),
         ),
         Ok((d, _)) => check(id, Status::Pass, d),
+        Err(e) => check(id, Status::Fail, err_text(&e)),
+    }
+}
+
+fn check_native_binary(inputs: &Inputs, f: &Facts) -> Check {
+    let id = "native-binary";
+    let built = inputs.native.path();
+    let result = (|| -> Result<Option<String>> {
+        let tar = f
+            .tar
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{}", err_text(e)))?;
+        let rel = host_native_entry(tar)?;
+        let data = match std::fs::read(built) {
+            Ok(d) => d,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && matches!(inputs.native, BuiltNative::Default(_)) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot read the built binary {} to compare with package/{rel}",
+                        built.display()
+                    )
+                })
+            }
+        };
+        let packed = crate::fsx::sha256_hex(&tar[&rel].data);
+        let ours = crate::fsx::sha256_hex(&data);
+        if packed != ours {
+            bail!(
+                "package/{rel} (sha256 {packed}) is not the binary just built at {} (sha256 \
+                 {ours}): the tarball was packed from another build; run `cargo xtask dist` \
+                 (it builds and packs in one go), or pass --native with the binary that was packed",
+                built.display()
+            );
+        }
+        Ok(Some(format!(
+            "package/{rel} is byte-identical to {} (sha256 {ours})",
+            built.display()
+        )))
+    })();
+    match result {
+        Ok(Some(d)) => check(id, Status::Pass, d),
+        Ok(None) => check(
+            id,
+            Status::Skip,
+            format!(
+                "no built binary at {} to compare with (e.g. dist/ downloaded from the job that \
+                 built it); pass --native PATH to compare",
+                built.display()
+            ),
+        ),
         Err(e) => check(id, Status::Fail, err_text(&e)),
     }
 }
