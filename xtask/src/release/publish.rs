@@ -39,8 +39,46 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub dist: Option<PathBuf>,
     /// The project root (default: this checkout); its `release-policy.json` is the policy.
+    /// For tests: a live run from any other root is refused unless the registry is on loopback.
     #[arg(long, value_name = "DIR", hide = true)]
     pub root: Option<PathBuf>,
+}
+
+/// Why a live publish from `root` to `registry` must be refused, if it must: a root other than
+/// this checkout brings its own policy, so it may only publish to a registry on this machine
+/// (the tests' verdaccio), never to a real one.
+fn foreign_root_refusal(root: &Path, registry: Option<&str>) -> Option<String> {
+    let ours = crate::project_root();
+    let same = match (root.canonicalize(), ours.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same || registry.is_some_and(is_loopback_url) {
+        return None;
+    }
+    Some(format!(
+        "--root {} is not this checkout ({}); its release-policy.json may only publish to a \
+         registry on loopback",
+        root.display(),
+        ours.display()
+    ))
+}
+
+/// Whether `url` is an http(s) URL whose host is 127.0.0.1, localhost or [::1].
+fn is_loopback_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "::1")
 }
 
 /// Runs `publish`.
@@ -95,6 +133,9 @@ pub fn run(args: &Args) -> Result<()> {
         let mut refused = Vec::new();
         if std::env::var("CI").as_deref() != Ok("true") {
             refused.push("CI=true is not set (live publishing only happens in CI)".to_string());
+        }
+        if let Some(reason) = foreign_root_refusal(&source.root, npm.registry()) {
+            refused.push(reason);
         }
         if !policy.npm.publish {
             refused.push(format!(
@@ -275,6 +316,42 @@ pub fn publish_args(tgz: &Path, tag: &str, live: bool, in_actions: bool) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_foreign_root_may_publish_live_only_to_loopback() {
+        let other = tempfile::tempdir().unwrap();
+        let ours = crate::project_root();
+        assert_eq!(foreign_root_refusal(&ours, None), None);
+        assert_eq!(
+            foreign_root_refusal(&ours, Some("https://registry.npmjs.org/")),
+            None
+        );
+        for registry in [
+            "http://127.0.0.1:4873/",
+            "http://localhost:1/x",
+            "http://[::1]:9",
+        ] {
+            assert_eq!(
+                foreign_root_refusal(other.path(), Some(registry)),
+                None,
+                "{registry}"
+            );
+        }
+        for registry in [
+            None,
+            Some("https://registry.npmjs.org/"),
+            Some("http://127.0.0.1.evil.example/"),
+            Some("http://localhost@evil.example/"),
+        ] {
+            let refusal = foreign_root_refusal(other.path(), registry);
+            assert!(
+                refusal
+                    .as_deref()
+                    .is_some_and(|r| r.contains("is not this checkout")),
+                "{registry:?}: {refusal:?}"
+            );
+        }
+    }
 
     #[cfg(unix)]
     #[test]
