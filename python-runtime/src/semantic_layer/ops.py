@@ -248,7 +248,9 @@ def _raise_issues(project: Any) -> None:
 
 
 def validate(payload: dict[str, Any]) -> dict[str, Any]:
-    """``semantic.validate``: check every connection and source file."""
+    """``semantic.validate``: check every connection and source file, and each connection's
+    database where ktx can open it."""
+    from semantic_layer.dbcheck import check_databases
     from semantic_layer.project import load_project, project_root_from_payload
 
     try:
@@ -256,12 +258,16 @@ def validate(payload: dict[str, Any]) -> dict[str, Any]:
     except SemanticError as exc:
         raise _op_error(exc) from None
     project = load_project(root)
+    db_errors, warnings, checks = check_databases(project)
+    errors = project.issues + db_errors
     return {
-        "ok": not project.issues,
+        "ok": not errors,
         "projectDir": str(root),
         "connections": len(project.connections),
         "sources": project.source_files,
-        "errors": [i.to_json() for i in _in_file_order(project.issues)],
+        "errors": [i.to_json() for i in _in_file_order(errors)],
+        "warnings": [i.to_json() for i in _in_file_order(warnings)],
+        "databases": [c.to_json() for c in checks],
     }
 
 
