@@ -157,7 +157,7 @@ def _check_connection(
                     errors, "path", f"{path} is not a SQLite database ({exc}); --execute would fail"
                 )
                 return DatabaseCheck(conn.id, conn.driver, str(path), False, str(exc))
-            return _not_checked(project, conn, warnings, f"cannot read {path}: {exc}")
+            raise _CouldNotCheck(_environment_reason(conn, exc)) from None
         sources = project.sources.get(conn.id, {})
         sound: set[str] = set()
         for name in sorted(sources):
@@ -203,12 +203,14 @@ def _probe(
     except sqlite3.Error as exc:
         text = str(exc).lower()
         if any(marker in text for marker in _ENVIRONMENT_ERRORS):
-            if "interrupted" in text:
-                raise _CouldNotCheck(
-                    f"the check took longer than {CHECK_TIMEOUT_SECONDS:g}s and was stopped"
-                ) from None
-            raise _CouldNotCheck(f"{conn.path}: {exc}") from None
+            raise _CouldNotCheck(_environment_reason(conn, exc)) from None
         return exc, []
+
+
+def _environment_reason(conn: Connection, exc: Exception) -> str:
+    if "interrupted" in str(exc).lower():
+        return f"the check took longer than {CHECK_TIMEOUT_SECONDS:g}s and was stopped"
+    return f"cannot read {conn.path}: {exc}"
 
 
 def _hint(name: str, known: list[str]) -> str:
@@ -222,7 +224,11 @@ def _listing(names: list[str], limit: int = 12) -> str:
 
 
 def _check_source(
-    con: sqlite3.Connection, conn: Connection, source: Source, tables: list[str], errors: list[Issue]
+    con: sqlite3.Connection,
+    conn: Connection,
+    source: Source,
+    tables: list[str],
+    errors: list[Issue],
 ) -> bool:
     """Relation and columns first, then measures and segments; True if nothing was missing."""
     if source.relation is None:
@@ -242,8 +248,8 @@ def _check_source(
             name = table.sql(dialect=conn.dialect)
             add(
                 rel_key,
-                f"table {name!r} does not exist in {db} (tables: {_listing(tables)})"
-                f"{_hint(table.name, tables)}",
+                f"table {name!r} does not exist in {db}{_hint(table.name, tables)} "
+                f"(tables there: {_listing(tables)})",
             )
         else:
             what = "this table" if is_table else "this query"
@@ -262,8 +268,8 @@ def _check_source(
         if not has_expr and cname.lower() not in lowered:
             add(
                 (*path, "name"),
-                f"column {cname!r} does not exist in {relation} of {db} (its columns: "
-                f"{_listing(physical)}){_hint(cname, physical)}; add `expr:` if it is computed",
+                f"column {cname!r} does not exist in {relation} of {db}{_hint(cname, physical)} "
+                f"(columns there: {_listing(physical)}; a computed column needs `expr:`)",
             )
             sound = False
             continue

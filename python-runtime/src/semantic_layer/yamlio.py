@@ -84,7 +84,12 @@ MAX_DEPTH = 64
 
 
 def _too_deep() -> str:
-    return f"invalid YAML: nested more than {MAX_DEPTH} levels deep (lists or mappings inside each other)"
+    return (
+        f"invalid YAML: nested more than {MAX_DEPTH} levels deep (lists or mappings inside "
+        "each other)"
+    )
+
+
 _STR_TAG = "tag:yaml.org,2002:str"
 
 
