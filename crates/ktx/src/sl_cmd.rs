@@ -284,7 +284,7 @@ const CALL_MARGIN: Duration = Duration::from_secs(30);
 fn parse_timeout(text: &str) -> Result<f64, String> {
     let bad = || {
         format!(
-            "must be a number of seconds greater than 0 and at most {MAX_TIMEOUT_SECONDS}              (e.g. 30 or 2.5), got {text:?}"
+            "must be a number of seconds greater than 0 and at most {MAX_TIMEOUT_SECONDS} (e.g. 30 or 2.5), got {text:?}"
         )
     };
     let seconds: f64 = text.trim().parse().map_err(|_| bad())?;
