@@ -123,7 +123,11 @@ def _check_connection(
         return DatabaseCheck(conn.id, conn.driver, None, False, reason)
 
     path = conn.path
-    if not path.exists():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except OSError as exc:  # e.g. a parent directory that cannot be searched
+        return _not_checked(project, conn, warnings, f"cannot look at {path}: {exc}")
+    if not exists:
         at_connection(
             errors,
             "path",
@@ -131,7 +135,7 @@ def _check_connection(
             f"{project.root}); --execute would fail",
         )
         return DatabaseCheck(conn.id, conn.driver, str(path), False, "database not found")
-    if not path.is_file():
+    if not is_file:
         at_connection(errors, "path", f"{path} is not a file; `path:` must name a SQLite database")
         return DatabaseCheck(conn.id, conn.driver, str(path), False, "not a file")
 
