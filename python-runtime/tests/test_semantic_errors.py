@@ -41,6 +41,16 @@ def test_fixture_project_is_valid(semantic_shop: Path) -> None:
         "connections": 1,
         "sources": 4,
         "errors": [],
+        "warnings": [],
+        "databases": [
+            {
+                "connectionId": "warehouse",
+                "driver": "sqlite",
+                "path": str((semantic_shop / "warehouse.db").resolve()),
+                "checked": True,
+                "reason": None,
+            }
+        ],
     }
 
 
@@ -273,6 +283,10 @@ def test_ambiguous_join_path_names_sources(semantic_shop: Path) -> None:
           - {to: orders, "on": "id = orders.customer_id", relationship: one_to_many}
         """,
     )
+    con = sqlite3.connect(semantic_shop / "warehouse.db")  # validate checks the table exists
+    con.execute("CREATE TABLE stores (id INTEGER, region_id INTEGER)")
+    con.commit()
+    con.close()
     assert errors_of(semantic_shop) == []
     error = query_error(semantic_shop, measures=["orders.revenue"], dimensions=["regions.name"])
     assert error.code == "ambiguous_join"

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
@@ -69,10 +70,12 @@ enum Format {
 /// and `plan.execution.mode: "compile_only"`. --execute runs the SQL read-only (SQLite
 /// connections only; other drivers answer "no executor for driver X").
 ///
-/// Output (--format): json (default) prints the op's full result; sql prints only the SQL;
-/// table prints the rows as an aligned table and `N rows` on stderr. `--format table` without
-/// --execute has no rows to show: it prints the SQL and a note on stderr that nothing was
-/// executed.
+/// Output (--format): json (default; --json is the same) prints the op's full result; sql
+/// prints only the SQL; table prints the rows as an aligned table and `N rows` on stderr.
+/// `--format table` without --execute has no rows to show: it prints the SQL and a note on
+/// stderr that nothing was executed.
+///
+/// --timeout SECONDS bounds the execution (default 60; the query is interrupted after it).
 ///
 /// Exit codes: 0 success; 1 query or runtime error (`error: ...`, with `did you mean: ...?`
 /// when close names exist); 2 usage error.
@@ -112,6 +115,9 @@ struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
+    /// Same as --format json (the flag `ktx sl validate` and `ktx runtime` commands take).
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
     /// Run the SQL (read-only; SQLite connections) and return the rows.
     #[arg(long)]
     execute: bool,
@@ -119,16 +125,27 @@ struct QueryArgs {
     #[arg(long, value_name = "N", requires = "execute",
           value_parser = clap::value_parser!(u64).range(1..))]
     max_rows: Option<u64>,
+    /// Stop the --execute run after SECONDS (a number > 0, at most 86400; default 60).
+    #[arg(long, value_name = "SECONDS", requires = "execute", allow_hyphen_values = true,
+          value_parser = parse_timeout)]
+    timeout: Option<f64>,
     /// Project directory holding ktx.yaml (default: searched from the current directory up).
     #[arg(long, value_name = "P")]
     project_dir: Option<PathBuf>,
 }
 
-/// Check every connection and source file of the project
+/// Check every connection and source file of the project, and the databases behind them
 ///
 /// Reports unknown columns in expressions, joins to unknown sources, duplicate names and
 /// malformed YAML, one line per problem: `<file>:<line>: <key>: <message>` (file relative to the
 /// project; the line is left out when unknown), then a summary. Exit 1 when there are errors.
+///
+/// It also checks what --execute will meet, without reading a row: each SQLite connection's
+/// file must exist and open read-only, and each source's table, columns, measures, segments and
+/// joins must be accepted by the database (a missing table or column is reported at the line
+/// that declares it). What cannot be checked (a driver ktx does not execute, a locked or
+/// unreadable database) is printed as `warning: <file>:<line>: <key>: could not check ...`;
+/// warnings alone exit 0.
 ///
 /// Examples:
 ///   ktx sl validate
@@ -136,8 +153,8 @@ struct QueryArgs {
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment, next_display_order = 10)]
 struct ValidateArgs {
-    /// Print the op's result as JSON: {ok, projectDir, connections, sources, errors}
-    /// (the exit code is still 1 when there are errors).
+    /// Print the op's result as JSON: {ok, projectDir, connections, sources, errors, warnings,
+    /// databases} (the exit code is still 1 when there are errors).
     #[arg(long)]
     json: bool,
     /// Project directory holding ktx.yaml (default: searched from the current directory up).
@@ -255,6 +272,37 @@ fn bad_reply(op: &str, why: &str) -> CliError {
 
 // ---------------------------------------------------------------- query
 
+/// The largest `--timeout`: a day. A bound keeps the runner's own call timeout (the query
+/// timeout plus [`CALL_MARGIN`]) a representable duration.
+const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
+
+/// Time the runner waits beyond `--timeout` for the answer: the runtime needs a moment to
+/// start, stop the query and reply, and it must be the one that reports the timeout.
+const CALL_MARGIN: Duration = Duration::from_secs(30);
+
+/// `--timeout`: a finite number of seconds, > 0 and at most [`MAX_TIMEOUT_SECONDS`].
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    let bad = || {
+        format!(
+            "must be a number of seconds greater than 0 and at most {MAX_TIMEOUT_SECONDS} (e.g. 30 or 2.5), got {text:?}"
+        )
+    };
+    let seconds: f64 = text.trim().parse().map_err(|_| bad())?;
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > MAX_TIMEOUT_SECONDS {
+        return Err(bad());
+    }
+    Ok(seconds)
+}
+
+/// The runner's time limit for a query call: at least its default, and always longer than the
+/// query's own `timeoutSeconds`, so the runtime reports an execution timeout itself.
+fn call_timeout(default: Duration, query_timeout: Option<f64>) -> Duration {
+    match query_timeout.and_then(|s| Duration::try_from_secs_f64(s).ok()) {
+        Some(t) => default.max(t + CALL_MARGIN),
+        None => default,
+    }
+}
+
 /// The `semantic.query` payload for these arguments.
 fn query_payload(a: &QueryArgs, project: &Path) -> Value {
     let mut p = Map::new();
@@ -273,6 +321,9 @@ fn query_payload(a: &QueryArgs, project: &Path) -> Value {
     p.insert("execute".into(), json!(a.execute));
     if let Some(n) = a.max_rows {
         p.insert("maxRows".into(), json!(n));
+    }
+    if let Some(t) = a.timeout {
+        p.insert("timeoutSeconds".into(), json!(t));
     }
     Value::Object(p)
 }
@@ -328,7 +379,8 @@ fn ordered_query(result: &Value) -> Result<QueryOutput<'_>, CliError> {
 
 fn query(a: QueryArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let project = project_dir(a.project_dir.as_deref())?;
-    let opts = global.call_options()?;
+    let mut opts = global.call_options()?;
+    opts.timeout = call_timeout(opts.timeout, a.timeout);
     let result =
         ktx_runner::call("semantic.query", query_payload(&a, &project), &opts).map_err(op_error)?;
     let out = ordered_query(&result)?;
@@ -336,7 +388,8 @@ fn query(a: QueryArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         .sql
         .as_str()
         .ok_or_else(|| bad_reply("semantic.query", "`sql` is not a string"))?;
-    match a.format {
+    let format = if a.json { Format::Json } else { a.format };
+    match format {
         Format::Json => emit_json(&out)?,
         Format::Sql => emit(&format!("{}\n", sql.trim_end()))?,
         Format::Table if !a.execute => {
@@ -476,7 +529,9 @@ fn render_table(headers: &[String], rows: &[&[Value]]) -> String {
 
 // ---------------------------------------------------------------- validate
 
-/// `semantic.validate`'s result, keys in the contract's order.
+/// `semantic.validate`'s result, keys in the contract's order: `warnings` (same entries as
+/// `errors`, each message starting `could not check`) and `databases` (one
+/// `{connectionId, driver, path, checked, reason}` per connection) come after `errors`.
 #[derive(Serialize)]
 struct ValidateOutput<'a> {
     ok: &'a Value,
@@ -485,9 +540,22 @@ struct ValidateOutput<'a> {
     connections: &'a Value,
     sources: &'a Value,
     errors: &'a Value,
+    warnings: &'a Value,
+    databases: &'a Value,
     #[serde(flatten)]
     rest: BTreeMap<&'a str, &'a Value>,
 }
+
+/// The keys [`ValidateOutput`] names (the rest follow them).
+const VALIDATE_KEYS: [&str; 7] = [
+    "ok",
+    "projectDir",
+    "connections",
+    "sources",
+    "errors",
+    "warnings",
+    "databases",
+];
 
 fn validate(a: ValidateArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let project = project_dir(a.project_dir.as_deref())?;
@@ -502,6 +570,9 @@ fn validate(a: ValidateArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> 
     let errors = get("errors")?
         .as_array()
         .ok_or_else(|| bad("`errors` is not a list"))?;
+    let warnings = get("warnings")?
+        .as_array()
+        .ok_or_else(|| bad("`warnings` is not a list"))?;
     let ok = get("ok")?.as_bool().unwrap_or(errors.is_empty()) && errors.is_empty();
     if a.json {
         emit_json(&ValidateOutput {
@@ -510,11 +581,11 @@ fn validate(a: ValidateArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> 
             connections: get("connections")?,
             sources: get("sources")?,
             errors: get("errors")?,
+            warnings: get("warnings")?,
+            databases: get("databases")?,
             rest: obj
                 .iter()
-                .filter(|(k, _)| {
-                    !["ok", "projectDir", "connections", "sources", "errors"].contains(&k.as_str())
-                })
+                .filter(|(k, _)| !VALIDATE_KEYS.contains(&k.as_str()))
                 .map(|(k, v)| (k.as_str(), v))
                 .collect(),
         })?;
@@ -523,6 +594,9 @@ fn validate(a: ValidateArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> 
         for e in errors {
             report.push_str(&validate_line(e));
             report.push('\n');
+        }
+        for w in warnings {
+            report.push_str(&format!("warning: {}\n", validate_line(w)));
         }
         let dir = obj
             .get("projectDir")
@@ -536,12 +610,19 @@ fn validate(a: ValidateArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> 
             if connections == 1 { "" } else { "s" },
             if sources == 1 { "" } else { "s" }
         );
+        let unchecked = match warnings.len() {
+            0 => String::new(),
+            n => format!(
+                "; {n} warning{}: not everything could be checked against the database",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
         if ok {
-            report.push_str(&format!("OK: {dir}: {counts}, no errors\n"));
+            report.push_str(&format!("OK: {dir}: {counts}, no errors{unchecked}\n"));
         } else {
             let n = errors.len();
             report.push_str(&format!(
-                "{n} error{} in {dir} ({counts})\n",
+                "{n} error{} in {dir} ({counts}){unchecked}\n",
                 if n == 1 { "" } else { "s" }
             ));
         }
@@ -665,6 +746,33 @@ mod tests {
         assert_eq!(
             row_count_line(2, &json!(5), &cut),
             "2 of 5 rows shown (--max-rows 2); raise --max-rows to see more"
+        );
+    }
+
+    #[test]
+    fn timeout_must_be_finite_positive_and_bounded() {
+        assert_eq!(parse_timeout("2.5"), Ok(2.5));
+        assert_eq!(parse_timeout("86400"), Ok(86_400.0));
+        for bad in [
+            "nan", "inf", "-inf", "0", "-0", "-3", "1e400", "86400.5", "x", "",
+        ] {
+            let err = parse_timeout(bad).unwrap_err();
+            assert!(err.contains("greater than 0"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_call_outlives_the_query_timeout() {
+        let default = Duration::from_secs(300);
+        assert_eq!(call_timeout(default, None), default);
+        assert_eq!(call_timeout(default, Some(5.0)), default);
+        assert_eq!(
+            call_timeout(default, Some(1000.0)),
+            Duration::from_secs(1000) + CALL_MARGIN
+        );
+        assert_eq!(
+            call_timeout(default, Some(MAX_TIMEOUT_SECONDS)),
+            Duration::from_secs(86_400) + CALL_MARGIN
         );
     }
 

@@ -642,7 +642,9 @@ fn validate_a_good_project() {
     let v = json_of(&out);
     assert_eq!(
         v,
-        json!({"ok": true, "projectDir": p.dir, "connections": 1, "sources": 3, "errors": []})
+        json!({"ok": true, "projectDir": p.dir, "connections": 1, "sources": 3, "errors": [],
+               "warnings": [], "databases": [{"connectionId": "warehouse", "driver": "sqlite",
+               "path": p.dir.join("warehouse.db"), "checked": true, "reason": null}]})
     );
 }
 

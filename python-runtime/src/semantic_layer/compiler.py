@@ -240,12 +240,15 @@ def compile_query(project: Project, conn: Connection, req: QueryRequest) -> Comp
     by_header = {m.header: m for m in measures}
     for text in req.filters:
         try:
-            tree = sqlexpr.parse_fragment(text, dialect)
+            tree = sqlexpr.parse_fragment(text, dialect, "filter")
             sqlexpr.check_nodes(tree, text, aggregates=False)
             if not sqlexpr.is_boolean_shape(tree) and not _is_boolean_column(tree, sources):
                 raise ExprError(f"{text!r} must be a condition (a comparison, AND/OR, IN...)")
         except ExprError as exc:
-            raise SemanticError("invalid_filter", str(exc), {"filter": text}) from None
+            message = str(exc)
+            if isinstance(text, str) and message.startswith(repr(text)):
+                message = f"filter {message}"  # name what was refused: the filter
+            raise SemanticError("invalid_filter", message, {"filter": text}) from None
         for part in sqlexpr.conjuncts(tree):
             kinds = set()
             for col in part.find_all(exp.Column):
@@ -292,6 +295,16 @@ def compile_query(project: Project, conn: Connection, req: QueryRequest) -> Comp
         head, _, tail = text.rpartition(":")
         if head and tail.lower() in ("asc", "desc"):
             field_name, desc = head, tail.lower() == "desc"
+        elif head and text not in alias_of and tail not in granularity.GRANULARITIES:
+            # `field:up`: a direction typo, not a field (`x:month` is a time dimension).
+            known = "" if head in alias_of else f"; and {head!r} is not in the query either"
+            raise SemanticError(
+                "invalid_query",
+                f"cannot order by {text!r}: the direction after ':' must be asc or desc, "
+                f"not {tail!r} (write {head}:asc or {head}:desc){known} (fields: "
+                f"{', '.join(headers)})",
+                {"orderBy": text, "fields": headers},
+            )
         if field_name not in alias_of:
             raise SemanticError(
                 "invalid_query",

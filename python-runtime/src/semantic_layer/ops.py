@@ -84,6 +84,20 @@ Payload: ``{projectDir | cwd}`` as above. Result::
     errors      [{file: str (relative to projectDir, "/" separators), key: str (e.g.
                  "measures[1].expr"; "" for the whole file), line: int|null (1-based),
                  message: str}], sorted by file, then line
+    warnings    [same shape as errors]: what could not be checked and why; every message
+                starts with "could not check". Warnings do not make ``ok`` false.
+    databases   [{connectionId, driver, path: str|null (absolute, sqlite), checked: bool,
+                  reason: str|null}], one per connection declared without error, by id:
+                ``checked`` is true when its sources were checked against the database.
+
+Besides the YAML, validate checks each connection's database where ktx can open it (see
+:mod:`semantic_layer.dbcheck`): a SQLite file that is missing or not a database is an error at
+the connection's ``path`` in ktx.yaml; then, read-only, every loaded source is prepared against
+it as ``SELECT ... LIMIT 0`` (no row is read): a missing table is an error at ``table``, a
+missing column at ``columns[i].name`` (``.expr`` when it has one), an expression SQLite refuses
+(unknown function...) at the measure's, segment's or join's key. A driver ktx has no executor
+for, a database that cannot be opened or is locked, or a check over 10 s is a warning at the
+connection instead.
 
 Only a missing ktx.yaml (``project_not_found``) or a bad payload is an ``ok: false`` ABI
 response; a broken project is a successful validate with ``ok: false``.
@@ -116,10 +130,12 @@ unknown_dimension     [name, suggestions, connectionId]
 unknown_segment       [name, suggestions, connectionId]
 invalid_query         well-typed but meaningless query: no measure, duplicate, bad or empty
                       granularity, granularity on a non-time column, orderBy not in the query
+                      or with a direction other than asc/desc [orderBy, fields]
 invalid_filter        a filter is not a single condition over known qualified columns (several
                       statements, a subquery, ``x IN table``, an unknown or unqualified
-                      column, an aggregate, measures and columns mixed in one AND part)
-                      [filter, suggestions?]
+                      column, an aggregate, measures and columns mixed in one AND part), does
+                      not parse (the message says what is missing, in SQL terms), or nests
+                      deeper than 20 levels (``sqlexpr.MAX_NESTING``) [filter, suggestions?]
 ambiguous_join        several shortest join paths [from, to, paths]
 no_join_path          sources not connected by joins [from, to]
 missing_grain         a measure source is fanned out by a one_to_many join and declares no
@@ -168,6 +184,15 @@ def query(payload: dict[str, Any]) -> dict[str, Any]:
         return _query(payload)
     except SemanticError as exc:
         raise _op_error(exc) from None
+    except RecursionError:
+        # A backstop: every user fragment is refused past sqlexpr.MAX_NESTING before sqlglot
+        # recurses into it, and YAML past yamlio.MAX_DEPTH.
+        raise OpError(
+            "invalid_query",
+            "the query or a project expression nests too deeply to compile; simplify the "
+            "deepest filter or expression (at most 20 levels of parentheses, function calls, "
+            "CASE and NOT)",
+        ) from None
 
 
 def _query(payload: dict[str, Any]) -> dict[str, Any]:
@@ -248,7 +273,9 @@ def _raise_issues(project: Any) -> None:
 
 
 def validate(payload: dict[str, Any]) -> dict[str, Any]:
-    """``semantic.validate``: check every connection and source file."""
+    """``semantic.validate``: check every connection and source file, and each connection's
+    database where ktx can open it."""
+    from semantic_layer.dbcheck import check_databases
     from semantic_layer.project import load_project, project_root_from_payload
 
     try:
@@ -256,12 +283,16 @@ def validate(payload: dict[str, Any]) -> dict[str, Any]:
     except SemanticError as exc:
         raise _op_error(exc) from None
     project = load_project(root)
+    db_errors, warnings, checks = check_databases(project)
+    errors = project.issues + db_errors
     return {
-        "ok": not project.issues,
+        "ok": not errors,
         "projectDir": str(root),
         "connections": len(project.connections),
         "sources": project.source_files,
-        "errors": [i.to_json() for i in _in_file_order(project.issues)],
+        "errors": [i.to_json() for i in _in_file_order(errors)],
+        "warnings": [i.to_json() for i in _in_file_order(warnings)],
+        "databases": [c.to_json() for c in checks],
     }
 
 

@@ -109,7 +109,12 @@ class Join(Record):
 
 
 class Source(Record):
-    """One source file, resolved."""
+    """One source file, resolved.
+
+    ``lines`` maps key paths of the file to 1-based lines and ``paths`` each declared item,
+    ``(kind, name)`` with kind column/measure/segment, to its key path such as
+    ``("columns", 2)``: later checks (the database check of validate) report file:line too.
+    """
 
     __slots__ = (
         "name",
@@ -121,6 +126,8 @@ class Source(Record):
         "measures",
         "segments",
         "joins",
+        "lines",
+        "paths",
     )
 
     def __init__(self, name: str, connection: str, file: str, relation: Any = None) -> None:
@@ -133,12 +140,15 @@ class Source(Record):
         self.measures: dict[str, Measure] = {}
         self.segments: dict[str, Segment] = {}
         self.joins: list[Join] = []
+        self.lines: dict[tuple[Any, ...], int] = {}
+        self.paths: dict[tuple[str, str], tuple[Any, ...]] = {}
 
 
 class Project(Record):
-    """A loaded project. ``sources[connection_id][source_name]``."""
+    """A loaded project. ``sources[connection_id][source_name]``; ``lines`` maps key paths of
+    ``ktx.yaml`` to 1-based lines."""
 
-    __slots__ = ("root", "connections", "sources", "issues", "source_files")
+    __slots__ = ("root", "connections", "sources", "issues", "source_files", "lines")
 
     def __init__(
         self,
@@ -153,6 +163,7 @@ class Project(Record):
         self.sources = sources
         self.issues = issues
         self.source_files = source_files
+        self.lines: dict[tuple[Any, ...], int] = {}
 
     def connection(self, connection_id: str | None) -> Connection:
         """The named connection, or the only one; raises unknown/ambiguous_connection."""
@@ -234,16 +245,24 @@ class _FileContext:
         self.issues = issues
 
     def add(self, path: tuple[Any, ...], message: str) -> None:
-        from semantic_layer.yamlio import format_key
+        self.issues.append(issue_at(self.rel, self.lines, path, message))
 
-        line = None
-        probe = path
-        while line is None:
-            line = self.lines.get(probe)
-            if not probe:
-                break
-            probe = probe[:-1]
-        self.issues.append(Issue(self.rel, format_key(path), line, message))
+
+def issue_at(
+    file: str, lines: dict[tuple[Any, ...], int], path: tuple[Any, ...], message: str
+) -> Issue:
+    """An :class:`Issue` at key ``path`` of ``file``, on the line of ``path`` or of its nearest
+    enclosing key that ``lines`` knows."""
+    from semantic_layer.yamlio import format_key
+
+    line = None
+    probe = path
+    while line is None:
+        line = lines.get(probe)
+        if not probe:
+            break
+        probe = probe[:-1]
+    return Issue(file, format_key(path), line, message)
 
 
 def load_project(root: Path, *, load_sources: bool = True) -> Project:
@@ -264,6 +283,7 @@ def load_project(root: Path, *, load_sources: bool = True) -> Project:
     except (OSError, UnicodeDecodeError) as exc:
         issues.append(Issue(PROJECT_FILE, "", None, f"cannot read: {exc}"))
         return project
+    project.lines = lines
     ctx = _FileContext(PROJECT_FILE, lines, issues)
     _load_connections(root, data, ctx, connections)
     if load_sources:
@@ -433,6 +453,7 @@ def _load_connection_sources(
         if source is None:
             broken.add(file.stem)
             continue
+        source.lines = lines
         if source.name in by_name:
             ctx.add(
                 ("name",),
@@ -509,6 +530,7 @@ def _load_source_shape(conn: Connection, data: Any, ctx: _FileContext) -> Source
             continue
         if claim("column", cname, (*path, "name")):
             source.columns[cname] = Column(cname, ctype)
+            source.paths[("column", cname)] = path
     if not source.columns:
         ctx.add(("columns",), "declare at least one column")
 
@@ -537,6 +559,7 @@ def _load_source_shape(conn: Connection, data: Any, ctx: _FileContext) -> Source
                 continue
             if not claim(kind, iname, (*path, "name")):
                 continue
+            source.paths[(kind, iname)] = path
             if kind == "measure":
                 source.measures[iname] = Measure(iname, name)
             else:

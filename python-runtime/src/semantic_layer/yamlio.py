@@ -69,6 +69,8 @@ def load(path: Path) -> tuple[Any, dict[KeyPath, int]]:
         raise YamlError(f"invalid YAML: {problem}", line) from None
     except yaml.YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", None) from None
+    except RecursionError:  # the pure-Python composer recurses once per nesting level
+        raise YamlError(_too_deep(), None) from None
     finally:
         loader.dispose()
     return data, lines
@@ -76,6 +78,18 @@ def load(path: Path) -> tuple[Any, dict[KeyPath, int]]:
 
 #: Bound on converted nodes: aliases may repeat a subtree exponentially ("billion laughs").
 MAX_NODES = 200_000
+#: Bound on nesting (mappings and lists inside each other): a project file needs 4 or 5 levels;
+#: the conversion recurses once per level and must stay far from Python's recursion limit.
+MAX_DEPTH = 64
+
+
+def _too_deep() -> str:
+    return (
+        f"invalid YAML: nested more than {MAX_DEPTH} levels deep (lists or mappings inside "
+        "each other)"
+    )
+
+
 _STR_TAG = "tag:yaml.org,2002:str"
 
 
@@ -106,6 +120,8 @@ class _Converter:
             raise YamlError(f"document too large (over {MAX_NODES} nodes; aliases?)", line)
         if id(node) in self.active:
             raise YamlError("recursive alias (an anchor that contains itself)", line)
+        if len(path) > MAX_DEPTH:
+            raise YamlError(_too_deep(), line)
         self.lines[path] = line
         if isinstance(node, self.mapping_node):
             self.active.add(id(node))
