@@ -335,8 +335,11 @@ impl Ctx<'_> {
                 &format!("{step} in"),
                 target,
                 &format!(
-                    "`{}` {}: {}",
-                    display_command(cmd),
+                    "{} ({}): {}",
+                    Path::new(cmd.get_program())
+                        .file_name()
+                        .unwrap_or(cmd.get_program())
+                        .to_string_lossy(),
                     out.describe_exit(),
                     crate::disk::disk_full_line(&text)
                 ),

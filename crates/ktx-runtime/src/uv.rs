@@ -410,7 +410,7 @@ pub fn bootstrap(
         .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
         .tempdir_in(&tools)
         .map_err(|e| RuntimeError::io("create a staging directory in", &tools, &e))?;
-    bootstrap_in(
+    let result = bootstrap_in(
         layout,
         python,
         find_links,
@@ -418,7 +418,26 @@ pub fn bootstrap(
         &pins.version,
         wheels,
         tmp.path(),
-    )
+    );
+    let staging = tmp.path().to_path_buf();
+    let removed = tmp.close();
+    match result {
+        Err(mut e) if e.kind == ErrorKind::DiskFull => {
+            e.message.push_str(&match removed {
+                Ok(()) => format!(
+                    "\nThe partial download {} was removed; {} now.",
+                    staging.display(),
+                    crate::disk::describe_free(&tools)
+                ),
+                Err(err) => format!(
+                    "\nThe partial download {} could not be removed ({err}): remove it by hand.",
+                    staging.display()
+                ),
+            });
+            Err(e)
+        }
+        other => other,
+    }
 }
 
 /// Whether `dir` holds a wheel of uv `version` (`uv-<version>-*.whl`, any platform: pip picks).
@@ -482,7 +501,7 @@ fn bootstrap_in(
         if crate::disk::mentions_disk_full(&text) {
             return Err(crate::disk::error(
                 &format!("Bootstrapping uv {version}: pip download into"),
-                tmp,
+                &layout.uv_tools_dir(),
                 &crate::disk::disk_full_line(&text),
             ));
         }
