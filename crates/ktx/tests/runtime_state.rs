@@ -235,29 +235,13 @@ fn slow_a_damaged_venv_is_broken_and_install_or_yes_repairs_it() {
     let r = root.path();
     install_runtime(r);
     let rec = receipt(r);
-    let listed: Vec<&str> = rec["requiredFiles"]
-        .as_array()
-        .expect("the receipt lists its required files")
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    for want in ["bin/python", "pyvenv.cfg"] {
-        assert!(listed.contains(&want), "{listed:?}");
-    }
-    for suffix in [
-        "/site-packages",
-        ".dist-info/RECORD",
-        "/site-packages/ktx_daemon/__init__.py",
-    ] {
-        assert!(listed.iter().any(|f| f.ends_with(suffix)), "{listed:?}");
-    }
     let venv = PathBuf::from(rec["venvDir"].as_str().unwrap());
-    let site = venv.join(
-        listed
-            .iter()
-            .find(|f| f.ends_with("/site-packages"))
-            .unwrap(),
-    );
+    let site = fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("site-packages"))
+        .find(|p| p.is_dir())
+        .expect("the venv has lib/pythonX.Y/site-packages");
 
     // `<venv>/lib` deleted: broken, naming site-packages; install repairs it (no --force).
     fs::remove_dir_all(venv.join("lib")).unwrap();
@@ -291,8 +275,26 @@ fn slow_a_damaged_venv_is_broken_and_install_or_yes_repairs_it() {
     assert_eq!(v["performed"], true, "{v}");
     assert_eq!(status_json(r)["kind"], "ready");
 
-    // One package file deleted: broken, naming it; a lazy `--yes` install repairs it.
+    // The receipt lists what the checks stat.
     let rec = receipt(r);
+    let listed: Vec<&str> = rec["requiredFiles"]
+        .as_array()
+        .expect("the receipt lists its required files")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for want in ["bin/python", "pyvenv.cfg"] {
+        assert!(listed.contains(&want), "{listed:?}");
+    }
+    for suffix in [
+        "/site-packages",
+        ".dist-info/RECORD",
+        "/site-packages/ktx_daemon/__init__.py",
+    ] {
+        assert!(listed.iter().any(|f| f.ends_with(suffix)), "{listed:?}");
+    }
+
+    // One package file deleted: broken, naming it; a lazy `--yes` install repairs it.
     let venv = PathBuf::from(rec["venvDir"].as_str().unwrap());
     let init = rec["requiredFiles"]
         .as_array()
@@ -568,29 +570,35 @@ fn interrupt_a_bootstrap(r: &Path) {
     assert_eq!(status.unwrap().code(), Some(130));
 }
 
-/// An interrupted uv bootstrap leaves its staging directory; prune lists and removes it, and
-/// an empty half-placed `.uv.tmp-*` in the pinned uv's directory too; and the next install
-/// (which bootstraps uv for real) leaves nothing of an interrupted one behind.
-#[test]
-fn slow_an_interrupted_uv_bootstrap_leaves_nothing_behind() {
-    assert_pip_available();
-    let root = tempfile::tempdir().unwrap();
-    let r = root.path();
-    let tools = r.join("tools/uv");
+/// The staging directory left by an interrupted uv bootstrap, checked to be there.
+fn interrupted_staging(r: &Path) -> PathBuf {
     interrupt_a_bootstrap(r);
+    let tools = r.join("tools/uv");
     let staging: Vec<PathBuf> = names(&tools)
         .into_iter()
         .filter(|n| n.starts_with(".bootstrap-"))
         .map(|n| tools.join(n))
         .collect();
     assert_eq!(staging.len(), 1, "{:?}", names(&tools));
+    staging.into_iter().next().unwrap()
+}
+
+/// Prune lists and removes what interrupted uv bootstraps leave: the staging directory, and a
+/// half-placed `.uv.tmp-*` (even empty, file or directory) in the pinned uv's directory.
+#[test]
+fn slow_prune_removes_what_an_interrupted_uv_bootstrap_left() {
+    assert_pip_available();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let staging = interrupted_staging(r);
     // What a bootstrap killed while placing the binary leaves: an empty part file or dir.
-    let pinned = tools.join(pinned_uv());
+    let pinned = r.join("tools/uv").join(pinned_uv());
     fs::create_dir_all(&pinned).unwrap();
     let part_file = pinned.join(format!(".uv.tmp-{}", dead_pid()));
     fs::write(&part_file, "").unwrap();
     let part_dir = pinned.join(format!(".uv.tmp-{}-x1y2z3", dead_pid()));
     fs::create_dir(&part_dir).unwrap();
+    let leftovers = [staging, part_file, part_dir];
 
     let out = ktx(r)
         .args(["runtime", "prune", "--dry-run", "--json"])
@@ -604,13 +612,13 @@ fn slow_an_interrupted_uv_bootstrap_leaves_nothing_behind() {
         .iter()
         .map(|e| PathBuf::from(e["path"].as_str().unwrap()))
         .collect();
-    for want in staging.iter().chain([&part_file, &part_dir]) {
+    for want in &leftovers {
         assert!(listed.contains(want), "{want:?} not in {v}");
     }
     let out = ktx(r).args(["runtime", "prune", "--yes"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    for gone in staging.iter().chain([&part_file, &part_dir]) {
+    for gone in &leftovers {
         assert!(
             text.contains(&format!("Removed {} (uv, ", gone.display())),
             "{text}"
@@ -620,14 +628,16 @@ fn slow_an_interrupted_uv_bootstrap_leaves_nothing_behind() {
             "{gone:?} is still there"
         );
     }
+}
 
-    // Interrupted again; the next install bootstraps uv and removes what the last one left.
-    interrupt_a_bootstrap(r);
-    let left = names(&tools);
-    assert!(
-        left.iter().any(|n| n.starts_with(".bootstrap-")),
-        "{left:?}"
-    );
+/// The next install after an interrupted uv bootstrap (bootstrapping uv for real) removes what
+/// the interrupted one left: only the pinned uv (and the bootstrap lock) remain.
+#[test]
+fn slow_the_next_install_removes_what_an_interrupted_uv_bootstrap_left() {
+    assert_pip_available();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let staging = interrupted_staging(r);
     let empty = tempfile::tempdir().unwrap();
     let out = ktx(r)
         .env("PATH", empty.path())
@@ -638,10 +648,12 @@ fn slow_an_interrupted_uv_bootstrap_leaves_nothing_behind() {
     let err = stderr_of(&out);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("Bootstrapping uv"), "{err}");
+    assert!(!staging.exists(), "{staging:?} was left behind");
+    let tools = r.join("tools/uv");
     let left: Vec<String> = names(&tools)
         .into_iter()
         .filter(|n| n != ".bootstrap.lock")
         .collect();
     assert_eq!(left, vec![pinned_uv()], "left in {}", tools.display());
-    assert_eq!(names(&pinned), vec!["uv".to_string()]);
+    assert_eq!(names(&tools.join(pinned_uv())), vec!["uv".to_string()]);
 }
