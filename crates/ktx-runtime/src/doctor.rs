@@ -113,7 +113,7 @@ impl DoctorReport {
 }
 
 /// The runtime's checks: Python interpreter, uv (or the fallback), bundled wheel, managed
-/// runtime, and the optional local-embeddings feature.
+/// runtime, the optional local-embeddings feature, and the free disk space.
 pub fn runtime_checks(rt: &Runtime) -> Vec<Check> {
     let receipt = read_receipt(&rt.layout().receipt_path()).ok().flatten();
     vec![

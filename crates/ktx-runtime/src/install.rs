@@ -9,7 +9,9 @@
 //! 6. Write the receipt last (tmp, fsync, rename); garbage-collect older venvs (best-effort).
 //!
 //! A failure or an interrupt at any point leaves the previous receipt (and so the previous
-//! runtime, if any) in force.
+//! runtime, if any) in force. A full disk (ENOSPC, EDQUOT) at any step is an
+//! [`ErrorKind::DiskFull`] error that never falls back to another installer, and the attempt's
+//! partial venv is removed.
 
 use std::fs;
 use std::path::{Path, PathBuf};

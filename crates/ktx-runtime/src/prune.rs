@@ -182,8 +182,8 @@ pub fn plan(layout: &Layout) -> PrunePlan {
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
             let path = e.path();
-            if name == uv::BOOTSTRAP_LOCK || uv::staging_owner(&name).is_some() {
-                continue; // the lock stays; staging entries are planned below
+            if uv::staging_owner(&name).is_some() {
+                continue; // planned below
             }
             if Some(&name) == pinned.as_ref() {
                 plan.skip.push(PruneSkip {
@@ -206,7 +206,7 @@ pub fn plan(layout: &Layout) -> PrunePlan {
     }
     // What interrupted uv bootstraps left (a download dir, a half-placed binary, even empty):
     // removed unless a bootstrap runs now.
-    let lock = layout.uv_tools_dir().join(uv::BOOTSTRAP_LOCK);
+    let lock = uv::bootstrap_lock_path(layout);
     let bootstrapping = held_by_other(&lock);
     for (path, owner) in uv::staging_entries(layout) {
         if plan.remove.iter().any(|e| path.starts_with(&e.path)) {
@@ -283,7 +283,7 @@ pub fn execute(layout: &Layout, plan: &PrunePlan) -> PruneResult {
             .unwrap_or_default();
         if entry.kind == PruneKind::Uv && uv::staging_owner(&name).is_some() {
             // A bootstrap that started since planning holds the lock: leave its staging alone.
-            let lock = layout.uv_tools_dir().join(uv::BOOTSTRAP_LOCK);
+            let lock = uv::bootstrap_lock_path(layout);
             let guard = match try_lock(&lock) {
                 Ok(Some(g)) => g,
                 _ => {

@@ -24,7 +24,8 @@ pub enum StatusKind {
     Incomplete,
     /// A receipt for another wheel checksum, ktx version, or without a required feature.
     Mismatched,
-    /// A receipt, but the venv, its interpreter or the interpreter's base is gone.
+    /// A receipt, but the venv is gone or damaged (a required file is missing), its interpreter
+    /// is not the venv's own, or the interpreter's base is gone.
     Broken,
 }
 

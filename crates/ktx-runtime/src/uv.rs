@@ -6,7 +6,10 @@
 //! --require-hashes` of the pinned wheel for this platform (hashes in `uv-pins.json`, refreshed
 //! with `cargo xtask refresh-uv-pins`), extract `uv` from the wheel's `.data/scripts/`, place it
 //! atomically with mode 0755. Offline (`--find-links DIR`), the bootstrap is skipped when `DIR`
-//! holds no wheel of the pinned version: pip could only fail.
+//! holds no wheel of the pinned version: pip could only fail. A bootstrap holds
+//! `<root>/tools/uv-bootstrap.lock`, stages in `.bootstrap-<pid>-<random>/` and places the
+//! binary through `.uv.tmp-<pid>-<random>`; what a killed bootstrap left is removed by the next
+//! install (and by `ktx runtime prune`) once its process is gone.
 //!
 //! When the `uv` on PATH is a script (a pyenv shim, 50-150 ms per call), [`prefer_real_uv`]
 //! swaps in the real binary next to the probed interpreter, when there is one.
@@ -256,9 +259,12 @@ fn choose_real_uv(
     }
 }
 
-/// `<root>/tools/uv/.bootstrap.lock`: held by a bootstrap, so two never share the staging area
-/// and a stale staging entry can be told from one in use.
-pub const BOOTSTRAP_LOCK: &str = ".bootstrap.lock";
+/// `<root>/tools/uv-bootstrap.lock`: held by a bootstrap, so two never share the staging area
+/// and a stale staging entry can be told from one in use. Outside `tools/uv/`, whose every
+/// entry is a uv copy or staging to prune.
+pub fn bootstrap_lock_path(layout: &Layout) -> PathBuf {
+    layout.root().join("tools").join("uv-bootstrap.lock")
+}
 /// Prefix of a bootstrap's download dir `<tools>/uv/.bootstrap-<pid>-<random>/`.
 pub const STAGING_PREFIX: &str = ".bootstrap-";
 /// Prefix of the binary being placed `<tools>/uv/<version>/.uv.tmp-<pid>-<random>`.
@@ -275,7 +281,7 @@ pub fn staging_owner(name: &str) -> Option<Option<u32>> {
 
 /// The staging entries under `<root>/tools/uv/` whose owner process is gone (a download dir
 /// or a half-placed binary of a bootstrap that was killed), as (path, owner). Reads only; the
-/// caller decides under [`BOOTSTRAP_LOCK`] whether to remove them.
+/// caller decides under [`bootstrap_lock_path`] whether to remove them.
 pub fn staging_entries(layout: &Layout) -> Vec<(PathBuf, Option<u32>)> {
     let tools = layout.uv_tools_dir();
     let mut found = Vec::new();
@@ -311,7 +317,7 @@ pub(crate) fn remove_entry(path: &Path) -> std::io::Result<()> {
 }
 
 /// Removes the staging entries left by bootstraps whose process is gone. Call only while
-/// holding [`BOOTSTRAP_LOCK`]. Returns what was removed.
+/// holding [`bootstrap_lock_path`]. Returns what was removed.
 fn remove_stale_staging(layout: &Layout, log: &InstallLog) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     for (path, owner) in staging_entries(layout) {
@@ -336,7 +342,7 @@ fn remove_stale_staging(layout: &Layout, log: &InstallLog) -> Vec<PathBuf> {
 /// ~17 MB, a half-placed binary) if no bootstrap is running now. Best-effort; every install
 /// calls it, so an interrupted bootstrap leaves nothing behind after the next install.
 pub fn clean_interrupted_bootstraps(layout: &Layout, log: &InstallLog) {
-    let lock = layout.uv_tools_dir().join(BOOTSTRAP_LOCK);
+    let lock = bootstrap_lock_path(layout);
     if staging_entries(layout).is_empty() {
         return;
     }
@@ -353,7 +359,7 @@ fn uv_err(message: String) -> RuntimeError {
 /// Downloads the pinned uv wheel for this platform with `python -m pip download
 /// --require-hashes` (honouring pip's index configuration, or `find_links` offline), extracts
 /// the `uv` binary and places it atomically at `<root>/tools/uv/<version>/uv`, under
-/// [`BOOTSTRAP_LOCK`] and after removing what interrupted bootstraps left. An error of kind
+/// [`bootstrap_lock_path`] and after removing what interrupted bootstraps left. An error of kind
 /// [`ErrorKind::DiskFull`] means the disk is full (the caller must not fall back to pip);
 /// any other error says why uv cannot be bootstrapped (the caller then falls back to pip).
 pub fn bootstrap(
@@ -383,7 +389,7 @@ pub fn bootstrap(
     let tools = layout.uv_tools_dir();
     fs::create_dir_all(&tools).map_err(|e| RuntimeError::io("create directory", &tools, &e))?;
     let _guard = crate::lock::lock_with_timeout(
-        &tools.join(BOOTSTRAP_LOCK),
+        &bootstrap_lock_path(layout),
         crate::lock::lock_timeout_from_env(),
         |pid| {
             log.line(&format!(
