@@ -688,6 +688,30 @@ mod tests {
     }
 
     #[test]
+    fn staging_names_carry_their_owner() {
+        assert_eq!(staging_owner(".bootstrap-123-AbCd12"), Some(Some(123)));
+        assert_eq!(staging_owner(".bootstrap-123"), Some(Some(123)));
+        assert_eq!(staging_owner(".uv.tmp-77-x"), Some(Some(77)));
+        assert_eq!(staging_owner(".uv.tmp-"), Some(None));
+        assert_eq!(staging_owner("0.13.8"), None);
+        assert_eq!(staging_owner("uv"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path(), "0.1.0");
+        let tools = layout.uv_tools_dir();
+        fs::create_dir_all(tools.join("0.13.8")).unwrap();
+        fs::create_dir_all(tools.join(".bootstrap-5-a")).unwrap();
+        fs::write(tools.join("0.13.8/.uv.tmp-6-b"), "").unwrap();
+        fs::write(tools.join("0.13.8/uv"), "").unwrap();
+        assert_eq!(
+            staging_entries(&layout),
+            vec![
+                (tools.join(".bootstrap-5-a"), Some(5)),
+                (tools.join("0.13.8/.uv.tmp-6-b"), Some(6)),
+            ]
+        );
+    }
+
+    #[test]
     fn wheelhouse_uv_detection() {
         let dir = tempfile::tempdir().unwrap();
         assert!(!wheelhouse_has_uv(dir.path(), "0.13.8"));
