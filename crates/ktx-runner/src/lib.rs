@@ -275,7 +275,9 @@ fn prompt(
 }
 
 /// Makes sure the runtime has `opts.features`, installing per `opts.policy`; returns the
-/// receipt of the ready runtime.
+/// receipt of the ready runtime. That receipt comes from a status that checked it (its
+/// interpreter is its own venv's, the files the venv needs exist) or from the install that just
+/// built it: its `python_path` is the only interpreter a call may run.
 pub fn ensure_runtime(rt: &Runtime, opts: &CallOptions) -> Result<Receipt, RunError> {
     let features = normalize_features(&opts.features);
     let st = rt.status(&features);

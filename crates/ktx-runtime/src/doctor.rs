@@ -4,17 +4,19 @@
 //! Other crates add checks by pushing to [`DoctorReport::checks`] (e.g. the daemon check).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
 
 use crate::abi::{self, Reply};
+use crate::disk;
 use crate::python::{self, Search};
 use crate::receipt::{read_receipt, Receipt};
 use crate::status::StatusKind;
 use crate::uv;
+use crate::venv_files::site_packages;
 use crate::{Feature, Runtime};
 
 /// Requires-Python assumed when the bundled manifest cannot be read.
@@ -111,7 +113,7 @@ impl DoctorReport {
 }
 
 /// The runtime's checks: Python interpreter, uv (or the fallback), bundled wheel, managed
-/// runtime, and the optional local-embeddings feature.
+/// runtime, the optional local-embeddings feature, and the free disk space.
 pub fn runtime_checks(rt: &Runtime) -> Vec<Check> {
     let receipt = read_receipt(&rt.layout().receipt_path()).ok().flatten();
     vec![
@@ -120,7 +122,60 @@ pub fn runtime_checks(rt: &Runtime) -> Vec<Check> {
         check_wheel(rt),
         check_runtime(rt),
         check_local_embeddings(receipt.as_ref()),
+        check_disk_space(rt.layout().root()),
     ]
+}
+
+/// The label of the disk-space check.
+pub const DISK_SPACE_LABEL: &str = "disk space";
+
+/// The `disk space` check on the filesystem of the runtime root: FAIL below
+/// [`disk::MIN_FREE_BYTES`] (an install or repair cannot succeed), WARN below
+/// [`disk::WARN_FREE_BYTES`] (not enough for local-embeddings) or when it cannot be measured.
+pub fn check_disk_space(root: &Path) -> Check {
+    check_free_space(root, disk::free_space(root))
+}
+
+fn check_free_space(root: &Path, free: Option<u64>) -> Check {
+    let label = DISK_SPACE_LABEL;
+    let Some(free) = free else {
+        return Check::new(
+            label,
+            Outcome::Warn,
+            format!("the free space of {} cannot be measured", root.display()),
+            None,
+        );
+    };
+    let detail = format!(
+        "{} free on the filesystem of {}",
+        disk::human_bytes(free),
+        root.display()
+    );
+    if free < disk::MIN_FREE_BYTES {
+        Check::new(
+            label,
+            Outcome::Fail,
+            format!(
+                "{detail}: an install needs at least {}",
+                disk::human_bytes(disk::MIN_FREE_BYTES)
+            ),
+            Some(format!(
+                "Free at least {} on that disk, or set KTX_RUNTIME_ROOT to a directory on another disk; `ktx runtime prune --dry-run` lists old runtimes to remove.",
+                disk::human_bytes(disk::MIN_FREE_BYTES)
+            )),
+        )
+    } else if free < disk::WARN_FREE_BYTES {
+        Check::new(
+            label,
+            Outcome::Warn,
+            format!(
+                "{detail}: enough for the core runtime, not for local-embeddings (about 4.7 GB)"
+            ),
+            Some("Free more space before `ktx runtime install --feature local-embeddings`.".into()),
+        )
+    } else {
+        Check::new(label, Outcome::Pass, detail, None)
+    }
 }
 
 /// The label of the local-embeddings check.
@@ -197,23 +252,6 @@ pub fn check_local_embeddings(receipt: Option<&Receipt>) -> Check {
         ),
         None,
     )
-}
-
-/// `<venv>/lib/pythonX.Y/site-packages` (`<venv>\Lib\site-packages` on Windows), if present.
-fn site_packages(venv: &Path) -> Option<PathBuf> {
-    if cfg!(windows) {
-        let p = venv.join("Lib").join("site-packages");
-        return p.is_dir().then_some(p);
-    }
-    let mut found: Vec<PathBuf> = fs::read_dir(venv.join("lib"))
-        .ok()?
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("python"))
-        .map(|e| e.path().join("site-packages"))
-        .filter(|p| p.is_dir())
-        .collect();
-    found.sort();
-    found.pop()
 }
 
 /// The version in `<dist>-<version>.dist-info` under `site` (names normalised as wheels write
@@ -429,6 +467,7 @@ fn check_runtime(rt: &Runtime) -> Check {
 mod tests {
     use super::*;
     use crate::receipt::{InstallerRecord, InterpreterRecord, RECEIPT_SCHEMA_VERSION};
+    use std::path::PathBuf;
 
     fn receipt(venv: &Path, features: &[&str]) -> Receipt {
         Receipt {
@@ -447,6 +486,7 @@ mod tests {
                 version: Some("0.13.8".into()),
             },
             installed_at: "2026-01-01T00:00:00Z".into(),
+            required_files: Vec::new(),
         }
     }
 
@@ -497,6 +537,36 @@ mod tests {
         assert!(text.starts_with("FAIL local embeddings: "), "{text}");
         assert!(text
             .contains("\n  Fix: ktx runtime install --feature local-embeddings --yes --force\n"));
+    }
+
+    #[test]
+    fn disk_space_fails_below_what_an_install_needs() {
+        let root = Path::new("/r");
+        let c = check_free_space(root, Some(12_000_000));
+        assert_eq!(c.outcome, Outcome::Fail);
+        assert_eq!(
+            c.detail,
+            "12.0 MB free on the filesystem of /r: an install needs at least 100.0 MB"
+        );
+        assert!(c.fix.unwrap().contains("KTX_RUNTIME_ROOT"));
+        assert_eq!(
+            check_free_space(root, Some(500_000_000)).outcome,
+            Outcome::Warn
+        );
+        assert_eq!(check_free_space(root, None).outcome, Outcome::Warn);
+        let c = check_free_space(root, Some(20_000_000_000));
+        assert_eq!(
+            (c.outcome, c.detail.as_str()),
+            (Outcome::Pass, "20.0 GB free on the filesystem of /r")
+        );
+        // measured on a real path (the nearest existing ancestor of a missing root)
+        let tmp = tempfile::tempdir().unwrap();
+        let c = check_disk_space(&tmp.path().join("not/yet"));
+        assert!(
+            c.detail.contains(" free on the filesystem of "),
+            "{}",
+            c.detail
+        );
     }
 
     #[test]

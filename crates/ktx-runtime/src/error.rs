@@ -23,6 +23,9 @@ pub enum ErrorKind {
     Config,
     /// A prune or other destructive command was refused (e.g. missing `--yes`).
     Refused,
+    /// The disk is full or the quota is exhausted (ENOSPC, EDQUOT) at some step: never a reason
+    /// to fall back to another installer.
+    DiskFull,
 }
 
 /// An actionable error: a message naming the path and the operation, the log of the attempt
@@ -51,8 +54,12 @@ impl RuntimeError {
     }
 
     /// A filesystem error: "failed to `op` `path`: `err`", with a hint for the causes a user
-    /// can fix (full disk, read-only or foreign-owned root, a file where a directory belongs).
+    /// can fix (read-only or foreign-owned root, a file where a directory belongs). A full disk
+    /// or quota is a [`ErrorKind::DiskFull`] error that says so, with the free space there.
     pub fn io(op: &str, path: &Path, err: &std::io::Error) -> Self {
+        if crate::disk::is_disk_full(err) {
+            return crate::disk::error(op, path, &err.to_string());
+        }
         let e = RuntimeError::new(
             ErrorKind::Io,
             format!("failed to {op} {}: {err}", path.display()),
@@ -85,9 +92,6 @@ impl RuntimeError {
 fn io_hint(err: &std::io::Error) -> Option<&'static str> {
     use std::io::ErrorKind as K;
     match err.kind() {
-        K::StorageFull | K::QuotaExceeded => Some(
-            "The disk is full. Free space, or set KTX_RUNTIME_ROOT to a directory on another disk; `ktx runtime prune --dry-run` lists old runtimes to remove.",
-        ),
         K::ReadOnlyFilesystem | K::PermissionDenied => Some(
             "The runtime root is not writable. Set KTX_RUNTIME_ROOT to a directory you can write, e.g. `export KTX_RUNTIME_ROOT=$HOME/.ktx-runtime`.",
         ),
@@ -120,9 +124,8 @@ mod tests {
     #[test]
     fn io_errors_carry_a_fix_for_the_causes_users_can_fix() {
         let p = Path::new("/r/0.1.0/manifest.json");
-        // ENOSPC, EROFS, ENOTDIR (same numbers on Linux and macOS)
+        // EROFS, ENOTDIR (same numbers on Linux and macOS)
         for (errno, needle) in [
-            (28, "KTX_RUNTIME_ROOT to a directory on another disk"),
             (30, "Set KTX_RUNTIME_ROOT to a directory you can write"),
             (20, "A file stands where ktx needs a directory"),
         ] {
@@ -133,6 +136,20 @@ mod tests {
                 "{text}"
             );
             assert!(text.contains(needle), "errno {errno}: {text}");
+        }
+        // ENOSPC and EDQUOT: a disk-full error naming the path and the free space there
+        for errno in [libc::ENOSPC, libc::EDQUOT] {
+            let e = RuntimeError::io("write", p, &std::io::Error::from_raw_os_error(errno));
+            assert_eq!(e.kind, ErrorKind::DiskFull);
+            let text = e.to_string();
+            assert!(
+                text.starts_with("the disk is full: write /r/0.1.0/manifest.json failed: "),
+                "{text}"
+            );
+            assert!(
+                text.contains("KTX_RUNTIME_ROOT to a directory on another disk"),
+                "{text}"
+            );
         }
         let other = std::io::Error::other("boom");
         assert!(RuntimeError::io("read", p, &other).hints.is_empty());

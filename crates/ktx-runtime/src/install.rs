@@ -9,7 +9,9 @@
 //! 6. Write the receipt last (tmp, fsync, rename); garbage-collect older venvs (best-effort).
 //!
 //! A failure or an interrupt at any point leaves the previous receipt (and so the previous
-//! runtime, if any) in force.
+//! runtime, if any) in force. A full disk (ENOSPC, EDQUOT) at any step is an
+//! [`ErrorKind::DiskFull`] error that never falls back to another installer, and the attempt's
+//! partial venv is removed.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -160,6 +162,7 @@ pub fn install(
     }
     let log = InstallLog::create(&layout.logs_dir())?;
     remove_unnamed_venvs(layout, current.as_ref().map(|r| r.venv_dir.as_path()), &log);
+    uv::clean_interrupted_bootstraps(layout, &log);
     log.line(&format!(
         "ktx {} installing features [{}] into {}",
         layout.version(),
@@ -175,11 +178,16 @@ pub fn install(
     if let Some(dir) = &find_links {
         log.line(&format!("offline: --find-links {}", dir.display()));
     }
+    // Named here so a failure on a full disk can remove exactly this attempt's venv.
+    let venv = layout
+        .venvs_dir()
+        .join(format!("{}-{}", now_stamp(), std::process::id()));
     match build(
         layout,
         assets,
         &features,
         find_links.as_deref(),
+        &venv,
         &log,
         reporter,
     ) {
@@ -195,6 +203,11 @@ pub fn install(
             })
         }
         Err(mut e) => {
+            if e.kind == ErrorKind::DiskFull {
+                // A partial venv on a full disk only keeps the disk full (and would read as an
+                // interrupted install): remove it, and say how much space that left.
+                e = remove_partial_venv(layout, &venv, e, &log);
+            }
             log.line(&format!("FAILED: {}", e.message));
             if e.log.is_none() {
                 e = e.with_log(log.path());
@@ -202,6 +215,44 @@ pub fn install(
             Err(e)
         }
     }
+}
+
+/// Removes the venv of a failed attempt (and `venvs/` when that leaves it empty) and adds to
+/// `e` what was removed and the free space now.
+fn remove_partial_venv(
+    layout: &Layout,
+    venv: &Path,
+    mut e: RuntimeError,
+    log: &InstallLog,
+) -> RuntimeError {
+    if fs::symlink_metadata(venv).is_err() {
+        return e;
+    }
+    match remove_tree(venv) {
+        Ok(()) => {
+            // Only succeeds when empty: a `venvs/` left by this attempt alone is gone too.
+            let _ = fs::remove_dir(layout.venvs_dir());
+            log.line(&format!("removed the partial venv {}", venv.display()));
+            e.message.push_str(&format!(
+                "
+The partial venv {} was removed; {} now.",
+                venv.display(),
+                crate::disk::describe_free(&layout.version_dir())
+            ));
+        }
+        Err(err) => {
+            log.line(&format!(
+                "cannot remove the partial venv {}: {err}",
+                venv.display()
+            ));
+            e.message.push_str(&format!(
+                "
+The partial venv {} could not be removed ({err}): remove it by hand.",
+                venv.display()
+            ));
+        }
+    }
+    e
 }
 
 /// Removes every `venvs/*` entry except `keep` (interrupted builds, replaced venvs; we hold
@@ -248,11 +299,13 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Runs one installer command with the cleaned environment, logs it, maps failure to an
-    /// error with the tail of its output and hints.
+    /// Runs one installer command (writing into `target`) with the cleaned environment, logs
+    /// it, maps failure to an error with the tail of its output and hints; a full disk to a
+    /// [`ErrorKind::DiskFull`] error naming `target` and its free space.
     fn run(
         &self,
         step: &str,
+        target: &Path,
         cmd: &mut Command,
         allow_python_downloads: bool,
         timeout: Duration,
@@ -262,6 +315,9 @@ impl Ctx<'_> {
         let env = installer_env(cmd, allow_python_downloads);
         let out = run_bounded(cmd, None, &Limits::new(timeout)).map_err(|e| {
             self.log.spawn_failed(cmd, &e);
+            if crate::disk::is_disk_full(&e) {
+                return crate::disk::error(&format!("{step}: starting"), target, &e.to_string());
+            }
             RuntimeError::new(
                 ErrorKind::Install,
                 format!(
@@ -273,6 +329,23 @@ impl Ctx<'_> {
         self.log.command(cmd, &env, &out);
         if out.success() {
             return Ok(out);
+        }
+        let text = format!("{}\n{}", out.stdout_text(), out.stderr_text());
+        if crate::disk::mentions_disk_full(&text) {
+            // Not a reason to try anything else: every installer would fail the same way.
+            return Err(crate::disk::error(
+                &format!("{step} in"),
+                target,
+                &format!(
+                    "{} ({}): {}",
+                    Path::new(cmd.get_program())
+                        .file_name()
+                        .unwrap_or(cmd.get_program())
+                        .to_string_lossy(),
+                    out.describe_exit(),
+                    crate::disk::disk_full_line(&text)
+                ),
+            ));
         }
         let tail = out.tail(12);
         let mut err = RuntimeError::new(
@@ -288,7 +361,6 @@ impl Ctx<'_> {
                 }
             ),
         );
-        let text = format!("{}\n{}", out.stdout_text(), out.stderr_text());
         for h in hints_for(&text, self.offline, &self.wheel) {
             err = err.with_hint(h);
         }
@@ -351,6 +423,7 @@ fn build(
     assets: &Assets,
     features: &[Feature],
     find_links: Option<&Path>,
+    venv: &Path,
     log: &InstallLog,
     reporter: &dyn Reporter,
 ) -> Result<(Receipt, InstallerKind), RuntimeError> {
@@ -427,7 +500,10 @@ fn build(
             )));
             match uv::bootstrap(layout, py, find_links, log) {
                 Ok(u) => Some(u),
-                Err(why) => {
+                // A full disk fails the pip fallback too (and leaves more behind).
+                Err(e) if e.kind == ErrorKind::DiskFull => return Err(e),
+                Err(e) => {
+                    let why = e.message;
                     log.line(&format!("uv: bootstrap failed: {why}"));
                     let notice = format!(
                         "uv is not available ({why}).\nFalling back to `python -m venv` + pip, which is slower. For faster installs, install uv: https://docs.astral.sh/uv/getting-started/installation/ (or `pip install uv`)."
@@ -470,9 +546,8 @@ fn build(
     let wheel = wheel_copy(layout, assets)?;
     let venvs = layout.venvs_dir();
     fs::create_dir_all(&venvs).map_err(|e| RuntimeError::io("create directory", &venvs, &e))?;
-    let venv = venvs.join(format!("{}-{}", now_stamp(), std::process::id()));
-    let _ = remove_tree(&venv);
-    let python = venv_python(&venv);
+    let _ = remove_tree(venv);
+    let python = venv_python(venv);
     let req = requirement(&wheel, &assets.manifest.distribution_name, features);
     match (&uv, &interp) {
         (Some(uv), interp) => {
@@ -482,11 +557,12 @@ fn build(
                 Some(i) => cmd.arg(&i.path),
                 None => cmd.arg(spec.as_str()),
             };
-            cmd.arg(&venv);
+            cmd.arg(venv);
             // Offline, uv may still use a Python it installed earlier, but never downloads one.
             let download_python = interp.is_none() && find_links.is_none();
             ctx.run(
                 "Creating virtual environment",
+                venv,
                 &mut cmd,
                 download_python,
                 VENV_TIMEOUT,
@@ -509,7 +585,13 @@ fn build(
                 let overrides = write_uv_overrides(log)?;
                 cmd.arg("--override").arg(&overrides);
             }
-            ctx.run("Installing packages", &mut cmd, false, PACKAGES_TIMEOUT)?;
+            ctx.run(
+                "Installing packages",
+                venv,
+                &mut cmd,
+                false,
+                PACKAGES_TIMEOUT,
+            )?;
         }
         (None, Some(interp)) => {
             // With pip >= 22.3 in the base interpreter, `pip --python VENV_PYTHON install`
@@ -530,9 +612,10 @@ fn build(
             if base_pip.is_some() {
                 cmd.arg("--without-pip");
             }
-            cmd.arg(&venv);
+            cmd.arg(venv);
             ctx.run(
                 "Creating virtual environment (python -m venv)",
+                venv,
                 &mut cmd,
                 false,
                 VENV_TIMEOUT,
@@ -559,6 +642,7 @@ fn build(
             }
             ctx.run(
                 "Installing packages with pip",
+                venv,
                 &mut cmd,
                 false,
                 PACKAGES_TIMEOUT,
@@ -588,12 +672,23 @@ fn build(
             version: py_version,
         },
     };
+    // What `status` stats to tell a damaged venv from a ready one (no Python start).
+    let (required_files, why) = crate::venv_files::required_files(
+        venv,
+        &assets.manifest.distribution_name,
+        &interpreter.version,
+    );
+    if let Some(why) = why {
+        log.line(&format!(
+            "required files: {why}; recording the layout's files"
+        ));
+    }
     let receipt = Receipt {
         schema_version: RECEIPT_SCHEMA_VERSION,
         ktx_version: layout.version().to_string(),
         wheel_sha256: assets.manifest.wheel.sha256.clone(),
         features: features.iter().map(|f| f.as_str().to_string()).collect(),
-        venv_dir: venv.clone(),
+        venv_dir: venv.to_path_buf(),
         python_path: python.clone(),
         interpreter,
         installer: match &uv {
@@ -607,6 +702,7 @@ fn build(
             },
         },
         installed_at: now_rfc3339(),
+        required_files,
     };
     let text = serde_json::to_string_pretty(&receipt)
         .map_err(|e| RuntimeError::new(ErrorKind::Io, format!("cannot encode the receipt: {e}")))?;

@@ -19,6 +19,7 @@
 
 pub mod abi;
 pub mod assets;
+pub mod disk;
 pub mod doctor;
 mod error;
 mod features;
@@ -37,6 +38,7 @@ pub mod receipt;
 pub mod status;
 pub mod uv;
 mod venv_check;
+mod venv_files;
 
 use std::path::{Path, PathBuf};
 

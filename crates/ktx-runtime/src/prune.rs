@@ -96,8 +96,9 @@ pub(crate) fn live_daemon(version_dir: &Path) -> Option<u32> {
     pid_alive(pid).then_some(pid)
 }
 
+/// Whether process `pid` exists (Unix: signal 0; elsewhere assumed alive, conservatively).
 #[cfg(unix)]
-fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };
@@ -110,7 +111,7 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 #[cfg(not(unix))]
-fn pid_alive(_: u32) -> bool {
+pub(crate) fn pid_alive(_: u32) -> bool {
     true // conservative: never prune a version whose daemon might run
 }
 
@@ -181,19 +182,13 @@ pub fn plan(layout: &Layout) -> PrunePlan {
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
             let path = e.path();
-            let bootstrapping = name
-                .strip_prefix(".bootstrap-")
-                .and_then(|pid| pid.parse::<u32>().ok())
-                .filter(|pid| pid_alive(*pid));
+            if uv::staging_owner(&name).is_some() {
+                continue; // planned below
+            }
             if Some(&name) == pinned.as_ref() {
                 plan.skip.push(PruneSkip {
                     path,
                     reason: "uv pinned by this ktx".into(),
-                });
-            } else if let Some(pid) = bootstrapping {
-                plan.skip.push(PruneSkip {
-                    path,
-                    reason: format!("in use: a uv bootstrap by pid {pid} is in progress"),
                 });
             } else if versions_in_use && !name.starts_with('.') {
                 plan.skip.push(PruneSkip {
@@ -207,6 +202,35 @@ pub fn plan(layout: &Layout) -> PrunePlan {
                     kind: PruneKind::Uv,
                 });
             }
+        }
+    }
+    // What interrupted uv bootstraps left (a download dir, a half-placed binary, even empty):
+    // removed unless a bootstrap runs now.
+    let lock = uv::bootstrap_lock_path(layout);
+    let bootstrapping = held_by_other(&lock);
+    for (path, owner) in uv::staging_entries(layout) {
+        if plan.remove.iter().any(|e| path.starts_with(&e.path)) {
+            continue; // inside a uv version dir that goes as a whole
+        }
+        if bootstrapping {
+            plan.skip.push(PruneSkip {
+                path,
+                reason: format!(
+                    "in use: a uv bootstrap is in progress ({} is held)",
+                    lock.display()
+                ),
+            });
+        } else if let Some(pid) = owner.filter(|pid| pid_alive(*pid)) {
+            plan.skip.push(PruneSkip {
+                path,
+                reason: format!("in use: a uv bootstrap by pid {pid} is in progress"),
+            });
+        } else {
+            plan.remove.push(PruneEntry {
+                bytes: dir_size(&path),
+                path,
+                kind: PruneKind::Uv,
+            });
         }
     }
     plan
@@ -257,6 +281,32 @@ pub fn execute(layout: &Layout, plan: &PrunePlan) -> PruneResult {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if entry.kind == PruneKind::Uv && uv::staging_owner(&name).is_some() {
+            // A bootstrap that started since planning holds the lock: leave its staging alone.
+            let lock = uv::bootstrap_lock_path(layout);
+            let guard = match try_lock(&lock) {
+                Ok(Some(g)) => g,
+                _ => {
+                    result.skipped.push(PruneSkip {
+                        path: entry.path.clone(),
+                        reason: format!(
+                            "in use: a uv bootstrap is in progress ({} is held)",
+                            lock.display()
+                        ),
+                    });
+                    continue;
+                }
+            };
+            match uv::remove_entry(&entry.path) {
+                Ok(()) => result.removed.push(entry.clone()),
+                Err(e) => result.failed.push(PruneSkip {
+                    path: entry.path.clone(),
+                    reason: format!("cannot remove {}: {e}", entry.path.display()),
+                }),
+            }
+            drop(guard);
+            continue;
+        }
         let aside = layout
             .root()
             .join(format!(".prune-{name}-{}", std::process::id()));

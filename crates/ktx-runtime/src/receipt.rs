@@ -49,6 +49,12 @@ pub struct Receipt {
     pub installer: InstallerRecord,
     /// RFC 3339 UTC time the install finished.
     pub installed_at: String,
+    /// Paths relative to [`Receipt::venv_dir`] that must exist for the venv to import the
+    /// package (its interpreter, `pyvenv.cfg`, site-packages, the packages' `__init__.py`, the
+    /// distribution's `RECORD`): `status` stats them, without starting Python. Absent in
+    /// receipts of older ktx, which are checked against a set derived from the venv layout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_files: Vec<PathBuf>,
 }
 
 /// Reads a receipt. `Ok(None)` when there is no file; `Err(reason)` when it exists but is not a

@@ -24,7 +24,8 @@ pub enum StatusKind {
     Incomplete,
     /// A receipt for another wheel checksum, ktx version, or without a required feature.
     Mismatched,
-    /// A receipt, but the venv, its interpreter or the interpreter's base is gone.
+    /// A receipt, but the venv is gone or damaged (a required file is missing), its interpreter
+    /// is not the venv's own, or the interpreter's base is gone.
     Broken,
 }
 
@@ -78,15 +79,20 @@ pub struct Status {
     pub manifest: Option<Receipt>,
 }
 
-/// Why a receipt's venv cannot run, if it cannot: the venv dir, its python, `pyvenv.cfg` and
-/// the base interpreter's home must all exist.
-pub fn venv_problem(receipt: &Receipt) -> Option<String> {
-    let venv = &receipt.venv_dir;
-    if !venv.is_dir() {
-        return Some(format!("the venv {} is gone", venv.display()));
-    }
-    let cfg = venv.join("pyvenv.cfg");
-    let Ok(text) = fs::read_to_string(&cfg) else {
+/// Why a receipt's venv cannot be trusted or cannot run, if so. Cheap (no Python start):
+///
+/// - the venv must resolve to a directory directly under `layout`'s `venvs/`, and the
+///   interpreter to that venv's own `bin/python` (otherwise nothing of it is executed);
+/// - `pyvenv.cfg` must name a base interpreter home that exists;
+/// - every file the receipt lists as required (or, for older receipts, the interpreter,
+///   site-packages and the `ktx_daemon` package) must exist.
+pub fn venv_problem(layout: &Layout, receipt: &Receipt) -> Option<String> {
+    let real_venv = match crate::venv_files::confined_venv(layout, receipt) {
+        Ok(p) => p,
+        Err(why) => return Some(why),
+    };
+    let cfg = receipt.venv_dir.join("pyvenv.cfg");
+    let Ok(text) = fs::read_to_string(real_venv.join("pyvenv.cfg")) else {
         return Some(format!("{} is missing", cfg.display()));
     };
     let home = text.lines().find_map(|l| {
@@ -104,13 +110,7 @@ pub fn venv_problem(receipt: &Receipt) -> Option<String> {
         }
         Some(_) => {}
     }
-    if fs::metadata(&receipt.python_path).is_err() {
-        return Some(format!(
-            "{} is missing or points to a missing interpreter",
-            receipt.python_path.display()
-        ));
-    }
-    None
+    crate::venv_files::missing_file(receipt, &real_venv)
 }
 
 /// What stops ktx from installing under `layout` right now, if anything: an existing path
@@ -248,7 +248,7 @@ pub fn status(
                 wheel_sha256.unwrap_or_default()
             ),
         )
-    } else if let Some(problem) = venv_problem(&receipt) {
+    } else if let Some(problem) = venv_problem(layout, &receipt) {
         (
             StatusKind::Broken,
             format!("{problem}; {}", repair(layout, "rebuilds")),

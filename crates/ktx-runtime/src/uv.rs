@@ -6,7 +6,10 @@
 //! --require-hashes` of the pinned wheel for this platform (hashes in `uv-pins.json`, refreshed
 //! with `cargo xtask refresh-uv-pins`), extract `uv` from the wheel's `.data/scripts/`, place it
 //! atomically with mode 0755. Offline (`--find-links DIR`), the bootstrap is skipped when `DIR`
-//! holds no wheel of the pinned version: pip could only fail.
+//! holds no wheel of the pinned version: pip could only fail. A bootstrap holds
+//! `<root>/tools/uv-bootstrap.lock`, stages in `.bootstrap-<pid>-<random>/` and places the
+//! binary through `.uv.tmp-<pid>-<random>`; what a killed bootstrap left is removed by the next
+//! install (and by `ktx runtime prune`) once its process is gone.
 //!
 //! When the `uv` on PATH is a script (a pyenv shim, 50-150 ms per call), [`prefer_real_uv`]
 //! swaps in the real binary next to the probed interpreter, when there is one.
@@ -256,41 +259,191 @@ fn choose_real_uv(
     }
 }
 
+/// `<root>/tools/uv-bootstrap.lock`: held by a bootstrap, so two never share the staging area
+/// and a stale staging entry can be told from one in use. Outside `tools/uv/`, whose every
+/// entry is a uv copy or staging to prune.
+pub fn bootstrap_lock_path(layout: &Layout) -> PathBuf {
+    layout.root().join("tools").join("uv-bootstrap.lock")
+}
+/// Prefix of a bootstrap's download dir `<tools>/uv/.bootstrap-<pid>-<random>/`.
+pub const STAGING_PREFIX: &str = ".bootstrap-";
+/// Prefix of the binary being placed `<tools>/uv/<version>/.uv.tmp-<pid>-<random>`.
+pub const PART_PREFIX: &str = ".uv.tmp-";
+
+/// If `name` is a bootstrap staging entry (`.bootstrap-*`, `.uv.tmp-*`), the pid of the
+/// process that made it (`None` inside when the name carries none, e.g. a hand-made copy).
+pub fn staging_owner(name: &str) -> Option<Option<u32>> {
+    let rest = name
+        .strip_prefix(STAGING_PREFIX)
+        .or_else(|| name.strip_prefix(PART_PREFIX))?;
+    Some(rest.split('-').next().and_then(|pid| pid.parse().ok()))
+}
+
+/// The staging entries under `<root>/tools/uv/` whose owner process is gone (a download dir
+/// or a half-placed binary of a bootstrap that was killed), as (path, owner). Reads only; the
+/// caller decides under [`bootstrap_lock_path`] whether to remove them.
+pub fn staging_entries(layout: &Layout) -> Vec<(PathBuf, Option<u32>)> {
+    let tools = layout.uv_tools_dir();
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(&tools) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(owner) = staging_owner(&name) {
+            found.push((e.path(), owner));
+        } else if !name.starts_with('.') && e.file_type().is_ok_and(|t| t.is_dir()) {
+            // `<version>/`: a half-placed binary is inside it.
+            for inner in fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                let inner_name = inner.file_name().to_string_lossy().into_owned();
+                if let Some(owner) = staging_owner(&inner_name) {
+                    found.push((inner.path(), owner));
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Removes a file, a directory tree, or a symlink (only the link).
+pub(crate) fn remove_entry(path: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => remove_tree(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the staging entries left by bootstraps whose process is gone. Call only while
+/// holding [`bootstrap_lock_path`]. Returns what was removed.
+fn remove_stale_staging(layout: &Layout, log: &InstallLog) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for (path, owner) in staging_entries(layout) {
+        if owner.is_some_and(crate::prune::pid_alive) {
+            continue; // an older ktx (which takes no lock) may be bootstrapping right now
+        }
+        match remove_entry(&path) {
+            Ok(()) => {
+                log.line(&format!(
+                    "uv: removed {} left by an interrupted bootstrap",
+                    path.display()
+                ));
+                removed.push(path);
+            }
+            Err(e) => log.line(&format!("uv: cannot remove {}: {e}", path.display())),
+        }
+    }
+    removed
+}
+
+/// Removes what an interrupted uv bootstrap left under `<root>/tools/uv/` (a download of
+/// ~17 MB, a half-placed binary) if no bootstrap is running now. Best-effort; every install
+/// calls it, so an interrupted bootstrap leaves nothing behind after the next install.
+pub fn clean_interrupted_bootstraps(layout: &Layout, log: &InstallLog) {
+    let lock = bootstrap_lock_path(layout);
+    if staging_entries(layout).is_empty() {
+        return;
+    }
+    if let Ok(Some(_guard)) = crate::lock::try_lock(&lock) {
+        remove_stale_staging(layout, log);
+    }
+}
+
+/// An ordinary bootstrap failure (the caller falls back to pip).
+fn uv_err(message: String) -> RuntimeError {
+    RuntimeError::new(ErrorKind::Uv, message)
+}
+
 /// Downloads the pinned uv wheel for this platform with `python -m pip download
 /// --require-hashes` (honouring pip's index configuration, or `find_links` offline), extracts
-/// the `uv` binary and places it atomically at `<root>/tools/uv/<version>/uv`. `Err(reason)`
-/// when that is not possible; the caller then falls back to pip.
+/// the `uv` binary and places it atomically at `<root>/tools/uv/<version>/uv`, under
+/// [`bootstrap_lock_path`] and after removing what interrupted bootstraps left. An error of kind
+/// [`ErrorKind::DiskFull`] means the disk is full (the caller must not fall back to pip);
+/// any other error says why uv cannot be bootstrapped (the caller then falls back to pip).
 pub fn bootstrap(
     layout: &Layout,
     python: &Interpreter,
     find_links: Option<&Path>,
     log: &InstallLog,
-) -> Result<Uv, String> {
-    let pins = pins().map_err(|e| e.message)?;
+) -> Result<Uv, RuntimeError> {
+    let pins = pins()?;
     let key = platform_key();
     let wheels = pins
         .platforms
         .get(&key)
         .filter(|w| !w.is_empty())
-        .ok_or_else(|| format!("no pinned uv wheel for platform {key}"))?;
+        .ok_or_else(|| uv_err(format!("no pinned uv wheel for platform {key}")))?;
     if let Some(dir) = find_links {
         // Offline, pip can only take uv from the wheelhouse: without a wheel of the pinned
         // version there, `pip download` is certain to fail (and costs ~0.75 s to say so).
         if !wheelhouse_has_uv(dir, &pins.version) {
-            return Err(format!(
+            return Err(uv_err(format!(
                 "the wheelhouse {} holds no uv-{}-*.whl to bootstrap uv from",
                 dir.display(),
                 pins.version
-            ));
+            )));
         }
     }
     let tools = layout.uv_tools_dir();
-    let tmp = tools.join(format!(".bootstrap-{}", std::process::id()));
-    let _ = remove_tree(&tmp);
-    fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    let result = bootstrap_in(layout, python, find_links, log, &pins.version, wheels, &tmp);
-    let _ = remove_tree(&tmp);
-    result
+    fs::create_dir_all(&tools).map_err(|e| RuntimeError::io("create directory", &tools, &e))?;
+    let _guard = crate::lock::lock_with_timeout(
+        &bootstrap_lock_path(layout),
+        crate::lock::lock_timeout_from_env(),
+        |pid| {
+            log.line(&format!(
+                "uv: waiting for another bootstrap{}",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            ))
+        },
+    )?;
+    // Another process may have placed it while we waited.
+    let dest = layout.uv_tool_path(&pins.version);
+    if dest.exists() {
+        if let Ok(version) = uv_version(&dest) {
+            return Ok(Uv {
+                path: dest,
+                version,
+                source: UvSource::Bootstrapped,
+            });
+        }
+    }
+    remove_stale_staging(layout, log);
+    // A fresh, unpredictable name (mkdir fails on an existing path); the pid lets a later run
+    // tell a stale one from one in use. Removed on drop, so on every error path.
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
+        .tempdir_in(&tools)
+        .map_err(|e| RuntimeError::io("create a staging directory in", &tools, &e))?;
+    let result = bootstrap_in(
+        layout,
+        python,
+        find_links,
+        log,
+        &pins.version,
+        wheels,
+        tmp.path(),
+    );
+    let staging = tmp.path().to_path_buf();
+    let removed = tmp.close();
+    match result {
+        Err(mut e) if e.kind == ErrorKind::DiskFull => {
+            e.message.push_str(&match removed {
+                Ok(()) => format!(
+                    "\nThe partial download {} was removed; {} now.",
+                    staging.display(),
+                    crate::disk::describe_free(&tools)
+                ),
+                Err(err) => format!(
+                    "\nThe partial download {} could not be removed ({err}): remove it by hand.",
+                    staging.display()
+                ),
+            });
+            Err(e)
+        }
+        other => other,
+    }
 }
 
 /// Whether `dir` holds a wheel of uv `version` (`uv-<version>-*.whl`, any platform: pip picks).
@@ -314,14 +467,14 @@ fn bootstrap_in(
     version: &str,
     wheels: &[PinnedWheel],
     tmp: &Path,
-) -> Result<Uv, String> {
+) -> Result<Uv, RuntimeError> {
     let req = tmp.join("requirements.txt");
     let mut text = format!("uv=={version}");
     for w in wheels {
         text.push_str(&format!(" \\\n    --hash=sha256:{}", w.sha256));
     }
     text.push('\n');
-    fs::write(&req, text).map_err(|e| format!("cannot write {}: {e}", req.display()))?;
+    fs::write(&req, text).map_err(|e| RuntimeError::io("write", &req, &e))?;
     let dl = tmp.join("download");
     let mut cmd = Command::new(&python.path);
     cmd.args([
@@ -343,42 +496,55 @@ fn bootstrap_in(
     let env = installer_env(&mut cmd, false);
     let out = run_bounded(&mut cmd, None, &Limits::new(Duration::from_secs(600))).map_err(|e| {
         log.spawn_failed(&cmd, &e);
-        format!("cannot run {} -m pip: {e}", python.path.display())
+        if crate::disk::is_disk_full(&e) {
+            return crate::disk::error("Bootstrapping uv: starting pip in", tmp, &e.to_string());
+        }
+        uv_err(format!("cannot run {} -m pip: {e}", python.path.display()))
     })?;
     log.command(&cmd, &env, &out);
     if !out.success() {
-        return Err(format!(
+        let text = format!("{}\n{}", out.stdout_text(), out.stderr_text());
+        if crate::disk::mentions_disk_full(&text) {
+            return Err(crate::disk::error(
+                &format!("Bootstrapping uv {version}: pip download into"),
+                &layout.uv_tools_dir(),
+                &crate::disk::disk_full_line(&text),
+            ));
+        }
+        return Err(uv_err(format!(
             "pip download of uv {version} failed ({}): {}",
             out.describe_exit(),
             out.tail(3)
-        ));
+        )));
     }
     let wheel = fs::read_dir(&dl)
-        .map_err(|e| format!("cannot list {}: {e}", dl.display()))?
+        .map_err(|e| RuntimeError::io("list", &dl, &e))?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| format!("pip download left no wheel in {}", dl.display()))?;
-    let (sha, _) =
-        sha256_file(&wheel).map_err(|e| format!("cannot hash {}: {e}", wheel.display()))?;
+        .ok_or_else(|| uv_err(format!("pip download left no wheel in {}", dl.display())))?;
+    let (sha, _) = sha256_file(&wheel).map_err(|e| RuntimeError::io("hash", &wheel, &e))?;
     if !wheels.iter().any(|w| w.sha256 == sha) {
-        return Err(format!(
+        return Err(uv_err(format!(
             "{} has sha256 {sha}, which is not pinned",
             wheel.display()
-        ));
+        )));
     }
     let dest_dir = layout.uv_tools_dir().join(version);
     fs::create_dir_all(&dest_dir)
-        .map_err(|e| format!("cannot create {}: {e}", dest_dir.display()))?;
+        .map_err(|e| RuntimeError::io("create directory", &dest_dir, &e))?;
     let dest = dest_dir.join(exe_name("uv"));
-    let part = dest_dir.join(format!(".uv.tmp-{}", std::process::id()));
-    extract_uv(&wheel, version, &part)?;
-    fs::rename(&part, &dest).map_err(|e| {
-        let _ = fs::remove_file(&part);
-        format!("cannot move uv into place at {}: {e}", dest.display())
-    })?;
+    // O_EXCL with a random name next to the destination; removed on drop if not persisted.
+    let mut part = tempfile::Builder::new()
+        .prefix(&format!("{PART_PREFIX}{}-", std::process::id()))
+        .tempfile_in(&dest_dir)
+        .map_err(|e| RuntimeError::io("create a temporary file in", &dest_dir, &e))?;
+    let part_path = part.path().to_path_buf();
+    extract_uv(&wheel, version, part.as_file_mut(), &part_path)?;
+    part.persist(&dest)
+        .map_err(|e| RuntimeError::io("move uv into place at", &dest, &e.error))?;
     sync_dir(&dest_dir);
-    let got = uv_version(&dest)?;
+    let got = uv_version(&dest).map_err(uv_err)?;
     log.line(&format!(
         "bootstrapped uv {got} at {} from {}",
         dest.display(),
@@ -391,38 +557,33 @@ fn bootstrap_in(
     })
 }
 
-/// Extracts `uv-<version>.data/scripts/uv[.exe]` from `wheel` to `dest` (mode 0755, fsynced).
-fn extract_uv(wheel: &Path, version: &str, dest: &Path) -> Result<(), String> {
-    let file =
-        fs::File::open(wheel).map_err(|e| format!("cannot open {}: {e}", wheel.display()))?;
+/// Extracts `uv-<version>.data/scripts/uv[.exe]` from `wheel` into `out` (the file at `path`):
+/// mode 0755, fsynced.
+fn extract_uv(
+    wheel: &Path,
+    version: &str,
+    out: &mut fs::File,
+    path: &Path,
+) -> Result<(), RuntimeError> {
+    let file = fs::File::open(wheel).map_err(|e| RuntimeError::io("open", wheel, &e))?;
     let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| format!("{} is not a wheel: {e}", wheel.display()))?;
+        .map_err(|e| uv_err(format!("{} is not a wheel: {e}", wheel.display())))?;
     let want = format!("uv-{version}.data/scripts/{}", exe_name("uv"));
     let mut entry = zip
         .by_name(&want)
-        .map_err(|e| format!("{} has no {want}: {e}", wheel.display()))?;
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o755);
-    }
-    let mut out = opts
-        .open(dest)
-        .map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+        .map_err(|e| uv_err(format!("{} has no {want}: {e}", wheel.display())))?;
     let mut buf = Vec::new();
     entry
         .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot extract {want}: {e}"))?;
+        .map_err(|e| uv_err(format!("cannot extract {want}: {e}")))?;
     out.write_all(&buf)
         .and_then(|_| out.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+        .map_err(|e| RuntimeError::io("write", path, &e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dest, fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("cannot chmod {}: {e}", dest.display()))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+            .map_err(|e| RuntimeError::io("chmod", path, &e))?;
     }
     Ok(())
 }
@@ -524,6 +685,30 @@ mod tests {
         fs::write(&real, b"#!/bin/sh\n").unwrap();
         let got = choose_real_uv(uv_at(&shim, UvSource::Path), &python, &mut notes, never);
         assert_eq!(got.path, shim);
+    }
+
+    #[test]
+    fn staging_names_carry_their_owner() {
+        assert_eq!(staging_owner(".bootstrap-123-AbCd12"), Some(Some(123)));
+        assert_eq!(staging_owner(".bootstrap-123"), Some(Some(123)));
+        assert_eq!(staging_owner(".uv.tmp-77-x"), Some(Some(77)));
+        assert_eq!(staging_owner(".uv.tmp-"), Some(None));
+        assert_eq!(staging_owner("0.13.8"), None);
+        assert_eq!(staging_owner("uv"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path(), "0.1.0");
+        let tools = layout.uv_tools_dir();
+        fs::create_dir_all(tools.join("0.13.8")).unwrap();
+        fs::create_dir_all(tools.join(".bootstrap-5-a")).unwrap();
+        fs::write(tools.join("0.13.8/.uv.tmp-6-b"), "").unwrap();
+        fs::write(tools.join("0.13.8/uv"), "").unwrap();
+        assert_eq!(
+            staging_entries(&layout),
+            vec![
+                (tools.join(".bootstrap-5-a"), Some(5)),
+                (tools.join("0.13.8/.uv.tmp-6-b"), Some(6)),
+            ]
+        );
     }
 
     #[test]

@@ -20,6 +20,19 @@ const IMPORT_CHECK_TIMEOUT: Duration = Duration::from_secs(300);
 /// import of torch, transformers and sentence-transformers writes their bytecode: 31 s here).
 const PRECOMPILE_TIMEOUT: Duration = Duration::from_secs(900);
 
+/// The disk-full error for a check of the venv of `python` whose failure `text` reports a
+/// full disk (not an import problem: a rebuild would fail the same way).
+fn disk_full(python: &Path, text: &str) -> Option<RuntimeError> {
+    crate::disk::mentions_disk_full(text).then(|| {
+        let venv = python.parent().and_then(Path::parent).unwrap_or(python);
+        crate::disk::error(
+            "Checking the runtime imports in",
+            venv,
+            &crate::disk::disk_full_line(text),
+        )
+    })
+}
+
 /// Runs `runtime.info` through the one-shot transport and checks version and features.
 pub(crate) fn import_check(
     layout: &Layout,
@@ -43,13 +56,14 @@ pub(crate) fn import_check(
             "$ {} (runtime.info)\n    -> {e}",
             display_command(&cmd)
         ));
-        fail(e.to_string())
+        disk_full(python, &e.to_string()).unwrap_or_else(|| fail(e.to_string()))
     })?;
     log.command(&cmd, &[], &out);
     let info = match reply {
         Reply::Ok(v) => v,
         Reply::Err { code, message, .. } => {
-            return Err(fail(format!("runtime.info answered {code}: {message}")))
+            return Err(disk_full(python, &message)
+                .unwrap_or_else(|| fail(format!("runtime.info answered {code}: {message}"))))
         }
     };
     let version = info["version"].as_str().unwrap_or_default();
@@ -108,7 +122,7 @@ pub(crate) fn precompile_embeddings(
             "$ {} (embedding.compute)\n    -> {e}",
             display_command(&cmd)
         ));
-        fail(e.to_string())
+        disk_full(python, &e.to_string()).unwrap_or_else(|| fail(e.to_string()))
     })?;
     log.command(&cmd, &[], &out);
     match reply {

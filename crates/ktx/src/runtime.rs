@@ -89,7 +89,8 @@ enum RuntimeCommand {
     ///
     /// missing: nothing installed; ready: usable; incomplete: files but no valid receipt (an
     /// interrupted install); mismatched: installed for another wheel or without a feature;
-    /// broken: installed, but the venv or the Python it was built from is gone. Every kind
+    /// broken: installed, but the venv is gone or damaged (a file it needs is missing), its
+    /// interpreter is not the venv's own, or the Python it was built from is gone. Every kind
     /// but ready is repaired by `ktx runtime install`. Never changes anything on disk.
     ///
     /// --json prints {schemaVersion, kind, detail, layout{runtimeRoot, versionDir, venvDir,
@@ -99,7 +100,8 @@ enum RuntimeCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check Python, uv, the bundled wheel and the installed runtime; exit 1 if any check fails.
+    /// Check Python, uv, the bundled wheel, the installed runtime and the free disk space; exit 1
+    /// if any check fails.
     ///
     /// Prints one `PASS|WARN|FAIL <label>: <detail>` line per check and a `Fix:` line under
     /// each one that needs action.

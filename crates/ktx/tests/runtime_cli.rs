@@ -761,6 +761,13 @@ fn status_doctor_and_prune_without_yes_write_nothing() {
     )
     .unwrap();
     write_receipt(r, &venv);
+    // the package files a ready venv must have (the receipt says Python 3.11); not valid
+    // Python, so doctor's import of them writes no bytecode
+    let package = venv.join("lib/python3.11/site-packages/ktx_daemon");
+    fs::create_dir_all(&package).unwrap();
+    for file in ["__init__.py", "__main__.py"] {
+        fs::write(package.join(file), "not python (").unwrap();
+    }
     fs::create_dir_all(vdir(r).join("venvs/interrupted/lib")).unwrap();
     fs::create_dir_all(vdir(r).join("logs")).unwrap();
     fs::write(vdir(r).join("logs/install-x.log"), "old log").unwrap();
