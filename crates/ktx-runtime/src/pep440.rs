@@ -186,7 +186,15 @@ mod tests {
         ] {
             assert_eq!(semver_of(pep).as_deref(), Some(semver), "{pep}");
         }
-        for other in ["1.2", "1.2.3.4", "1.2.3post1", "1.2.3rc", "x.y.z", "", "1.2.3-rc.0"] {
+        for other in [
+            "1.2",
+            "1.2.3.4",
+            "1.2.3post1",
+            "1.2.3rc",
+            "x.y.z",
+            "",
+            "1.2.3-rc.0",
+        ] {
             assert_eq!(semver_of(other), None, "{other}");
         }
         assert_eq!(display_version("0.1.0rc0"), "0.1.0-rc.0");

@@ -5,6 +5,11 @@
 //! write `mod group;` with a `#[derive(clap::Args)] pub struct Args` and
 //! `pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError>`, then add one
 //! variant to [`Command`] and one arm to the match in `main`.
+//!
+//! Output: commands print on stdout only through [`output`] (`emit`, `emit_json`), which owns
+//! the policy for a closed or full stdout and puts `schemaVersion` first in every `--json`
+//! document; each document's shape is in `docs/json-output.md`. Progress, notes and errors go
+//! to stderr.
 
 mod daemon_cmd;
 mod demo_cmd;

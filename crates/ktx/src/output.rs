@@ -252,6 +252,9 @@ mod tests {
         assert_eq!(text, r#"{"schemaVersion":1,"zeta":1,"alpha":null}"#);
         let text = encode(&serde_json::json!({"b": 1}), true).unwrap();
         assert!(text.starts_with("{\n  \"schemaVersion\": 1,"), "{text}");
-        assert!(encode(&[1, 2], false).is_err(), "a document must be an object");
+        assert!(
+            encode(&[1, 2], false).is_err(),
+            "a document must be an object"
+        );
     }
 }

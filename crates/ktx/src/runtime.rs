@@ -93,7 +93,8 @@ enum RuntimeCommand {
     /// but ready is repaired by `ktx runtime install`. Never changes anything on disk.
     ///
     /// --json prints {schemaVersion, kind, detail, layout{runtimeRoot, versionDir, venvDir,
-    /// manifestPath, logDir, assetDir, pythonPath}, manifest?, daemon}.
+    /// manifestPath, logDir, assetDir, pythonPath}, manifest, daemon}; keys that do not apply
+    /// are null (every --json shape: docs/json-output.md).
     Status {
         /// Print the status as JSON on stdout.
         #[arg(long)]
@@ -102,7 +103,8 @@ enum RuntimeCommand {
     /// Check Python, uv, the bundled wheel and the installed runtime; exit 1 if any check fails.
     ///
     /// Prints one `PASS|WARN|FAIL <label>: <detail>` line per check and a `Fix:` line under
-    /// each one that needs action.
+    /// each one that needs action. --json prints {schemaVersion, ok, checks: [{id, label,
+    /// outcome, detail, fix}]}; `id` is stable (e.g. python-interpreter, managed-runtime).
     Doctor {
         /// Print the checks as JSON on stdout.
         #[arg(long)]
@@ -115,8 +117,8 @@ enum RuntimeCommand {
     /// to see what would be removed.
     ///
     /// --json prints {schemaVersion, dryRun, refused, wouldRemove, removed, bytes (freed, or
-    /// that would be freed when nothing is removed), wouldFree, skipped}; each entry has path,
-    /// kind (version|uv) and bytes.
+    /// that would be freed when nothing is removed), wouldFree, skipped, failed}; removal
+    /// entries have path, kind (version|uv) and bytes, skipped and failed ones path and reason.
     Prune {
         /// List what would be removed, remove nothing.
         #[arg(long)]
@@ -145,6 +147,8 @@ enum RuntimeCommand {
         json: bool,
     },
     /// Stop the background Python daemon (no-op when it is not running).
+    ///
+    /// --json prints {schemaVersion, stopped, pid, how, cleaned} (null where it does not apply).
     Stop {
         /// Print the result as JSON on stdout.
         #[arg(long)]

@@ -58,8 +58,7 @@ fn run(mut cmd: Command, stdout: Option<Stdio>) -> Run {
     let tmp = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (tmp.path().join("out"), tmp.path().join("err"));
     let stdout = stdout.unwrap_or_else(|| File::create(&out_path).unwrap().into());
-    cmd.stdout(stdout)
-        .stderr(File::create(&err_path).unwrap());
+    cmd.stdout(stdout).stderr(File::create(&err_path).unwrap());
     let mut child = cmd.spawn().expect("spawn ktx");
     let deadline = Instant::now() + COMMAND_LIMIT;
     let status = loop {
@@ -124,7 +123,8 @@ fn keys(v: &Value) -> BTreeSet<String> {
 /// The stdout of a `--json` command starts with `"schemaVersion": 1`.
 fn assert_versioned(args: &[&str], stdout: &str) {
     assert!(
-        stdout.starts_with("{\n  \"schemaVersion\": 1,\n") || stdout.starts_with("{\"schemaVersion\":1,"),
+        stdout.starts_with("{\n  \"schemaVersion\": 1,\n")
+            || stdout.starts_with("{\"schemaVersion\":1,"),
         "ktx {args:?} does not start with schemaVersion 1:\n{stdout}"
     );
 }
@@ -163,13 +163,29 @@ fn every_command_reports_a_full_stdout_with_exit_1_and_never_panics() {
         vec!["runtime".into(), "stop".into(), "--json".into()],
         vec!["runtime".into(), "prune".into()],
         vec!["runtime".into(), "prune".into(), "--dry-run".into()],
-        vec!["runtime".into(), "prune".into(), "--dry-run".into(), "--json".into()],
+        vec![
+            "runtime".into(),
+            "prune".into(),
+            "--dry-run".into(),
+            "--json".into(),
+        ],
         vec!["runtime".into(), "call".into(), "runtime.ping".into()],
         with(&[]),
         with(&["--format", "sql"]),
         with(&["--execute", "--format", "table"]),
-        vec!["sl".into(), "validate".into(), "--project-dir".into(), p.into()],
-        vec!["sl".into(), "validate".into(), "--project-dir".into(), p.into(), "--json".into()],
+        vec![
+            "sl".into(),
+            "validate".into(),
+            "--project-dir".into(),
+            p.into(),
+        ],
+        vec![
+            "sl".into(),
+            "validate".into(),
+            "--project-dir".into(),
+            p.into(),
+            "--json".into(),
+        ],
         vec!["demo".into(), demo2.into()],
         vec!["demo".into(), demo2.into(), "--json".into()],
     ];
@@ -182,9 +198,8 @@ fn every_command_reports_a_full_stdout_with_exit_1_and_never_panics() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let full = File::options().write(true).open("/dev/full").unwrap();
         let r = run(ktx_cmd(root, &args), Some(full.into()));
-        let good = r.status.code() == Some(1)
-            && r.stderr.contains(FULL)
-            && !r.stderr.contains("panicked");
+        let good =
+            r.status.code() == Some(1) && r.stderr.contains(FULL) && !r.stderr.contains("panicked");
         if !good {
             failures.push(format!("ktx {args:?}: {:?}\n{}", r.status, r.stderr));
         }
@@ -211,7 +226,14 @@ fn a_closed_stdout_ends_every_printing_command_quietly_with_141() {
         vec!["runtime", "status"],
         vec!["runtime", "doctor", "--json"],
         vec!["--help"],
-        vec!["sl", "query", "--project-dir", d, "--measure", "orders.revenue"],
+        vec![
+            "sl",
+            "query",
+            "--project-dir",
+            d,
+            "--measure",
+            "orders.revenue",
+        ],
         vec!["sl", "validate", "--project-dir", d],
         vec!["demo", d, "--json"],
     ] {
@@ -313,7 +335,11 @@ fn json_documents_have_a_schema_version_and_one_shape_in_every_state() {
     let (_, stopped_running) = ok_json(root, &["runtime", "stop", "--json"]);
     assert_eq!(stopped_running["stopped"], true, "{stopped_running}");
     assert_eq!(stopped["stopped"], false, "{stopped}");
-    assert_eq!(keys(&stopped), keys(&stopped_running), "runtime stop --json");
+    assert_eq!(
+        keys(&stopped),
+        keys(&stopped_running),
+        "runtime stop --json"
+    );
     for key in ["schemaVersion", "stopped", "pid", "how", "cleaned"] {
         assert!(keys(&stopped).contains(key), "{key} in {stopped}");
     }
@@ -378,13 +404,29 @@ fn json_documents_have_a_schema_version_and_one_shape_in_every_state() {
     // Prune: the dry run has the executed run's keys.
     let (out, prune) = ok_json(root, &["runtime", "prune", "--dry-run", "--json"]);
     assert_versioned(&["runtime", "prune"], &out);
-    for key in ["dryRun", "refused", "wouldRemove", "removed", "bytes", "wouldFree", "skipped", "failed"] {
+    for key in [
+        "dryRun",
+        "refused",
+        "wouldRemove",
+        "removed",
+        "bytes",
+        "wouldFree",
+        "skipped",
+        "failed",
+    ] {
         assert!(prune.get(key).is_some(), "{key} in {prune}");
     }
 
     // The documents of the Python-backed commands carry it too.
     for args in [
-        vec!["sl", "query", "--project-dir", p, "--measure", "orders.revenue"],
+        vec![
+            "sl",
+            "query",
+            "--project-dir",
+            p,
+            "--measure",
+            "orders.revenue",
+        ],
         vec!["sl", "validate", "--project-dir", p, "--json"],
         vec!["demo", p, "--json"],
         vec!["runtime", "status", "--json"],
@@ -407,10 +449,17 @@ fn versions_read_as_semver_in_human_output() {
         started.lines().any(|l| l == format!("version: {VERSION}")),
         "{started}"
     );
-    assert!(status.contains(&format!("ktx version:  {VERSION}")), "{status}");
+    assert!(
+        status.contains(&format!("ktx version:  {VERSION}")),
+        "{status}"
+    );
     if pep440 != VERSION {
         // The wheel's file name is Python's business; nothing else shows the PEP 440 form.
-        for (what, out) in [("start", &started), ("status", &status), ("doctor", &doctor)] {
+        for (what, out) in [
+            ("start", &started),
+            ("status", &status),
+            ("doctor", &doctor),
+        ] {
             for line in out.lines().filter(|l| !l.contains(".whl")) {
                 assert!(!line.contains(&pep440), "runtime {what}: {line}");
             }
@@ -445,11 +494,17 @@ fn demo_prints_npx_commands_when_npm_launched_ktx() {
     let plain = demo(&[]);
     let queries = printed_commands(&plain);
     assert_eq!(queries.len(), 3, "{plain}");
-    assert!(queries.iter().all(|q| q.starts_with("ktx sl query ")), "{plain}");
+    assert!(
+        queries.iter().all(|q| q.starts_with("ktx sl query ")),
+        "{plain}"
+    );
     assert!(plain.contains("&& ktx sl validate"), "{plain}");
     for env in [
         &[("KTX_LAUNCHER", "npm")][..],
-        &[("npm_config_user_agent", "npm/10.8.2 node/v20.20.2 linux x64")][..],
+        &[(
+            "npm_config_user_agent",
+            "npm/10.8.2 node/v20.20.2 linux x64",
+        )][..],
         &[("npm_execpath", "/usr/lib/node_modules/npm/bin/npx-cli.js")][..],
     ] {
         let out = demo(env);
@@ -459,11 +514,20 @@ fn demo_prints_npx_commands_when_npm_launched_ktx() {
             queries.iter().all(|q| q.starts_with("npx ktx sl query ")),
             "{env:?}: {out}"
         );
-        assert!(out.contains("&& npx ktx sl validate && npx ktx sl query --help"), "{out}");
+        assert!(
+            out.contains("&& npx ktx sl validate && npx ktx sl query --help"),
+            "{out}"
+        );
     }
     // The explicit variable wins over npm's own.
-    let out = demo(&[("KTX_LAUNCHER", "native"), ("npm_execpath", "/x/npx-cli.js")]);
-    assert!(printed_commands(&out).iter().all(|q| q.starts_with("ktx ")), "{out}");
+    let out = demo(&[
+        ("KTX_LAUNCHER", "native"),
+        ("npm_execpath", "/x/npx-cli.js"),
+    ]);
+    assert!(
+        printed_commands(&out).iter().all(|q| q.starts_with("ktx ")),
+        "{out}"
+    );
     let (_, v) = {
         let mut cmd = ktx_cmd(root, &["demo", d, "--json"]);
         cmd.env("KTX_LAUNCHER", "npm");
@@ -537,12 +601,23 @@ fn no_input_never_prompts_and_an_explicit_install_still_installs() {
         let para = para.split("  --").next().unwrap_or(para);
         assert!(para.contains("Never prompt"), "{para}");
         assert!(!para.contains("never install"), "{para}");
-        assert!(para.contains("`ktx runtime install` still installs"), "{para}");
+        assert!(
+            para.contains("`ktx runtime install` still installs"),
+            "{para}"
+        );
     }
     // A lazily installing command refuses under --no-input; the explicit install installs.
-    let r = run(ktx_cmd(root.path(), &["runtime", "call", "runtime.ping", "--no-input"]), None);
+    let r = run(
+        ktx_cmd(
+            root.path(),
+            &["runtime", "call", "runtime.ping", "--no-input"],
+        ),
+        None,
+    );
     assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
     assert!(r.stderr.contains("ktx runtime install"), "{}", r.stderr);
     let _ = ok(root.path(), &["runtime", "install", "--no-input"]);
-    assert!(common::version_dir(root.path()).join("manifest.json").is_file());
+    assert!(common::version_dir(root.path())
+        .join("manifest.json")
+        .is_file());
 }
