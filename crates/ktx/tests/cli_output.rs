@@ -35,10 +35,14 @@ const FULL: &str = "error: cannot write to standard output: No space left on dev
 /// test sets them.
 const NPM_VARIABLES: [&str; 3] = ["KTX_LAUNCHER", "npm_config_user_agent", "npm_execpath"];
 
-/// `ktx args...` in the test environment on runtime root `root`, without the npm variables.
+/// `ktx args...` in the test environment on runtime root `root`, without the npm variables,
+/// stdin empty.
 fn ktx_cmd(root: &Path, args: &[&str]) -> Command {
     let mut cmd = ktx_std(root);
-    cmd.args(args).stdin(Stdio::null());
+    // A daemon left behind by a failing test goes away by itself.
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .env("KTX_DAEMON_IDLE_TIMEOUT", "60");
     for var in NPM_VARIABLES {
         cmd.env_remove(var);
     }
