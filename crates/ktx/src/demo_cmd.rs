@@ -46,7 +46,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let opts = global.call_options()?;
     let result = ktx_runner::call("demo.scaffold", json!({"dir": dir}), &opts).map_err(op_error)?;
     let mut reply = Reply::parse(&result)?;
-    // The op writes `ktx ...`; a user who got ktx from npm runs `npx ktx ...`.
+    // The op writes `ktx ...`; a user who got ktx from npm runs `npx @kaelio/ktx ...`.
     for q in &mut reply.queries {
         *q = ktx_command_line(q);
     }

@@ -150,24 +150,39 @@ pub fn emit_raw_json<T: Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
     emit(&format!("{text}\n"))
 }
 
-/// How the user runs ktx, for the command lines ktx prints: `npx ktx` when the npm package's
-/// launcher started it (`KTX_LAUNCHER=npm`, set by `bin/ktx.js`) or npm/npx did
-/// (`npm_config_user_agent` or `npm_execpath` set), else `ktx`. An explicit `KTX_LAUNCHER`
-/// wins: any other value means `ktx`.
-pub fn ktx_command() -> &'static str {
+/// The npm package ktx ships in, for `npx <package>` when the launcher does not say.
+pub const NPM_PACKAGE: &str = "@kaelio/ktx";
+
+/// How the user runs ktx, for the command lines ktx prints: `npx @kaelio/ktx` when the npm
+/// package's launcher started it (`KTX_LAUNCHER=npm`, with the package name in
+/// `KTX_NPM_PACKAGE`; both set by `bin/ktx.js`) or npm/npx did (`npm_config_user_agent` or
+/// `npm_execpath` set), else `ktx`. An explicit `KTX_LAUNCHER` wins: any other value means
+/// `ktx`.
+///
+/// Why not `npx ktx`: it works inside a project that installed the package, but anywhere else
+/// npx would fetch the unrelated npm package named `ktx`; `npx @kaelio/ktx` works in both.
+pub fn ktx_command() -> String {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     ktx_command_from(
         var("KTX_LAUNCHER").as_deref(),
         var("npm_config_user_agent").is_some() || var("npm_execpath").is_some(),
+        var("KTX_NPM_PACKAGE").as_deref(),
     )
 }
 
-fn ktx_command_from(launcher: Option<&str>, npm_env: bool) -> &'static str {
+fn ktx_command_from(launcher: Option<&str>, npm_env: bool, package: Option<&str>) -> String {
+    // Only a plain npm package name goes into a printed command line.
+    let package = package
+        .filter(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"@/._-".contains(&b))
+        })
+        .unwrap_or(NPM_PACKAGE);
     match launcher {
-        Some("npm") => "npx ktx",
-        Some(_) => "ktx",
-        None if npm_env => "npx ktx",
-        None => "ktx",
+        Some("npm") => format!("npx {package}"),
+        Some(_) => "ktx".to_string(),
+        None if npm_env => format!("npx {package}"),
+        None => "ktx".to_string(),
     }
 }
 
@@ -228,10 +243,19 @@ mod tests {
 
     #[test]
     fn npm_launches_print_npx_commands() {
-        assert_eq!(ktx_command_from(Some("npm"), false), "npx ktx");
-        assert_eq!(ktx_command_from(Some("native"), true), "ktx");
-        assert_eq!(ktx_command_from(None, true), "npx ktx");
-        assert_eq!(ktx_command_from(None, false), "ktx");
+        let npx = "npx @kaelio/ktx";
+        assert_eq!(ktx_command_from(Some("npm"), false, None), npx);
+        assert_eq!(
+            ktx_command_from(Some("npm"), false, Some("@acme/k")),
+            "npx @acme/k"
+        );
+        assert_eq!(
+            ktx_command_from(Some("npm"), false, Some("x; rm -rf ~")),
+            npx
+        );
+        assert_eq!(ktx_command_from(Some("native"), true, None), "ktx");
+        assert_eq!(ktx_command_from(None, true, None), npx);
+        assert_eq!(ktx_command_from(None, false, None), "ktx");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! - every `--json` document starts with `"schemaVersion": 1` and keeps one shape whatever the
 //!   state; doctor checks carry stable ids;
 //! - users see ktx's SemVer, the PEP 440 form only where Python's is meant (`wheelVersion`);
-//! - `ktx demo` prints `npx ktx ...` when the npm launcher started ktx;
+//! - `ktx demo` prints `npx @kaelio/ktx ...` when the npm launcher (or npm) started ktx;
 //! - `--no-input` says what it does: it never prompts, and `ktx runtime install` still installs.
 //!
 //! Each test that starts or stops a daemon installs its own runtime root (a fast install: the
@@ -33,7 +33,12 @@ const FULL: &str = "error: cannot write to standard output: No space left on dev
 
 /// Variables that would make ktx think npm launched it; unset on every command here unless a
 /// test sets them.
-const NPM_VARIABLES: [&str; 3] = ["KTX_LAUNCHER", "npm_config_user_agent", "npm_execpath"];
+const NPM_VARIABLES: [&str; 4] = [
+    "KTX_LAUNCHER",
+    "KTX_NPM_PACKAGE",
+    "npm_config_user_agent",
+    "npm_execpath",
+];
 
 /// `ktx args...` in the test environment on runtime root `root`, without the npm variables,
 /// stdin empty.
@@ -471,12 +476,12 @@ fn versions_read_as_semver_in_human_output() {
     }
 }
 
-/// The commands `ktx demo` prints to try: its indented `ktx ...` / `npx ktx ...` lines.
+/// The commands `ktx demo` prints to try: its indented `ktx ...` / `npx ...` lines.
 fn printed_commands(stdout: &str) -> Vec<&str> {
     stdout
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with("ktx ") || l.starts_with("npx ktx "))
+        .filter(|l| l.starts_with("ktx ") || l.starts_with("npx "))
         .collect()
 }
 
@@ -515,11 +520,13 @@ fn demo_prints_npx_commands_when_npm_launched_ktx() {
         let queries = printed_commands(&out);
         assert_eq!(queries.len(), 3, "{env:?}: {out}");
         assert!(
-            queries.iter().all(|q| q.starts_with("npx ktx sl query ")),
+            queries
+                .iter()
+                .all(|q| q.starts_with("npx @kaelio/ktx sl query ")),
             "{env:?}: {out}"
         );
         assert!(
-            out.contains("&& npx ktx sl validate && npx ktx sl query --help"),
+            out.contains("&& npx @kaelio/ktx sl validate && npx @kaelio/ktx sl query --help"),
             "{out}"
         );
     }
@@ -541,7 +548,10 @@ fn demo_prints_npx_commands_when_npm_launched_ktx() {
         (r.stdout, v)
     };
     for q in v["queries"].as_array().unwrap() {
-        assert!(q.as_str().unwrap().starts_with("npx ktx sl query "), "{v}");
+        assert!(
+            q.as_str().unwrap().starts_with("npx @kaelio/ktx sl query "),
+            "{v}"
+        );
     }
 }
 
@@ -562,11 +572,9 @@ fn the_npm_launcher_makes_demo_print_npx_commands() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     std::fs::create_dir_all(pkg.path().join("bin")).unwrap();
     std::fs::create_dir_all(pkg.path().join("native/linux-x64")).unwrap();
-    std::fs::copy(
-        repo.join("npm-package/bin/ktx.js"),
-        pkg.path().join("bin/ktx.js"),
-    )
-    .unwrap();
+    for file in ["bin/ktx.js", "package.json"] {
+        std::fs::copy(repo.join("npm-package").join(file), pkg.path().join(file)).unwrap();
+    }
     std::os::unix::fs::symlink(ktx_bin(), pkg.path().join("native/linux-x64/ktx")).unwrap();
     std::os::unix::fs::symlink(common::asset_dir(), pkg.path().join("python")).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -585,7 +593,9 @@ fn the_npm_launcher_makes_demo_print_npx_commands() {
     let queries = printed_commands(&r.stdout);
     assert_eq!(queries.len(), 3, "{}", r.stdout);
     assert!(
-        queries.iter().all(|q| q.starts_with("npx ktx sl query ")),
+        queries
+            .iter()
+            .all(|q| q.starts_with("npx @kaelio/ktx sl query ")),
         "{}",
         r.stdout
     );
