@@ -32,6 +32,7 @@ struct PtyChild {
     child: Child,
     master: File,
     seen: Arc<Mutex<Vec<u8>>>,
+    reader: std::thread::JoinHandle<()>,
 }
 
 impl PtyChild {
@@ -71,7 +72,7 @@ impl PtyChild {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut reader = master.try_clone().unwrap();
         let sink = Arc::clone(&seen);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             // Ends with EIO once the child and every copy of the slave side are gone.
             while let Ok(n) = reader.read(&mut buf) {
@@ -85,7 +86,15 @@ impl PtyChild {
             child,
             master,
             seen,
+            reader,
         }
+    }
+
+    /// Everything the child wrote, once the reader has drained the terminal (it ends when the
+    /// child, the last holder of the slave side, is gone), waiting at most `limit`.
+    fn final_text(&self, limit: Duration) -> String {
+        wait_until(limit, || self.reader.is_finished());
+        self.text()
     }
 
     fn text(&self) -> String {
@@ -131,7 +140,11 @@ fn ctrl_c_at_the_prompt_exits_130(args: &[&str], cwd: &Path, prompt: &str) {
     pty.master.write_all(b"\x03").unwrap();
     let sent = Instant::now();
     let status = pty.wait_for_exit(EXIT_LIMIT);
-    let seen = pty.text();
+    let seen = if status.is_some() {
+        pty.final_text(Duration::from_secs(10))
+    } else {
+        pty.text()
+    };
     let status = status.unwrap_or_else(|| {
         panic!("ktx {args:?} still runs {EXIT_LIMIT:?} after Ctrl-C at the prompt:\n{seen}")
     });
