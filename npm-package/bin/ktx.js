@@ -13,16 +13,20 @@ const packageRoot = path.resolve(__dirname, "..");
 // Signals that would not end this Node process if re-raised (see the exit handler).
 const NOT_RERAISED = new Set(["SIGUSR1", "SIGPIPE"]);
 
+// This package's package.json, or {} when it cannot be read (an unpacked tree).
+function packageJson() {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(packageRoot, "package.json"), "utf8"));
+  } catch (_) {
+    return {};
+  }
+}
+
 // The platform-arch pairs this package ships a binary for: the "ktx.native" keys that
 // `cargo xtask pack-npm` stamps into package.json (this list is the fallback for an unpacked tree).
-function supportedTargets() {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, "package.json"), "utf8"));
-    if (pkg.ktx && pkg.ktx.native && typeof pkg.ktx.native === "object") {
-      return Object.keys(pkg.ktx.native).sort();
-    }
-  } catch (_) {
-    // fall through to the built-in list
+function supportedTargets(pkg) {
+  if (pkg.ktx && pkg.ktx.native && typeof pkg.ktx.native === "object") {
+    return Object.keys(pkg.ktx.native).sort();
   }
   return ["linux-x64"];
 }
@@ -36,7 +40,8 @@ function main() {
   const target = `${process.platform}-${process.arch}`;
   const exe = process.platform === "win32" ? "ktx.exe" : "ktx";
   const binary = path.join(packageRoot, "native", target, exe);
-  const supported = supportedTargets();
+  const pkg = packageJson();
+  const supported = supportedTargets(pkg);
 
   if (!supported.includes(target)) {
     fail(
@@ -52,7 +57,15 @@ function main() {
     );
   }
 
-  const env = { ...process.env, KTX_ASSET_DIR: path.join(packageRoot, "python") };
+  // KTX_LAUNCHER and KTX_NPM_PACKAGE tell ktx it runs from this npm package, so the commands
+  // it prints read `npx @kaelio/ktx ...`: a local install has no `ktx` on PATH, and a bare
+  // `npx ktx` outside one would fetch another package of that name.
+  const env = {
+    ...process.env,
+    KTX_ASSET_DIR: path.join(packageRoot, "python"),
+    KTX_LAUNCHER: "npm",
+    KTX_NPM_PACKAGE: typeof pkg.name === "string" ? pkg.name : "@kaelio/ktx",
+  };
   const child = spawn(binary, process.argv.slice(2), { stdio: "inherit", env });
 
   // Forward the signals a terminal or supervisor sends; the child decides how to die.

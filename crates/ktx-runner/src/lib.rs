@@ -214,6 +214,24 @@ pub fn install_runtime(rt: &Runtime, opts: &InstallOptions) -> Result<InstallOut
     Ok(rt.install(opts, &reporter)?)
 }
 
+/// Writes `question` on stderr, then reads one line of the answer from stdin: `None` at end of
+/// input (a newline is printed then, so what follows starts on a line of its own). The stderr lock is released before the read blocks: a Ctrl-C handler that prints
+/// must never wait on a prompt (it did: `Install it now? [Y/n] ^C` was ignored).
+pub fn ask(question: &str) -> std::io::Result<Option<String>> {
+    {
+        // Best effort, as every progress line: an unwritable stderr does not stop the read.
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(question.as_bytes());
+        let _ = err.flush();
+    }
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line)? == 0 {
+        let _ = writeln!(std::io::stderr());
+        return Ok(None);
+    }
+    Ok(Some(line))
+}
+
 fn prompt(
     rt: &Runtime,
     features: &[Feature],
@@ -231,10 +249,8 @@ fn prompt(
         Some(d) => format!("the local wheelhouse {}", d.display()),
         None => "your configured Python package index (PyPI by default)".to_string(),
     };
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(
-        err,
-        "This command needs the KTX Python runtime ({}), which is {}.\nktx will create a private Python environment in {}\nand install {} {} (bundled) with its dependencies{} from {source}.",
+    let mut question = format!(
+        "This command needs the KTX Python runtime ({}), which is {}.\nktx will create a private Python environment in {}\nand install the {} package of ktx {} (bundled) with its dependencies{} from {source}.\n",
         feature_list(features),
         match kind {
             StatusKind::Missing => "not installed yet".to_string(),
@@ -242,34 +258,28 @@ fn prompt(
         },
         rt.layout().version_dir().display(),
         assets.manifest.distribution_name,
-        assets.manifest.version,
+        ktx_runtime::KTX_VERSION,
         if deps.is_empty() { String::new() } else { format!(" ({})", deps.join(", ")) },
     );
     // The large feature gets its own sized warning and defaults to "no": saying yes by
     // pressing Enter should never start a multi-gigabyte download.
     let large = features.contains(&Feature::LocalEmbeddings);
     if large {
-        let _ = writeln!(
-            err,
+        question.push_str(&format!(
             "The local-embeddings feature adds sentence-transformers, PyTorch and the \
-             all-MiniLM-L6-v2 model: {LOCAL_EMBEDDINGS_SIZE}."
-        );
+             all-MiniLM-L6-v2 model: {LOCAL_EMBEDDINGS_SIZE}.\n"
+        ));
     }
-    let _ = write!(
-        err,
-        "Install it now? {}",
-        if large { "[y/N] " } else { "[Y/n] " }
-    );
-    let _ = err.flush();
-    let mut line = String::new();
-    let read = std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| RunError::Transport(format!("cannot read the answer: {e}")))?;
-    if read == 0 {
-        let _ = writeln!(std::io::stderr());
+    question.push_str(if large {
+        "Install it now? [y/N] "
+    } else {
+        "Install it now? [Y/n] "
+    });
+    let Some(line) =
+        ask(&question).map_err(|e| RunError::Transport(format!("cannot read the answer: {e}")))?
+    else {
         return Ok(false); // end of input: no consent
-    }
+    };
     let answer = line.trim().to_ascii_lowercase();
     Ok(answer == "y" || answer == "yes" || (answer.is_empty() && !large))
 }

@@ -48,26 +48,31 @@ impl Outcome {
 /// One check's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// Short stable label, e.g. `python`, `uv`, `bundled wheel`, `managed runtime`.
+    /// Stable machine id, kebab-case, unique per check, never reworded (scripts key on it):
+    /// [`PYTHON_CHECK`], [`UV_CHECK`], [`WHEEL_CHECK`], [`RUNTIME_CHECK`],
+    /// [`LOCAL_EMBEDDINGS_CHECK`], and those other crates add (e.g. `daemon`).
+    pub id: &'static str,
+    /// Short label for people, e.g. `python`, `uv`, `bundled wheel`, `managed runtime`.
     pub label: String,
     /// The outcome.
     pub outcome: Outcome,
     /// What was found.
     pub detail: String,
-    /// What to do about it (always set for FAIL).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// What to do about it (always set for FAIL; null in JSON when there is nothing to do).
     pub fix: Option<String>,
 }
 
 impl Check {
     /// A check result.
     pub fn new(
+        id: &'static str,
         label: &str,
         outcome: Outcome,
         detail: impl Into<String>,
         fix: Option<String>,
     ) -> Self {
         Check {
+            id,
             label: label.to_string(),
             outcome,
             detail: detail.into(),
@@ -106,7 +111,7 @@ impl DoctorReport {
         out
     }
 
-    /// The JSON form: `{schemaVersion, ok, checks: [{label, outcome, detail, fix?}]}`.
+    /// The JSON form: `{schemaVersion, ok, checks: [{id, label, outcome, detail, fix}]}`.
     pub fn to_json(&self) -> serde_json::Value {
         json!({"schemaVersion": 1, "ok": !self.failed(), "checks": self.checks})
     }
@@ -126,6 +131,19 @@ pub fn runtime_checks(rt: &Runtime) -> Vec<Check> {
     ]
 }
 
+/// The id of the Python interpreter check.
+pub const PYTHON_CHECK: &str = "python-interpreter";
+/// The id of the uv check.
+pub const UV_CHECK: &str = "uv";
+/// The id of the bundled wheel check.
+pub const WHEEL_CHECK: &str = "bundled-wheel";
+/// The id of the managed runtime check (receipt, venv, `runtime.info`).
+pub const RUNTIME_CHECK: &str = "managed-runtime";
+/// The id of the local-embeddings check.
+pub const LOCAL_EMBEDDINGS_CHECK: &str = "local-embeddings";
+/// The id of the disk-space check.
+pub const DISK_SPACE_CHECK: &str = "disk-space";
+
 /// The label of the disk-space check.
 pub const DISK_SPACE_LABEL: &str = "disk space";
 
@@ -140,6 +158,7 @@ fn check_free_space(root: &Path, free: Option<u64>) -> Check {
     let label = DISK_SPACE_LABEL;
     let Some(free) = free else {
         return Check::new(
+            DISK_SPACE_CHECK,
             label,
             Outcome::Warn,
             format!("the free space of {} cannot be measured", root.display()),
@@ -153,6 +172,7 @@ fn check_free_space(root: &Path, free: Option<u64>) -> Check {
     );
     if free < disk::MIN_FREE_BYTES {
         Check::new(
+            DISK_SPACE_CHECK,
             label,
             Outcome::Fail,
             format!(
@@ -166,6 +186,7 @@ fn check_free_space(root: &Path, free: Option<u64>) -> Check {
         )
     } else if free < disk::WARN_FREE_BYTES {
         Check::new(
+            DISK_SPACE_CHECK,
             label,
             Outcome::Warn,
             format!(
@@ -174,7 +195,7 @@ fn check_free_space(root: &Path, free: Option<u64>) -> Check {
             Some("Free more space before `ktx runtime install --feature local-embeddings`.".into()),
         )
     } else {
-        Check::new(label, Outcome::Pass, detail, None)
+        Check::new(DISK_SPACE_CHECK, label, Outcome::Pass, detail, None)
     }
 }
 
@@ -209,6 +230,7 @@ pub fn check_local_embeddings(receipt: Option<&Receipt>) -> Check {
     });
     let Some(receipt) = claimed else {
         return Check::new(
+            LOCAL_EMBEDDINGS_CHECK,
             label,
             Outcome::Warn,
             "not installed (optional; `ktx embed` needs it)",
@@ -217,6 +239,7 @@ pub fn check_local_embeddings(receipt: Option<&Receipt>) -> Check {
     };
     let fail = |detail: String| {
         Check::new(
+            LOCAL_EMBEDDINGS_CHECK,
             label,
             Outcome::Fail,
             detail,
@@ -242,6 +265,7 @@ pub fn check_local_embeddings(receipt: Option<&Receipt>) -> Check {
     }
     let version = |dist: &str| installed_version(&site, dist).unwrap_or_else(|| "?".into());
     Check::new(
+        LOCAL_EMBEDDINGS_CHECK,
         label,
         Outcome::Pass,
         format!(
@@ -279,10 +303,19 @@ fn check_python(rt: &Runtime) -> Check {
     let spec_text = requires_python(rt);
     let spec = match crate::pep440::Specifiers::parse(&spec_text) {
         Ok(s) => s,
-        Err(e) => return Check::new("python", Outcome::Fail, e, Some("Reinstall ktx.".into())),
+        Err(e) => {
+            return Check::new(
+                PYTHON_CHECK,
+                "python",
+                Outcome::Fail,
+                e,
+                Some("Reinstall ktx.".into()),
+            )
+        }
     };
     match python::find_interpreter(&spec) {
         Ok(Search::Found(i)) => Check::new(
+            PYTHON_CHECK,
             "python",
             Outcome::Pass,
             format!(
@@ -310,6 +343,7 @@ fn check_python(rt: &Runtime) -> Check {
             };
             if has_uv {
                 Check::new(
+                    PYTHON_CHECK,
                     "python",
                     Outcome::Warn,
                     format!(
@@ -319,6 +353,7 @@ fn check_python(rt: &Runtime) -> Check {
                 )
             } else {
                 Check::new(
+                    PYTHON_CHECK,
                     "python",
                     Outcome::Fail,
                     format!("no Python {spec_text} found ({tried}) and no uv to download one"),
@@ -326,7 +361,13 @@ fn check_python(rt: &Runtime) -> Check {
                 )
             }
         }
-        Err(e) => Check::new("python", Outcome::Fail, e.message, e.hints.first().cloned()),
+        Err(e) => Check::new(
+            PYTHON_CHECK,
+            "python",
+            Outcome::Fail,
+            e.message,
+            e.hints.first().cloned(),
+        ),
     }
 }
 
@@ -334,6 +375,7 @@ fn check_uv(rt: &Runtime) -> Check {
     let mut notes = Vec::new();
     match uv::find_uv(rt.layout(), &mut notes) {
         Ok(Some(u)) => Check::new(
+            UV_CHECK,
             "uv",
             Outcome::Pass,
             format!(
@@ -353,13 +395,19 @@ fn check_uv(rt: &Runtime) -> Check {
                 detail.push_str(&format!(" [{}]", notes.join("; ")));
             }
             Check::new(
-                "uv",
+                UV_CHECK, "uv",
                 Outcome::Warn,
                 detail,
                 Some("Install uv for faster installs: https://docs.astral.sh/uv/getting-started/installation/ (or `pip install uv`).".into()),
             )
         }
-        Err(e) => Check::new("uv", Outcome::Fail, e.message, e.hints.first().cloned()),
+        Err(e) => Check::new(
+            UV_CHECK,
+            "uv",
+            Outcome::Fail,
+            e.message,
+            e.hints.first().cloned(),
+        ),
     }
 }
 
@@ -367,6 +415,7 @@ fn check_wheel(rt: &Runtime) -> Check {
     let result = rt.assets().and_then(|a| a.verify_wheel().map(|_| a));
     match result {
         Ok(a) => Check::new(
+            WHEEL_CHECK,
             "bundled wheel",
             Outcome::Pass,
             format!(
@@ -379,6 +428,7 @@ fn check_wheel(rt: &Runtime) -> Check {
             None,
         ),
         Err(e) => Check::new(
+            WHEEL_CHECK,
             "bundled wheel",
             Outcome::Fail,
             e.message,
@@ -398,7 +448,7 @@ fn check_runtime(rt: &Runtime) -> Check {
                 detail.push_str(&format!("; ktx cannot install it here: {problem}"));
             }
             return Check::new(
-                label,
+                RUNTIME_CHECK, label,
                 Outcome::Fail,
                 detail,
                 Some("Set KTX_RUNTIME_ROOT to a writable directory, e.g. `export KTX_RUNTIME_ROOT=$HOME/.ktx-runtime`.".into()),
@@ -408,17 +458,25 @@ fn check_runtime(rt: &Runtime) -> Check {
     match st.kind {
         StatusKind::Ready => {
             let Some(receipt) = &st.manifest else {
-                return Check::new(label, Outcome::Fail, "ready without a receipt", None);
+                return Check::new(
+                    RUNTIME_CHECK,
+                    label,
+                    Outcome::Fail,
+                    "ready without a receipt",
+                    None,
+                );
             };
             let req = abi::request("runtime.info", json!({}));
             match abi::oneshot(&receipt.python_path, &req, Duration::from_secs(120), None) {
                 Ok((Reply::Ok(info), _)) => Check::new(
+                    RUNTIME_CHECK,
                     label,
                     Outcome::Pass,
                     format!(
-                        "ready at {}: kaelio-ktx {}, features [{}], Python {}, installed with {}",
+                        "ready at {}: ktx {} runtime, features [{}], Python {}, installed with {}",
                         receipt.venv_dir.display(),
-                        info["version"].as_str().unwrap_or("?"),
+                        // Users see ktx's SemVer, not the Python package's PEP 440 form.
+                        crate::pep440::display_version(info["version"].as_str().unwrap_or("?")),
                         receipt.features.join(", "),
                         receipt.interpreter.version,
                         receipt.installer.name
@@ -426,12 +484,14 @@ fn check_runtime(rt: &Runtime) -> Check {
                     None,
                 ),
                 Ok((Reply::Err { code, message, .. }, _)) => Check::new(
+                    RUNTIME_CHECK,
                     label,
                     Outcome::Fail,
                     format!("runtime.info failed: {code}: {message}"),
                     Some("ktx runtime install --force".into()),
                 ),
                 Err(e) => Check::new(
+                    RUNTIME_CHECK,
                     label,
                     Outcome::Fail,
                     format!("the runtime does not start: {e}"),
@@ -440,6 +500,7 @@ fn check_runtime(rt: &Runtime) -> Check {
             }
         }
         StatusKind::Missing => Check::new(
+            RUNTIME_CHECK,
             label,
             Outcome::Warn,
             format!(
@@ -449,12 +510,14 @@ fn check_runtime(rt: &Runtime) -> Check {
             Some("ktx runtime install".into()),
         ),
         StatusKind::Incomplete | StatusKind::Mismatched => Check::new(
+            RUNTIME_CHECK,
             label,
             Outcome::Warn,
             format!("{}: {}", st.kind.as_str(), st.detail),
             Some("ktx runtime install".into()),
         ),
         StatusKind::Broken => Check::new(
+            RUNTIME_CHECK,
             label,
             Outcome::Fail,
             format!("broken: {}", st.detail),

@@ -119,6 +119,40 @@ impl Specifiers {
     }
 }
 
+/// The SemVer that ktx's strict SemVer -> PEP 440 mapping turns into `pep440` (the inverse:
+/// `X.Y.Z` -> same, `aN` -> `-alpha.N`, `bN` -> `-beta.N`, `rcN` -> `-rc.N`, `.devN` ->
+/// `-dev.N`), or None when `pep440` is not such a version. Users see ktx's SemVer; the PEP 440
+/// form is only for Python's tools (the wheel, the Python package's own version).
+pub fn semver_of(pep440: &str) -> Option<String> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (base, pre) = match pep440.split_once(".dev") {
+        Some((base, n)) => (base, Some(("dev", n))),
+        None => match pep440.find(|c: char| c.is_ascii_alphabetic()) {
+            None => (pep440, None),
+            Some(i) => {
+                let (base, rest) = pep440.split_at(i);
+                let pre = [("rc", "rc"), ("a", "alpha"), ("b", "beta")]
+                    .into_iter()
+                    .find_map(|(short, tag)| rest.strip_prefix(short).map(|n| (tag, n)))?;
+                (base, Some(pre))
+            }
+        },
+    };
+    let parts: Vec<&str> = base.split('.').collect();
+    if parts.len() != 3 || !parts.iter().all(|p| digits(p)) {
+        return None;
+    }
+    match pre {
+        None => Some(base.to_string()),
+        Some((tag, n)) => digits(n).then(|| format!("{base}-{tag}.{n}")),
+    }
+}
+
+/// `version` as users see it: its SemVer when it is the PEP 440 form of one, else unchanged.
+pub fn display_version(version: &str) -> String {
+    semver_of(version).unwrap_or_else(|| version.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +173,31 @@ mod tests {
         assert!(Specifiers::parse("").unwrap().contains(&[2, 7]));
         assert!(Specifiers::parse("python3").is_err());
         assert_eq!(parse_release("3.13.0rc1"), Some(vec![3, 13, 0]));
+    }
+
+    #[test]
+    fn semver_of_inverts_the_release_mapping() {
+        for (pep, semver) in [
+            ("0.1.0rc0", "0.1.0-rc.0"),
+            ("1.2.3", "1.2.3"),
+            ("1.2.3a4", "1.2.3-alpha.4"),
+            ("1.2.3b1", "1.2.3-beta.1"),
+            ("1.2.3.dev7", "1.2.3-dev.7"),
+        ] {
+            assert_eq!(semver_of(pep).as_deref(), Some(semver), "{pep}");
+        }
+        for other in [
+            "1.2",
+            "1.2.3.4",
+            "1.2.3post1",
+            "1.2.3rc",
+            "x.y.z",
+            "",
+            "1.2.3-rc.0",
+        ] {
+            assert_eq!(semver_of(other), None, "{other}");
+        }
+        assert_eq!(display_version("0.1.0rc0"), "0.1.0-rc.0");
+        assert_eq!(display_version("weird"), "weird");
     }
 }

@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
-use ktx_daemon::{StatusKind, StopOutcome};
+use ktx_daemon::{Health, StatusKind, StopOutcome};
 use ktx_runtime::doctor::{Check, Outcome};
 use ktx_runtime::{Feature, Runtime};
 
-use crate::output::print_json;
+use ktx_runtime::pep440::display_version;
+
+use crate::output::{emit, emit_json};
 use crate::{CliError, GlobalArgs};
 
 fn daemon_error(e: ktx_daemon::DaemonError) -> CliError {
@@ -38,8 +40,7 @@ pub fn start(
     }
     let state = &out.state;
     if json {
-        print_json(&json!({
-            "schemaVersion": 1,
+        emit_json(&json!({
             "status": if out.reused { "reused" } else { "started" },
             "reused": out.reused,
             "restartReason": out.restart_reason,
@@ -47,29 +48,45 @@ pub fn start(
             "host": state.host,
             "port": state.port,
             "pid": state.pid,
-            "version": state.version,
+            "version": display_version(&state.version),
+            "wheelVersion": state.version,
             "features": state.features,
             "instanceId": state.instance_id,
             "startedAt": state.started_at,
             "startupMs": out.startup.map(|d| d.as_millis() as u64),
-            "health": out.health,
+            "health": health_json(&out.health),
             "logPath": rt.layout().daemon_log_path(),
-        }));
+        }))?;
     } else {
-        println!(
-            "{}",
+        emit(&format!(
+            "{}\nurl: {}\npid: {}\nversion: {}\nfeatures: {}\n",
             if out.reused {
                 "Using existing KTX Python daemon"
             } else {
                 "Started KTX Python daemon"
-            }
-        );
-        println!("url: {}", state.url());
-        println!("pid: {}", state.pid);
-        println!("version: {}", state.version);
-        println!("features: {}", state.features.join(", "));
+            },
+            state.url(),
+            state.pid,
+            display_version(&state.version),
+            state.features.join(", ")
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The daemon's `/health` answer as ktx prints it: `version` in SemVer, the Python package's
+/// own PEP 440 form as `wheelVersion`, and every key present (`models` null when absent).
+fn health_json(health: &Health) -> Value {
+    json!({
+        "status": health.status,
+        "version": display_version(&health.version),
+        "wheelVersion": health.version,
+        "features": health.features,
+        "pid": health.pid,
+        "instanceId": health.instance_id,
+        "abi": health.abi,
+        "models": health.models,
+    })
 }
 
 fn failed_models(models: Option<&Value>) -> Vec<(String, String)> {
@@ -97,20 +114,21 @@ pub fn stop(json: bool) -> Result<ExitCode, CliError> {
     let outcome =
         ktx_daemon::stop_with_progress(&dir, lock_timeout, &mut progress).map_err(daemon_error)?;
     if json {
+        // One shape whatever happened: the keys that do not apply are null.
         let v = match &outcome {
             StopOutcome::Stopped { pid, how } => {
-                json!({"schemaVersion": 1, "stopped": true, "pid": pid, "how": how})
+                json!({"stopped": true, "pid": pid, "how": how, "cleaned": null})
             }
             StopOutcome::AlreadyStopped { cleaned } => {
-                json!({"schemaVersion": 1, "stopped": false, "cleaned": cleaned})
+                json!({"stopped": false, "pid": null, "how": null, "cleaned": cleaned})
             }
         };
-        print_json(&v);
+        emit_json(&v)?;
     } else {
         match &outcome {
-            StopOutcome::Stopped { .. } => println!("Stopped KTX Python daemon"),
+            StopOutcome::Stopped { .. } => emit("Stopped KTX Python daemon\n")?,
             StopOutcome::AlreadyStopped { cleaned } => {
-                println!("KTX Python daemon already stopped");
+                emit("KTX Python daemon already stopped\n")?;
                 if let Some(what) = cleaned {
                     eprintln!("Removed stale daemon state: {what}");
                 }
@@ -120,57 +138,61 @@ pub fn stop(json: bool) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The daemon part of `ktx runtime status --json` (read-only).
+/// The daemon part of `ktx runtime status --json` (read-only). Every key is present in every
+/// state; those of a daemon that is not running (or did not answer) are null.
 pub fn status_json(rt: &Runtime) -> Value {
     let dir = ktx_runner::daemon::daemon_dir(rt);
     let st = ktx_daemon::status(&dir, &ktx_runner::daemon::expected_version(rt));
-    let mut v = json!({
+    let state = st.state.as_ref();
+    json!({
         "kind": st.kind.as_str(),
         "detail": st.detail,
         "daemonDir": dir,
         "logPath": rt.layout().daemon_log_path(),
-    });
-    if let Some(state) = &st.state {
-        v["url"] = json!(state.url());
-        v["pid"] = json!(state.pid);
-        v["port"] = json!(state.port);
-        v["version"] = json!(state.version);
-        v["features"] = json!(state.features);
-        v["instanceId"] = json!(state.instance_id);
-        v["startedAt"] = json!(state.started_at);
-    }
-    if let Some(health) = &st.health {
-        v["health"] = json!(health);
-    }
-    v
+        "url": state.map(|s| s.url()),
+        "pid": state.map(|s| s.pid),
+        "port": state.map(|s| s.port),
+        "version": state.map(|s| display_version(&s.version)),
+        "wheelVersion": state.map(|s| &s.version),
+        "features": state.map(|s| &s.features),
+        "instanceId": state.map(|s| &s.instance_id),
+        "startedAt": state.map(|s| &s.started_at),
+        "health": st.health.as_ref().map(health_json),
+    })
 }
 
 /// The daemon lines of `ktx runtime status` (read-only).
-pub fn print_status_section(rt: &Runtime) {
+pub fn status_section(rt: &Runtime) -> String {
     let dir = ktx_runner::daemon::daemon_dir(rt);
     let st = ktx_daemon::status(&dir, &ktx_runner::daemon::expected_version(rt));
-    println!("  daemon:       {}: {}", st.kind.as_str(), st.detail);
+    let mut text = format!("  daemon:       {}: {}\n", st.kind.as_str(), st.detail);
     if st.kind != StatusKind::Stopped {
-        println!(
-            "  daemon log:   {}",
+        text.push_str(&format!(
+            "  daemon log:   {}\n",
             rt.layout().daemon_log_path().display()
-        );
+        ));
     }
+    text
 }
+
+/// The stable id of the daemon doctor check.
+pub const DAEMON_CHECK: &str = "daemon";
 
 /// The `daemon` doctor check: PASS when running or stopped, WARN with a fix when stale.
 pub fn doctor_check(rt: &Runtime) -> Check {
     let dir = ktx_runner::daemon::daemon_dir(rt);
     let st = ktx_daemon::status(&dir, &ktx_runner::daemon::expected_version(rt));
     match st.kind {
-        StatusKind::Running => Check::new("daemon", Outcome::Pass, st.detail, None),
+        StatusKind::Running => Check::new(DAEMON_CHECK, "daemon", Outcome::Pass, st.detail, None),
         StatusKind::Stopped => Check::new(
+            DAEMON_CHECK,
             "daemon",
             Outcome::Pass,
             "not running (optional: `ktx runtime start`, or --daemon / KTX_DAEMON=1)",
             None,
         ),
         StatusKind::Stale => Check::new(
+            DAEMON_CHECK,
             "daemon",
             Outcome::Warn,
             format!(

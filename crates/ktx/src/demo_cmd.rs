@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
-use crate::sl_cmd::{emit, emit_json, op_error};
+use crate::output::{emit, emit_json, ktx_command, ktx_command_line};
+use crate::sl_cmd::op_error;
 use crate::{CliError, GlobalArgs};
 
 /// Create a demo project (a small SQLite warehouse and its semantic layer) and show queries to try
@@ -34,7 +35,7 @@ pub struct Args {
     /// Directory to create the demo in (relative to the current directory).
     #[arg(value_name = "DIR", default_value = "ktx-demo")]
     dir: PathBuf,
-    /// Print the op's result as JSON: {dir, files, created, kept, queries}.
+    /// Print the result as JSON: {schemaVersion, dir, files, created, kept, queries}.
     #[arg(long)]
     json: bool,
 }
@@ -44,7 +45,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let dir = absolute(&args.dir)?;
     let opts = global.call_options()?;
     let result = ktx_runner::call("demo.scaffold", json!({"dir": dir}), &opts).map_err(op_error)?;
-    let reply = Reply::parse(&result)?;
+    let mut reply = Reply::parse(&result)?;
+    // The op writes `ktx ...`; a user who got ktx from npm runs `npx @kaelio/ktx ...`.
+    for q in &mut reply.queries {
+        *q = ktx_command_line(q);
+    }
     if args.json {
         emit_json(&json!({
             "dir": reply.dir,
@@ -148,8 +153,9 @@ impl Reply {
             out.push_str(&format!("  {q}\n"));
         }
         out.push_str(&format!(
-            "\nThen look around: cd {} && ktx sl validate && ktx sl query --help\n",
-            shell_quote(&self.dir)
+            "\nThen look around: cd {} && {ktx} sl validate && {ktx} sl query --help\n",
+            shell_quote(&self.dir),
+            ktx = ktx_command()
         ));
         out
     }

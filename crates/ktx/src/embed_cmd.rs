@@ -7,7 +7,7 @@
 //! (install) or `--no-input` / no terminal (fail with the exact install command). It prefers the
 //! daemon, which loads the model once, unless `KTX_DAEMON` says otherwise.
 
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use ktx_runner::{CallOptions, Policy, RunError};
 use ktx_runtime::{Feature, Runtime, StatusKind};
 
+use crate::output::{emit, emit_json_line};
 use crate::{CliError, GlobalArgs};
 
 /// The op that computes embeddings.
@@ -42,7 +43,8 @@ pub struct Args {
     /// Also embed every non-blank line of this file (`-` reads standard input).
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
-    /// Print `{model, dimensions, normalized, count, texts, embeddings}` as one JSON line.
+    /// Print `{schemaVersion, model, dimensions, normalized, count, texts, embeddings}` as one
+    /// JSON line.
     #[arg(long)]
     json: bool,
     /// Return raw vectors instead of unit-length ones.
@@ -89,19 +91,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             "texts": texts,
             "embeddings": embeddings,
         });
-        match serde_json::to_string(&out) {
-            Ok(line) => println!("{line}"),
-            Err(e) => {
-                return Err(CliError::failure(format!(
-                    "cannot encode the JSON output: {e}"
-                )))
-            }
-        }
+        emit_json_line(&out)?;
     } else {
-        print!(
-            "{}",
-            summary(&model, dimensions, normalize, &texts, &embeddings)
-        );
+        emit(&summary(&model, dimensions, normalize, &texts, &embeddings))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -159,15 +151,11 @@ fn ensure_feature(rt: &Runtime, opts: &mut CallOptions) -> Result<(), CliError> 
         Policy::NoInput => Err(not_installed(&st.detail, core_ready, false)),
         Policy::Prompt => {
             let question = prompt_text(core_ready, &rt.layout().version_dir());
-            let accepted = confirm(
-                &mut std::io::stdin().lock(),
-                &mut std::io::stderr().lock(),
-                &question,
-            )
-            .map_err(|e| {
+            // `ask` never holds the stderr lock while it waits: Ctrl-C must end ktx here.
+            let answer = ktx_runner::ask(&question).map_err(|e| {
                 CliError::failure(format!("cannot read the answer from the terminal: {e}"))
             })?;
-            if !accepted {
+            if !accepts(answer.as_deref()) {
                 return Err(not_installed(&st.detail, core_ready, true));
             }
             opts.policy = Policy::Yes;
@@ -191,18 +179,10 @@ fn prompt_text(core_ready: bool, version_dir: &Path) -> String {
     )
 }
 
-/// Writes `question`, reads one line; only `y` / `yes` (any case) accept.
-fn confirm(
-    input: &mut dyn BufRead,
-    output: &mut dyn Write,
-    question: &str,
-) -> std::io::Result<bool> {
-    output.write_all(question.as_bytes())?;
-    output.flush()?;
-    let mut line = String::new();
-    input.read_line(&mut line)?;
-    let answer = line.trim().to_ascii_lowercase();
-    Ok(answer == "y" || answer == "yes")
+/// Whether the answer line accepts: only `y` / `yes` (any case); end of input never does.
+fn accepts(line: Option<&str>) -> bool {
+    let answer = line.unwrap_or_default().trim().to_ascii_lowercase();
+    answer == "y" || answer == "yes"
 }
 
 fn not_installed(detail: &str, core_ready: bool, declined: bool) -> CliError {
@@ -334,17 +314,14 @@ mod tests {
     #[test]
     fn only_an_explicit_yes_accepts_the_big_download() {
         for (answer, want) in [
-            ("y\n", true),
-            ("YES\n", true),
-            ("\n", false),
-            ("n\n", false),
-            ("", false),
-            ("sure\n", false),
+            (Some("y\n"), true),
+            (Some("YES\n"), true),
+            (Some("\n"), false),
+            (Some("n\n"), false),
+            (None, false),
+            (Some("sure\n"), false),
         ] {
-            let mut out = Vec::new();
-            let got = confirm(&mut answer.as_bytes(), &mut out, "Q? ").unwrap();
-            assert_eq!(got, want, "answer {answer:?}");
-            assert_eq!(out, b"Q? ");
+            assert_eq!(accepts(answer), want, "answer {answer:?}");
         }
     }
 

@@ -5,6 +5,11 @@
 //! write `mod group;` with a `#[derive(clap::Args)] pub struct Args` and
 //! `pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError>`, then add one
 //! variant to [`Command`] and one arm to the match in `main`.
+//!
+//! Output: commands print on stdout only through [`output`] (`emit`, `emit_json`), which owns
+//! the policy for a closed or full stdout and puts `schemaVersion` first in every `--json`
+//! document; each document's shape is in `docs/json-output.md`. Progress, notes and errors go
+//! to stderr.
 
 mod daemon_cmd;
 mod demo_cmd;
@@ -26,6 +31,8 @@ pub use output::CliError;
     about,
     long_about = None,
     propagate_version = true,
+    // `ktx` alone: the help on stderr, exit 2 (clap's convention for a missing subcommand).
+    arg_required_else_help = true,
     after_help = "Start here: `ktx demo` creates a sample project and prints queries to try.\n\
                   Something wrong? `ktx runtime doctor` says what and how to fix it."
 )]
@@ -43,7 +50,9 @@ pub struct GlobalArgs {
     /// confirm `ktx runtime prune`.
     #[arg(long, global = true, conflicts_with = "no_input")]
     pub yes: bool,
-    /// Never prompt and never install; fail with the command to run instead.
+    /// Never prompt: when a command needs the Python runtime and it is not ready, fail with
+    /// the command that installs it instead of asking (`ktx runtime install` still installs:
+    /// running it is the request).
     #[arg(long, global = true)]
     pub no_input: bool,
     /// Use (or start) the background Python daemon for faster repeated calls [env: KTX_DAEMON=1].
@@ -75,24 +84,44 @@ fn main() -> ExitCode {
     // Ctrl-C / SIGTERM: kill installer children (their process groups) so no uv or pip keeps
     // writing after we are gone. The install receipt is written last, so nothing half-done is
     // ever trusted; the next install cleans the leftovers.
+    //
+    // The handler runs on ctrlc's own thread while the main thread may sit anywhere, e.g. in a
+    // prompt's blocking read: it must never wait for a lock the main thread could hold (the
+    // stderr lock of `eprintln!` was one: Ctrl-C at `Install it now?` then did nothing). So the
+    // message goes straight to file descriptor 2, and `exit` only try-locks stdout.
+    // `kill_active_children` takes a mutex that is only ever held for a push or a copy.
     let _ = ctrlc::set_handler(|| {
         ktx_runtime::process::kill_active_children();
-        eprintln!("\ninterrupted");
+        write_stderr_unlocked(b"\ninterrupted\n");
         std::process::exit(130);
     });
     quiet_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // --help / --version exit 0; usage errors exit 2.
+        Err(e) if e.use_stderr() => {
+            // Usage errors, and `ktx` alone (help on stderr): exit 2.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::from(2);
+        }
+        // --help / --version: stdout, through the one output path (a full disk is an error).
+        Err(e) => {
+            return match output::emit_styled(&e.render()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => finish(Err(err)),
+            }
         }
     };
     let result = match cli.command {
         None => {
+            // Only global flags (`ktx --yes`): the same as `ktx` alone.
             use clap::CommandFactory;
-            let _ = Cli::command().print_help();
+            use std::io::IsTerminal;
+            let help = Cli::command().render_help();
+            if std::io::stderr().is_terminal() {
+                eprint!("{}", help.ansi());
+            } else {
+                eprint!("{help}");
+            }
             Ok(ExitCode::from(2))
         }
         Some(Command::Runtime(args)) => runtime::run(args, &cli.global),
@@ -100,14 +129,39 @@ fn main() -> ExitCode {
         Some(Command::Sl(args)) => sl_cmd::run(args, &cli.global),
         Some(Command::Demo(args)) => demo_cmd::run(args, &cli.global),
     };
+    finish(result)
+}
+
+/// The exit code of a command's result, after reporting its error. A closed stdout also stops
+/// any installer child, as a SIGPIPE would have.
+fn finish(result: Result<ExitCode, CliError>) -> ExitCode {
     match result {
         Ok(code) => code,
-        Err(err) => err.report(),
+        Err(err) => {
+            if err.code == output::BROKEN_PIPE_EXIT {
+                ktx_runtime::process::kill_active_children();
+            }
+            err.report()
+        }
     }
 }
 
-/// `ktx runtime status | head -1`: the reader goes away and `println!` panics on EPIPE. Exit
-/// quietly instead, as a SIGPIPE-killed tool would (141), after stopping any installer child.
+/// Writes `bytes` to file descriptor 2 without Rust's stderr lock (best effort: from the signal
+/// handler thread, which must not wait on a lock another thread holds).
+fn write_stderr_unlocked(bytes: &[u8]) {
+    #[cfg(unix)]
+    // SAFETY: write(2) on fd 2 with a valid buffer and its length; errors are ignored.
+    unsafe {
+        libc::write(2, bytes.as_ptr().cast(), bytes.len());
+    }
+    #[cfg(not(unix))]
+    let _ = bytes;
+}
+
+/// Standard output goes through [`output::emit`], which handles EPIPE itself; this hook is the
+/// safety net for `eprintln!` on a closed stderr (`ktx ... 2>&- `, a reader of `2>&1 |` that
+/// went away), which panics with "failed printing to stderr": exit quietly instead, as a
+/// SIGPIPE-killed tool would (141), after stopping any installer child.
 ///
 /// Why not restore SIGPIPE's default action: writing a request into a one-shot child's stdin
 /// after the child died would then kill ktx silently instead of reporting the failure.

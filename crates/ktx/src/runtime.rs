@@ -10,7 +10,7 @@ use ktx_runner::RunError;
 use ktx_runtime::prune::{self, PruneKind};
 use ktx_runtime::{Feature, InstallOptions, Runtime, KTX_VERSION};
 
-use crate::output::{human_bytes, print_json};
+use crate::output::{emit, emit_json, emit_raw_json, human_bytes};
 use crate::{CliError, GlobalArgs};
 
 /// Manage the private Python runtime that ktx's Python-backed commands use.
@@ -73,9 +73,9 @@ enum RuntimeCommand {
         /// Rebuild even if the runtime is ready (keeps the features already installed).
         #[arg(long)]
         force: bool,
-        /// Print the result as JSON on stdout: {schemaVersion, kind: "ready", performed,
-        /// features, versionDir, installer, logPath, manifest}, or on failure {schemaVersion,
-        /// kind: "error", error{kind, message, logPath, hints}} (exit 1).
+        /// Print the result as JSON on stdout: {schemaVersion, kind: "ready" | "error",
+        /// performed, features, versionDir, installer, logPath, manifest, error}; on failure
+        /// (exit 1) kind is "error" and error is {kind, message, logPath, hints}, else null.
         #[arg(long)]
         json: bool,
         /// Install from this local wheelhouse only, with no network access [env:
@@ -94,7 +94,8 @@ enum RuntimeCommand {
     /// but ready is repaired by `ktx runtime install`. Never changes anything on disk.
     ///
     /// --json prints {schemaVersion, kind, detail, layout{runtimeRoot, versionDir, venvDir,
-    /// manifestPath, logDir, assetDir, pythonPath}, manifest?, daemon}.
+    /// manifestPath, logDir, assetDir, pythonPath}, manifest, daemon}; keys that do not apply
+    /// are null (every --json shape: docs/json-output.md).
     Status {
         /// Print the status as JSON on stdout.
         #[arg(long)]
@@ -104,7 +105,8 @@ enum RuntimeCommand {
     /// if any check fails.
     ///
     /// Prints one `PASS|WARN|FAIL <label>: <detail>` line per check and a `Fix:` line under
-    /// each one that needs action.
+    /// each one that needs action. --json prints {schemaVersion, ok, checks: [{id, label,
+    /// outcome, detail, fix}]}; `id` is stable (e.g. python-interpreter, managed-runtime).
     Doctor {
         /// Print the checks as JSON on stdout.
         #[arg(long)]
@@ -117,8 +119,8 @@ enum RuntimeCommand {
     /// to see what would be removed.
     ///
     /// --json prints {schemaVersion, dryRun, refused, wouldRemove, removed, bytes (freed, or
-    /// that would be freed when nothing is removed), wouldFree, skipped}; each entry has path,
-    /// kind (version|uv) and bytes.
+    /// that would be freed when nothing is removed), wouldFree, skipped, failed}; removal
+    /// entries have path, kind (version|uv) and bytes, skipped and failed ones path and reason.
     Prune {
         /// List what would be removed, remove nothing.
         #[arg(long)]
@@ -147,6 +149,8 @@ enum RuntimeCommand {
         json: bool,
     },
     /// Stop the background Python daemon (no-op when it is not running).
+    ///
+    /// --json prints {schemaVersion, stopped, pid, how, cleaned} (null where it does not apply).
     Stop {
         /// Print the result as JSON on stdout.
         #[arg(long)]
@@ -218,7 +222,12 @@ fn install(
         Err(e) => {
             // A script reading stdout gets an answer on failure too (and the exit code).
             if json {
-                print_json(&install_error_json(&e));
+                // The install error still goes to stderr when stdout cannot take the JSON.
+                if let Err(w) = emit_json(&install_error_json(&e)) {
+                    if !w.message.is_empty() {
+                        eprintln!("error: {}", w.message);
+                    }
+                }
             }
             return Err(e.into());
         }
@@ -231,8 +240,7 @@ fn install(
     let installed = &outcome.receipt.features;
     eprintln!("Installed features: {}", installed.join(", "));
     if json {
-        print_json(&json!({
-            "schemaVersion": 1,
+        emit_json(&json!({
             "kind": "ready",
             "performed": outcome.performed,
             "features": installed,
@@ -240,13 +248,14 @@ fn install(
             "installer": outcome.installer.map(|i| i.as_str()),
             "logPath": outcome.log_path,
             "manifest": outcome.receipt,
-        }));
+            "error": null,
+        }))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `ktx runtime install --json` on failure: `{schemaVersion, kind: "error", error: {kind,
-/// message, logPath, hints}}`.
+/// `ktx runtime install --json` on failure: the success shape with `kind: "error"`, nothing
+/// performed, and `error: {kind, message, logPath, hints}`.
 fn install_error_json(e: &RunError) -> Value {
     let error = match e {
         RunError::Runtime(r) => json!({
@@ -259,36 +268,55 @@ fn install_error_json(e: &RunError) -> Value {
             json!({"kind": "other", "message": other.to_string(), "logPath": null, "hints": []})
         }
     };
-    json!({"schemaVersion": 1, "kind": "error", "error": error})
+    json!({
+        "kind": "error",
+        "performed": false,
+        "features": [],
+        "versionDir": null,
+        "installer": null,
+        "logPath": null,
+        "manifest": null,
+        "error": error,
+    })
 }
 
 fn status(json: bool) -> Result<ExitCode, CliError> {
     let rt = Runtime::from_env()?;
     let st = rt.status(&[Feature::Core]);
     if json {
-        let mut v = serde_json::to_value(&st).unwrap_or(Value::Null);
+        let mut v = serde_json::to_value(&st).map_err(|e| {
+            CliError::failure(format!("cannot encode the runtime status as JSON: {e}"))
+        })?;
         if let Some(obj) = v.as_object_mut() {
+            // The document's schemaVersion comes from the output path; every key is present
+            // in every state (null when it does not apply).
+            obj.remove("schemaVersion");
+            obj.entry("manifest").or_insert(Value::Null);
             obj.insert("daemon".into(), crate::daemon_cmd::status_json(&rt));
         }
-        print_json(&v);
+        emit_json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}: {}", st.kind.as_str(), st.detail);
-    println!("  ktx version:  {KTX_VERSION}");
-    println!("  runtime root: {}", st.layout.runtime_root.display());
-    println!("  version dir:  {}", st.layout.version_dir.display());
+    let mut text = format!("{}: {}\n", st.kind.as_str(), st.detail);
+    let mut line = |label: &str, value: &dyn std::fmt::Display| {
+        text.push_str(&format!("  {label:<13} {value}\n"));
+    };
+    line("ktx version:", &KTX_VERSION);
+    line("runtime root:", &st.layout.runtime_root.display());
+    line("version dir:", &st.layout.version_dir.display());
     if let Some(v) = &st.layout.venv_dir {
-        println!("  venv:         {}", v.display());
+        line("venv:", &v.display());
     }
     if let Some(p) = &st.layout.python_path {
-        println!("  python:       {}", p.display());
+        line("python:", &p.display());
     }
-    println!("  logs:         {}", st.layout.log_dir.display());
+    line("logs:", &st.layout.log_dir.display());
     match &st.layout.asset_dir {
-        Some(d) => println!("  assets:       {}", d.display()),
-        None => println!("  assets:       (not found)"),
+        Some(d) => line("assets:", &d.display()),
+        None => line("assets:", &"(not found)"),
     }
-    crate::daemon_cmd::print_status_section(&rt);
+    text.push_str(&crate::daemon_cmd::status_section(&rt));
+    emit(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -298,9 +326,9 @@ fn doctor(json: bool) -> Result<ExitCode, CliError> {
     let mut report = rt.doctor();
     report.checks.push(crate::daemon_cmd::doctor_check(&rt));
     if json {
-        print_json(&report.to_json());
+        emit_json(&json!({"ok": !report.failed(), "checks": report.checks}))?;
     } else {
-        print!("{}", report.render_text());
+        emit(&report.render_text())?;
     }
     Ok(if report.failed() {
         ExitCode::FAILURE
@@ -325,8 +353,7 @@ fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError>
     if dry_run || plan.remove.is_empty() || !yes {
         let refused = !dry_run && !plan.remove.is_empty();
         if json {
-            print_json(&json!({
-                "schemaVersion": 1,
+            emit_json(&json!({
                 "dryRun": dry_run,
                 "refused": refused,
                 "wouldRemove": plan.remove,
@@ -334,7 +361,8 @@ fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError>
                 "bytes": plan.bytes(),
                 "wouldFree": plan.bytes(),
                 "skipped": skipped,
-            }));
+                "failed": [],
+            }))?;
         } else {
             let mut text = String::new();
             if plan.remove.is_empty() {
@@ -359,7 +387,7 @@ fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError>
             if refused {
                 eprint!("{text}");
             } else {
-                print!("{text}");
+                emit(&text)?;
             }
         }
         if refused {
@@ -374,8 +402,7 @@ fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError>
     let result = prune::execute(layout, &plan);
     let bytes: u64 = result.removed.iter().map(|e| e.bytes).sum();
     if json {
-        print_json(&json!({
-            "schemaVersion": 1,
+        emit_json(&json!({
             "dryRun": false,
             "refused": false,
             "wouldRemove": plan.remove,
@@ -384,20 +411,22 @@ fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError>
             "wouldFree": plan.bytes(),
             "skipped": result.skipped.iter().map(|s| json!({"path": s.path, "reason": s.reason})).chain(skipped).collect::<Vec<_>>(),
             "failed": result.failed.iter().map(|s| json!({"path": s.path, "reason": s.reason})).collect::<Vec<_>>(),
-        }));
+        }))?;
     } else {
+        let mut text = String::new();
         for e in &result.removed {
-            println!(
-                "Removed {} ({}, {})",
+            text.push_str(&format!(
+                "Removed {} ({}, {})\n",
                 e.path.display(),
                 kind(e.kind),
                 human_bytes(e.bytes)
-            );
+            ));
         }
         for s in result.skipped.iter().chain(plan.skip.iter()) {
-            println!("Keeping {}: {}", s.path.display(), s.reason);
+            text.push_str(&format!("Keeping {}: {}\n", s.path.display(), s.reason));
         }
-        println!("Freed {}.", human_bytes(bytes));
+        text.push_str(&format!("Freed {}.\n", human_bytes(bytes)));
+        emit(&text)?;
     }
     if let Some(first) = result.failed.first() {
         // Everything else was still pruned; the exit code says the job is not complete.
@@ -428,6 +457,7 @@ fn call(
     let mut opts = global.call_options()?;
     opts.features = features.iter().map(|f| Feature::from(*f)).collect();
     let result = ktx_runner::call(op, payload, &opts)?;
-    print_json(&result);
+    // The op's result as it came (plumbing: not a ktx document, so no schemaVersion).
+    emit_raw_json(&result)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,6 @@
 //! already running) apply.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -245,24 +244,8 @@ pub fn op_error(err: RunError) -> CliError {
     CliError::failure(text)
 }
 
-/// Writes `text` to standard output. A closed pipe (`ktx sl query ... | head -1`) ends the
-/// output quietly; any other write error is reported.
-pub fn emit(text: &str) -> Result<(), CliError> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::failure(format!(
-            "cannot write to standard output: {e}"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// `value` as pretty JSON and a newline, through [`emit`].
-pub fn emit_json<T: Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError::failure(format!("cannot encode the JSON output: {e}")))?;
-    emit(&format!("{text}\n"))
-}
+// Printing goes through the crate's one output path (EPIPE, write errors, schemaVersion).
+pub use crate::output::{emit, emit_json};
 
 fn bad_reply(op: &str, why: &str) -> CliError {
     CliError::failure(format!(

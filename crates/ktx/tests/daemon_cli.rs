@@ -151,7 +151,8 @@ fn start_reuse_stop_with_the_stable_messages() {
     assert_eq!(lines[0], "Started KTX Python daemon", "{first}");
     assert!(lines[1].starts_with("url: http://127.0.0.1:"), "{first}");
     assert!(lines[2].starts_with("pid: "), "{first}");
-    assert_eq!(lines[3], format!("version: {}", package_version()));
+    // Users see ktx's SemVer; the PEP 440 form is only for Python.
+    assert_eq!(lines[3], format!("version: {}", common::VERSION));
     assert_eq!(lines[4], "features: core");
     let pid: u64 = field(&first, "pid").parse().unwrap();
     assert!(alive(pid));
