@@ -200,6 +200,7 @@ fn validate_json_adds_warnings_and_databases_after_errors() {
     assert_eq!(
         v,
         json!({
+            "schemaVersion": 1,
             "ok": true,
             "projectDir": p.dir,
             "connections": 1,
