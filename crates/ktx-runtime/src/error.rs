@@ -23,6 +23,9 @@ pub enum ErrorKind {
     Config,
     /// A prune or other destructive command was refused (e.g. missing `--yes`).
     Refused,
+    /// A directory under (or above) the runtime root could be written by another user, or is
+    /// a symlink ktx did not create: nothing in it is read or run (see [`crate::trust`]).
+    Untrusted,
 }
 
 /// An actionable error: a message naming the path and the operation, the log of the attempt

@@ -180,6 +180,10 @@ pub fn find_uv(layout: &Layout, notes: &mut Vec<String>) -> Result<Option<Uv>, R
     }
     if let Ok(p) = pins() {
         let path = layout.uv_tool_path(&p.version);
+        // Never run a uv from a directory another user could have planted it in.
+        if let Some(dir) = path.parent() {
+            crate::trust::check(layout, dir).map_err(|u| crate::trust::error(layout, u))?;
+        }
         if path.exists() {
             match uv_version(&path) {
                 Ok(v) => {
@@ -287,7 +291,7 @@ pub fn bootstrap(
     let tools = layout.uv_tools_dir();
     let tmp = tools.join(format!(".bootstrap-{}", std::process::id()));
     let _ = remove_tree(&tmp);
-    fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    crate::trust::ensure_dir(layout, &tmp).map_err(|e| e.to_string())?;
     let result = bootstrap_in(layout, python, find_links, log, &pins.version, wheels, &tmp);
     let _ = remove_tree(&tmp);
     result
@@ -367,15 +371,27 @@ fn bootstrap_in(
             wheel.display()
         ));
     }
-    let dest_dir = layout.uv_tools_dir().join(version);
-    fs::create_dir_all(&dest_dir)
-        .map_err(|e| format!("cannot create {}: {e}", dest_dir.display()))?;
+    let dest_dir = crate::trust::ensure_dir(layout, &layout.uv_tools_dir().join(version))
+        .map_err(|e| e.to_string())?;
     let dest = dest_dir.join(exe_name("uv"));
-    let part = dest_dir.join(format!(".uv.tmp-{}", std::process::id()));
-    extract_uv(&wheel, version, &part)?;
-    fs::rename(&part, &dest).map_err(|e| {
-        let _ = fs::remove_file(&part);
-        format!("cannot move uv into place at {}: {e}", dest.display())
+    // O_EXCL under a random `.uv.tmp-*` name: nothing planted there is written through.
+    let mut part = tempfile::Builder::new()
+        .prefix(".uv.tmp-")
+        .tempfile_in(&dest_dir)
+        .map_err(|e| {
+            format!(
+                "cannot create a temporary file in {}: {e}",
+                dest_dir.display()
+            )
+        })?;
+    let part_path = part.path().to_path_buf();
+    extract_uv(&wheel, version, part.as_file_mut(), &part_path)?;
+    part.persist(&dest).map_err(|e| {
+        format!(
+            "cannot move uv into place at {}: {}",
+            dest.display(),
+            e.error
+        )
     })?;
     sync_dir(&dest_dir);
     let got = uv_version(&dest)?;
@@ -391,8 +407,9 @@ fn bootstrap_in(
     })
 }
 
-/// Extracts `uv-<version>.data/scripts/uv[.exe]` from `wheel` to `dest` (mode 0755, fsynced).
-fn extract_uv(wheel: &Path, version: &str, dest: &Path) -> Result<(), String> {
+/// Extracts `uv-<version>.data/scripts/uv[.exe]` from `wheel` into `out`, the open file at
+/// `dest` (mode 0755, fsynced).
+fn extract_uv(wheel: &Path, version: &str, out: &mut fs::File, dest: &Path) -> Result<(), String> {
     let file =
         fs::File::open(wheel).map_err(|e| format!("cannot open {}: {e}", wheel.display()))?;
     let mut zip = zip::ZipArchive::new(file)
@@ -401,16 +418,6 @@ fn extract_uv(wheel: &Path, version: &str, dest: &Path) -> Result<(), String> {
     let mut entry = zip
         .by_name(&want)
         .map_err(|e| format!("{} has no {want}: {e}", wheel.display()))?;
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o755);
-    }
-    let mut out = opts
-        .open(dest)
-        .map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
     let mut buf = Vec::new();
     entry
         .read_to_end(&mut buf)
@@ -421,7 +428,8 @@ fn extract_uv(wheel: &Path, version: &str, dest: &Path) -> Result<(), String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dest, fs::Permissions::from_mode(0o755))
+        // On the open file: the name is never looked up again.
+        out.set_permissions(fs::Permissions::from_mode(0o755))
             .map_err(|e| format!("cannot chmod {}: {e}", dest.display()))?;
     }
     Ok(())
