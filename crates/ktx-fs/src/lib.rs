@@ -110,13 +110,12 @@ impl fmt::Display for Untrusted {
         match &self.problem {
             Problem::Owner { uid, mode } => write!(
                 f,
-                "refusing to use {p}: it is owned by {} (mode {mode:04o}), not by you ({}) or root, so that user could plant programs ktx would run",
-                describe_uid(*uid),
-                describe_uid(current_uid())
+                "refusing to use {p}: it is owned by another user, {}, mode {mode:04o}; ktx only trusts directories owned by you or root (their owner could plant programs ktx would run)",
+                describe_uid(*uid)
             ),
             Problem::Writable { uid, mode } => write!(
                 f,
-                "refusing to use {p}: it is writable by other users (owner {}, mode {mode:04o}), so they could plant programs ktx would run",
+                "refusing to use {p}: it is writable by other users (owner {}, mode {mode:04o}), who could plant programs ktx would run",
                 describe_uid(*uid)
             ),
             Problem::Symlink { target } => {
@@ -756,7 +755,7 @@ mod tests {
             "{e:?}"
         );
         let text = e.to_string();
-        assert!(text.contains("owned by uid 65534"), "{text}");
+        assert!(text.contains("owned by another user, uid 65534"), "{text}");
         assert!(e.fix().contains("KTX_RUNTIME_ROOT"), "{}", e.fix());
     }
 
