@@ -39,7 +39,13 @@ fn mode_of(path: &Path) -> u32 {
 }
 
 fn run(root: &Path, args: &[&str]) -> Output {
-    ktx(root).args(args).timeout(QUICK).output().unwrap()
+    ktx(root)
+        .args(args)
+        // A daemon started by mistake (a regression) must not outlive the test for long.
+        .env("KTX_DAEMON_IDLE_TIMEOUT", "5")
+        .timeout(QUICK)
+        .output()
+        .unwrap()
 }
 
 /// A "python" outside the root that leaves `<dir>/ran` behind if anything ever executes it.
