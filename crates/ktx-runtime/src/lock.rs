@@ -64,9 +64,21 @@ impl Drop for LockGuard {
     }
 }
 
-/// Opens (creating) the lock file in its existing directory. A symlink at the lock's name is
+/// Opens (creating) the lock file, and its directory with mode 0700 if missing (ktx's own
+/// callers create and verify it first, see [`crate::trust`]). A symlink at the lock's name is
 /// refused (`O_NOFOLLOW`): the holder truncates the file and writes its pid into it.
 fn open(path: &Path) -> Result<File, RuntimeError> {
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(crate::trust::DIR_MODE);
+        }
+        b.create(dir)
+            .map_err(|e| RuntimeError::io("create directory", dir, &e))?;
+    }
     let mut opts = OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
     ktx_fs::no_follow(&mut opts)
