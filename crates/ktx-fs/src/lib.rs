@@ -33,6 +33,7 @@ use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 /// How many symlinks a walk follows before giving up (the kernel's own limit is 40).
+#[cfg(unix)]
 const MAX_SYMLINKS: usize = 40;
 
 /// What is wrong with a directory ktx was about to trust.
@@ -163,6 +164,10 @@ enum Rule {
     Private,
 }
 
+/// The sticky bit (`S_ISVTX`; spelled out because libc types it `u16` on some platforms).
+#[cfg(unix)]
+const STICKY: u32 = 0o1000;
+
 /// Checks one directory's metadata against `rule`.
 #[cfg(unix)]
 fn check_meta(path: &Path, meta: &fs::Metadata, rule: Rule) -> Result<(), Untrusted> {
@@ -175,7 +180,7 @@ fn check_meta(path: &Path, meta: &fs::Metadata, rule: Rule) -> Result<(), Untrus
     if mode & 0o022 == 0 {
         return Ok(());
     }
-    if rule == Rule::Ancestor && uid == 0 && mode & libc::S_ISVTX as u32 != 0 {
+    if rule == Rule::Ancestor && uid == 0 && mode & STICKY != 0 {
         return Ok(());
     }
     if mode & 0o002 == 0 && uid == me && is_private_group(meta.gid(), me) {
