@@ -27,7 +27,9 @@ pub enum StatusKind {
     Incomplete,
     /// A receipt for another wheel checksum, ktx version, or without a required feature.
     Mismatched,
-    /// A receipt, but the venv, its interpreter or the interpreter's base is gone.
+    /// A receipt, but the venv, its interpreter or the interpreter's base is gone; or the
+    /// version dir exists under a root that fails the [`crate::trust`] checks (then nothing
+    /// in it is read, and `missing` is reported when the version dir does not exist).
     Broken,
 }
 
