@@ -4,7 +4,7 @@
 //!
 //! Only directories that are ktx's are ever listed: a version dir (named by a SemVer) must
 //! carry a receipt (`manifest.json`), a `venvs/` dir or the marker
-//! [`MARKER_FILE`](crate::layout::MARKER_FILE); a `.prune-<semver>-<pid>` dir is one an
+//! [`MARKER_FILE`]; a `.prune-<semver>-<pid>` dir is one an
 //! interrupted prune renamed aside. Symlinks in the root are never listed, and nothing is
 //! listed or removed under a root that fails the [`crate::trust`] checks.
 

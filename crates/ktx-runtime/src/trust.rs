@@ -34,7 +34,7 @@ pub const DOCTOR_CHECK_ID: &str = "runtime-root-permissions";
 const VERSION_SUBDIRS: [&str; 4] = ["venvs", "daemon", "logs", "wheels"];
 
 /// Verifies the root (and every ancestor up to `/`), this version's dir and its
-/// [`VERSION_SUBDIRS`]; missing ones are fine. Reads only: a handful of `lstat` calls.
+/// `venvs/`, `daemon/`, `logs/` and `wheels/`; missing ones are fine. Reads only: a handful of `lstat` calls.
 pub fn check_layout(layout: &Layout) -> Result<TrustedBase, Untrusted> {
     let base = TrustedBase::verify(layout.root())?;
     let version = Path::new(layout.version());
