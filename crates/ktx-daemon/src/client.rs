@@ -59,6 +59,8 @@ impl Client {
         version: &str,
         features: &[String],
     ) -> Option<Client> {
+        // The token and state of a directory another user could write are never used.
+        files::check_dir(daemon_dir).ok()?;
         let (client, health) = Client::connect_verified(&DaemonPaths::new(daemon_dir)).ok()?;
         let usable = health.status == "ok"
             && health.abi == ABI_VERSION

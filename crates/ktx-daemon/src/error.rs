@@ -67,6 +67,9 @@ pub enum DaemonError {
         /// What was tried.
         message: String,
     },
+    /// The daemon directory (or a directory above it) could be written by another user, or
+    /// is a symlink ktx did not create: nothing in it is read, written or run.
+    Untrusted(ktx_fs::Untrusted),
     /// The operation is not available on this platform.
     Unsupported(String),
 }
@@ -174,6 +177,7 @@ impl fmt::Display for DaemonError {
                 f,
                 "could not stop the KTX Python daemon (pid {pid}): {message}. Kill it by hand (`kill -9 {pid}`)"
             ),
+            DaemonError::Untrusted(u) => write!(f, "{u}\n  hint: {}", u.fix()),
             DaemonError::Unsupported(what) => write!(f, "{what} is not supported on this platform"),
         }
     }

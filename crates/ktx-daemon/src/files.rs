@@ -3,7 +3,7 @@
 use crate::error::{DaemonError, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -85,53 +85,44 @@ pub(crate) struct OwnerRecord {
     pub instance_id: Option<String>,
 }
 
-/// Create the daemon directory (owner-only on Unix).
+/// The daemon directory's parent (the runtime's version dir) as a verified base, and the
+/// daemon directory's name under it.
+fn trusted_parent(dir: &Path) -> Result<(ktx_fs::TrustedBase, PathBuf)> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Err(DaemonError::io(
+            "checking the daemon directory",
+            dir,
+            io::Error::other("it has no parent directory"),
+        ));
+    };
+    let base = ktx_fs::TrustedBase::verify(parent).map_err(DaemonError::Untrusted)?;
+    Ok((base, PathBuf::from(name)))
+}
+
+/// Verify the daemon directory before anything in it is read or trusted: it and its parent
+/// are real directories owned by the user (or root) and not writable by others, every
+/// directory above is too (a root-owned sticky one such as `/tmp` aside), and the daemon
+/// directory is not a symlink (see `ktx-fs`). A missing directory is fine.
+pub(crate) fn check_dir(dir: &Path) -> Result<()> {
+    let (base, name) = trusted_parent(dir)?;
+    base.check(&name).map_err(DaemonError::Untrusted)
+}
+
+/// Create the daemon directory with mode 0700 (whatever the umask) after [`check_dir`]'s
+/// checks, never through a symlink, and verify it.
 pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir)
-        .map_err(|e| DaemonError::io("creating the daemon directory", dir, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-    }
+    let (base, name) = trusted_parent(dir)?;
+    base.create_dirs(&name, 0o700)
+        .map_err(DaemonError::Untrusted)?;
     Ok(())
 }
 
-fn create_private(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-/// Write `data` to `path` atomically: an owner-only tmp file in the same directory, fsync,
-/// rename over the target.
+/// Write `data` to `path` atomically: an owner-only (0600) temporary file created with
+/// `O_EXCL` under a random name in the same directory, fsync, rename over the target (the
+/// one atomic-write path of `ktx-fs`).
 pub(crate) fn write_atomic(path: &Path, data: &[u8], what: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        random_hex(4)?
-    ));
-    let result = (|| -> io::Result<()> {
-        let mut f = create_private(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(DaemonError::io(format!("writing {what}"), path, e));
-    }
-    Ok(())
+    ktx_fs::write_atomic(path, data, 0o600)
+        .map_err(|e| DaemonError::io(format!("writing {what}"), path, e))
 }
 
 /// `n` random bytes from the OS, hex encoded.
@@ -239,7 +230,8 @@ pub(crate) fn open_log(paths: &DaemonPaths) -> Result<(File, u64)> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let file = options
+    // A symlink at the log's name is refused: the daemon's output never lands elsewhere.
+    let file = ktx_fs::no_follow(&mut options)
         .open(&paths.log)
         .map_err(|e| DaemonError::io("opening the daemon log", &paths.log, e))?;
     let offset = file.metadata().map(|m| m.len()).unwrap_or(0);

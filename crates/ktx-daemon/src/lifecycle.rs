@@ -5,6 +5,7 @@ use crate::error::{DaemonError, Result};
 use crate::files::{self, DaemonPaths, DaemonState, OwnerRecord};
 use crate::lock::LifecycleLock;
 use crate::process::{self, Signal};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -224,6 +225,15 @@ fn inspect(paths: &DaemonPaths) -> Found {
 /// Read-only status of the daemon in `daemon_dir` against the `expected_version`.
 pub fn status(daemon_dir: &Path, expected_version: &str) -> DaemonStatus {
     let paths = DaemonPaths::new(daemon_dir);
+    if let Err(e) = files::check_dir(&paths.dir) {
+        // Nothing in a directory another user could write is read: its state may be planted.
+        return DaemonStatus {
+            kind: StatusKind::Stale,
+            detail: e.to_string().replace("\n  hint: ", "; "),
+            state: None,
+            health: None,
+        };
+    }
     match inspect(&paths) {
         Found::Nothing => DaemonStatus {
             kind: StatusKind::Stopped,
@@ -419,7 +429,8 @@ pub fn stop_with_progress(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<StopOutcome> {
     let paths = DaemonPaths::new(daemon_dir);
-    if !paths.dir.is_dir() {
+    files::check_dir(&paths.dir)?;
+    if !fs::symlink_metadata(&paths.dir).is_ok_and(|m| m.is_dir()) {
         return Ok(StopOutcome::AlreadyStopped { cleaned: None });
     }
     let _lock = LifecycleLock::acquire(&paths.lock, "stop", lock_timeout, &mut |h| {

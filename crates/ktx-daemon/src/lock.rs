@@ -68,7 +68,8 @@ impl LifecycleLock {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut file = options
+        // A symlink at the lock's name is refused: the holder writes into the file.
+        let mut file = ktx_fs::no_follow(&mut options)
             .open(path)
             .map_err(|e| DaemonError::io("opening the daemon lifecycle lock", path, e))?;
         let began = Instant::now();

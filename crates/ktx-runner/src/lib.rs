@@ -290,6 +290,9 @@ fn prompt(
 /// built it: its `python_path` is the only interpreter a call may run.
 pub fn ensure_runtime(rt: &Runtime, opts: &CallOptions) -> Result<Receipt, RunError> {
     let features = normalize_features(&opts.features);
+    // A root another user can write is refused with its own fix: "install it" would not help.
+    ktx_runtime::trust::check_layout(rt.layout())
+        .map_err(|u| ktx_runtime::trust::error(rt.layout(), u))?;
     let st = rt.status(&features);
     if st.kind == StatusKind::Ready {
         if let Some(r) = st.manifest {
@@ -336,6 +339,9 @@ pub fn call_with(
     opts: &CallOptions,
 ) -> Result<Value, RunError> {
     let receipt = ensure_runtime(rt, opts)?;
+    // The directories the venv's python runs from, checked right before it is run.
+    ktx_runtime::trust::check(rt.layout(), &receipt.venv_dir)
+        .map_err(|u| ktx_runtime::trust::error(rt.layout(), u))?;
     let transport = select_transport(rt, &receipt, opts)?;
     let request = ktx_runtime::abi::request(op, payload);
     match transport.send(&request, opts.timeout)? {

@@ -120,8 +120,12 @@ impl DoctorReport {
 /// The runtime's checks: Python interpreter, uv (or the fallback), bundled wheel, managed
 /// runtime, the optional local-embeddings feature, and the free disk space.
 pub fn runtime_checks(rt: &Runtime) -> Vec<Check> {
-    let receipt = read_receipt(&rt.layout().receipt_path()).ok().flatten();
+    // Nothing under an untrusted root is read, the receipt included.
+    let receipt = crate::trust::check_layout(rt.layout())
+        .ok()
+        .and_then(|_| read_receipt(&rt.layout().receipt_path()).ok().flatten());
     vec![
+        check_root_permissions(rt),
         check_python(rt),
         check_uv(rt),
         check_wheel(rt),
@@ -196,6 +200,44 @@ fn check_free_space(root: &Path, free: Option<u64>) -> Check {
         )
     } else {
         Check::new(DISK_SPACE_CHECK, label, Outcome::Pass, detail, None)
+    }
+}
+
+/// The label of the runtime-root permissions check (stable id
+/// [`crate::trust::DOCTOR_CHECK_ID`]).
+pub const ROOT_PERMISSIONS_LABEL: &str = "runtime root permissions";
+
+/// The runtime-root permissions check: FAIL, with the fix, when the root, an ancestor or one
+/// of this version's directories could be written by another user or is a planted symlink
+/// (ktx then refuses to run or read anything there); see [`crate::trust`].
+pub fn check_root_permissions(rt: &Runtime) -> Check {
+    let layout = rt.layout();
+    match crate::trust::check_layout(layout) {
+        Ok(_) => Check::new(
+            crate::trust::DOCTOR_CHECK_ID,
+            ROOT_PERMISSIONS_LABEL,
+            Outcome::Pass,
+            format!(
+                "{} and its ancestors are writable only by you or root",
+                layout.root().display()
+            ),
+            None,
+        ),
+        Err(u) => {
+            let e = crate::trust::error(layout, u);
+            let fix = e
+                .hints
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "Set KTX_RUNTIME_ROOT to another directory.".into());
+            Check::new(
+                crate::trust::DOCTOR_CHECK_ID,
+                ROOT_PERMISSIONS_LABEL,
+                Outcome::Fail,
+                e.message,
+                Some(fix),
+            )
+        }
     }
 }
 
@@ -438,8 +480,17 @@ fn check_wheel(rt: &Runtime) -> Check {
 }
 
 fn check_runtime(rt: &Runtime) -> Check {
-    let st = rt.status(&[Feature::Core]);
     let label = "managed runtime";
+    if crate::trust::check_layout(rt.layout()).is_err() {
+        return Check::new(
+            RUNTIME_CHECK,
+            label,
+            Outcome::Fail,
+            format!("not checked: ktx does not use a runtime root that fails the `{ROOT_PERMISSIONS_LABEL}` check"),
+            Some(format!("Fix the `{ROOT_PERMISSIONS_LABEL}` failure above.")),
+        );
+    }
+    let st = rt.status(&[Feature::Core]);
     if st.kind != StatusKind::Ready {
         // An install would fail: say so now rather than "installs on first use".
         if let Some(problem) = crate::status::root_problem(rt.layout()) {

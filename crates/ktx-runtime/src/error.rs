@@ -26,6 +26,9 @@ pub enum ErrorKind {
     /// The disk is full or the quota is exhausted (ENOSPC, EDQUOT) at some step: never a reason
     /// to fall back to another installer.
     DiskFull,
+    /// A directory under (or above) the runtime root could be written by another user, or is
+    /// a symlink ktx did not create: nothing in it is read or run (see [`crate::trust`]).
+    Untrusted,
 }
 
 /// An actionable error: a message naming the path and the operation, the log of the attempt

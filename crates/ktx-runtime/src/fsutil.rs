@@ -1,47 +1,23 @@
 //! Small filesystem and time helpers: atomic writes, directory sizes, UTC timestamps, file URLs.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::RuntimeError;
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
-/// then (on Unix) fsync of the directory. A reader sees the old file or the new one, never half.
+/// Writes `bytes` to `path` atomically (mode 0644): a temporary file created in the same
+/// directory with `O_EXCL` under a random name, fsync, rename, then (on Unix) fsync of the
+/// directory. A reader sees the old file or the new one, never half; a symlink at `path` or at
+/// any predictable temporary name is never followed. The directory must exist (create it with
+/// [`crate::trust::ensure_dir`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| RuntimeError::io("create directory", dir, &e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::File::create(&tmp).map_err(|e| RuntimeError::io("create", &tmp, &e))?;
-        file.write_all(bytes)
-            .map_err(|e| RuntimeError::io("write", &tmp, &e))?;
-        file.sync_all()
-            .map_err(|e| RuntimeError::io("fsync", &tmp, &e))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(|e| RuntimeError::io("rename into place", path, &e))?;
-        sync_dir(dir);
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    ktx_fs::write_atomic(path, bytes, 0o644).map_err(|e| RuntimeError::io("write", path, &e))
 }
 
 /// Best-effort fsync of a directory so a rename inside it survives a crash (no-op off Unix).
 pub fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
+    ktx_fs::sync_dir(dir)
 }
 
 /// Total size in bytes of the regular files under `path` (symlinks are not followed).
@@ -58,12 +34,10 @@ pub fn dir_size(path: &Path) -> u64 {
     entries.flatten().map(|e| dir_size(&e.path())).sum()
 }
 
-/// Removes a directory tree, ignoring "not found".
+/// Removes a directory tree (or a file), ignoring "not found". Never follows a symlink: a
+/// link is removed, not its target.
 pub fn remove_tree(path: &Path) -> std::io::Result<()> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
+    ktx_fs::remove_no_follow(path)
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
@@ -161,6 +135,23 @@ mod tests {
     fn file_urls_are_encoded() {
         assert_eq!(file_url(Path::new("/a b/c.whl")), "file:///a%20b/c.whl");
         assert_eq!(file_url(Path::new("C:\\x\\y.whl")), "file:///C:/x/y.whl");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_write_never_follows_a_pre_planted_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        // The name the writer used to pick: `.<name>.tmp-<pid>`.
+        let planted = dir
+            .path()
+            .join(format!(".f.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let p = dir.path().join("f.json");
+        write_atomic(&p, b"one").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(fs::read(&p).unwrap(), b"one");
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub fn install(
     reporter: &dyn Reporter,
 ) -> Result<InstallOutcome, RuntimeError> {
     assets.verify_wheel()?;
+    // Before the receipt is read (it names the python ktx runs): a root another user can
+    // write, or a symlink planted under it, is refused.
+    crate::trust::check_layout(layout).map_err(|u| crate::trust::error(layout, u))?;
     let wanted = normalize(&opts.features);
     let fast = |receipt| InstallOutcome {
         performed: false,
@@ -138,8 +141,7 @@ pub fn install(
             .with_hint("Pass a directory of wheels (e.g. made with `python3 -m pip download -d DIR <bundled wheel>`)."));
         }
     }
-    let vdir = layout.version_dir();
-    fs::create_dir_all(&vdir).map_err(|e| RuntimeError::io("create directory", &vdir, &e))?;
+    let vdir = crate::trust::ensure_version_dir(layout)?;
     let _guard = lock_with_timeout(&layout.install_lock_path(), opts.lock_timeout, |pid| {
         reporter.report(Event::Waiting { pid })
     })?;
@@ -160,7 +162,7 @@ pub fn install(
         }
         features = normalize(&features);
     }
-    let log = InstallLog::create(&layout.logs_dir())?;
+    let log = InstallLog::create(&crate::trust::ensure_dir(layout, &layout.logs_dir())?)?;
     remove_unnamed_venvs(layout, current.as_ref().map(|r| r.venv_dir.as_path()), &log);
     uv::clean_interrupted_bootstraps(layout, &log);
     log.line(&format!(
@@ -266,19 +268,31 @@ fn remove_unnamed_venvs(layout: &Layout, keep: Option<&Path>, log: &InstallLog) 
         ));
         return;
     }
+    // Never list (and so never delete) through a symlinked or foreign venvs/.
+    if let Err(u) = crate::trust::check(layout, &layout.venvs_dir()) {
+        log.line(&format!("gc: not collecting old venvs: {u}"));
+        return;
+    }
     let Ok(entries) = fs::read_dir(layout.venvs_dir()) else {
         return;
     };
     for entry in entries.flatten() {
         let p = entry.path();
         if Some(p.as_path()) != keep {
-            let _ = remove_tree(&p).or_else(|_| fs::remove_file(&p));
+            // A symlink among the venvs is unlinked, its target left alone.
+            if let Err(err) = remove_tree(&p) {
+                log.line(&format!("gc: cannot remove {}: {err}", p.display()));
+            }
         }
     }
 }
 
 fn collect_garbage(layout: &Layout, receipt: &Receipt, sha: &str, log: &InstallLog) {
     remove_unnamed_venvs(layout, Some(&receipt.venv_dir), log);
+    if let Err(u) = crate::trust::check(layout, &layout.wheels_dir()) {
+        log.line(&format!("gc: not collecting old wheels: {u}"));
+        return;
+    }
     if let Ok(entries) = fs::read_dir(layout.wheels_dir()) {
         for e in entries.flatten() {
             if e.file_name().to_string_lossy() != sha {
@@ -379,7 +393,7 @@ fn indent(text: &str) -> String {
 /// and npm gives every packed file the same mtime).
 fn wheel_copy(layout: &Layout, assets: &Assets) -> Result<PathBuf, RuntimeError> {
     let w = &assets.manifest.wheel;
-    let dir = layout.wheels_dir().join(&w.sha256);
+    let dir = crate::trust::ensure_dir(layout, &layout.wheels_dir().join(&w.sha256))?;
     let dest = dir.join(&w.file);
     if sha256_file(&dest)
         .map(|(sha, _)| sha == w.sha256)
@@ -544,8 +558,7 @@ fn build(
         installer,
     });
     let wheel = wheel_copy(layout, assets)?;
-    let venvs = layout.venvs_dir();
-    fs::create_dir_all(&venvs).map_err(|e| RuntimeError::io("create directory", &venvs, &e))?;
+    crate::trust::ensure_dir(layout, &layout.venvs_dir())?;
     let _ = remove_tree(venv);
     let python = venv_python(venv);
     let req = requirement(&wheel, &assets.manifest.distribution_name, features);
@@ -714,7 +727,15 @@ fn build(
 /// log's `--override <file>` can be read back) and records it in the log.
 fn write_uv_overrides(log: &InstallLog) -> Result<PathBuf, RuntimeError> {
     let path = log.path().with_extension("overrides.txt");
-    fs::write(&path, LOCAL_EMBEDDINGS_UV_OVERRIDES)
+    // create_new: a file (or symlink) already at that name is never written through.
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(LOCAL_EMBEDDINGS_UV_OVERRIDES.as_bytes())
+        })
         .map_err(|e| RuntimeError::io("write uv overrides file", &path, &e))?;
     log.line(&format!(
         "uv overrides {} (drops triton: ~1 GB, not needed for CPU inference): {}",

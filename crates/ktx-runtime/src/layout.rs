@@ -1,7 +1,9 @@
 //! The runtime root and the fixed layout under it (see TEAM.md / ARCHITECTURE.md).
 //!
 //! ```text
-//! <root>/<ktx-semver>/            one dir per ktx version
+//! <root>/<ktx-semver>/            one dir per ktx version (mode 0700)
+//!   .ktx-runtime                  marker: written when ktx creates the dir; prune only ever
+//!                                 removes a version dir with this marker, a receipt or venvs/
 //!   manifest.json                 the receipt, written last
 //!   venvs/<id>/                   venvs, each built fresh; the receipt names the live one
 //!   install.lock                  cross-process install lock
@@ -10,11 +12,17 @@
 //!   daemon/{state.json,token,daemon.log,lifecycle.lock}
 //! <root>/tools/uv/<uv-version>/uv bootstrapped uv binaries
 //! ```
+//!
+//! ktx creates every directory here with mode 0700 and trusts nothing under a root that
+//! another user could write, nor a symlink it did not create (see [`crate::trust`]).
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{ErrorKind, RuntimeError};
 use crate::fsutil::absolute;
+
+/// The marker file ktx writes in every version dir it creates (`<root>/<version>/.ktx-runtime`).
+pub const MARKER_FILE: &str = ".ktx-runtime";
 
 /// The ktx version this library was built with (the workspace SemVer), e.g. `0.1.0-rc.0`.
 pub const KTX_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -54,6 +62,11 @@ impl Layout {
     /// `<root>/<version>/`.
     pub fn version_dir(&self) -> PathBuf {
         self.root.join(&self.version)
+    }
+
+    /// `<root>/<version>/.ktx-runtime`: the [`MARKER_FILE`].
+    pub fn marker_path(&self) -> PathBuf {
+        self.version_dir().join(MARKER_FILE)
     }
 
     /// `<root>/<version>/manifest.json`: the install receipt.

@@ -36,6 +36,7 @@ pub mod prune;
 pub mod python;
 pub mod receipt;
 pub mod status;
+pub mod trust;
 pub mod uv;
 mod venv_check;
 mod venv_files;

@@ -3,7 +3,7 @@
 //! The holder writes its pid into the lock file after locking; a process that finds the lock
 //! taken reads that pid to tell the user whom it is waiting for.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -64,15 +64,24 @@ impl Drop for LockGuard {
     }
 }
 
+/// Opens (creating) the lock file, and its directory with mode 0700 if missing (ktx's own
+/// callers create and verify it first, see [`crate::trust`]). A symlink at the lock's name is
+/// refused (`O_NOFOLLOW`): the holder truncates the file and writes its pid into it.
 fn open(path: &Path) -> Result<File, RuntimeError> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| RuntimeError::io("create directory", dir, &e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(crate::trust::DIR_MODE);
+        }
+        b.create(dir)
+            .map_err(|e| RuntimeError::io("create directory", dir, &e))?;
     }
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    ktx_fs::no_follow(&mut opts)
         .open(path)
         .map_err(|e| RuntimeError::io("open lock file", path, &e))
 }

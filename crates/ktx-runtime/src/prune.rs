@@ -1,6 +1,12 @@
 //! `ktx runtime prune`: removes other ktx versions' runtime directories and unused bootstrapped
 //! uv copies, never the current version and never a directory another process holds in use
 //! (its `install.lock` or `daemon/lifecycle.lock` is locked, or its daemon is alive).
+//!
+//! Only directories that are ktx's are ever listed: a version dir (named by a SemVer) must
+//! carry a receipt (`manifest.json`), a `venvs/` dir or the marker
+//! [`MARKER_FILE`]; a `.prune-<semver>-<pid>` dir is one an
+//! interrupted prune renamed aside. Symlinks in the root are never listed, and nothing is
+//! listed or removed under a root that fails the [`crate::trust`] checks.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -8,8 +14,9 @@ use std::path::{Path, PathBuf};
 use fs4::fs_std::FileExt;
 use serde::Serialize;
 
+use crate::error::RuntimeError;
 use crate::fsutil::{dir_size, remove_tree};
-use crate::layout::Layout;
+use crate::layout::{Layout, MARKER_FILE};
 use crate::lock::{try_lock, LockGuard};
 use crate::uv;
 
@@ -133,8 +140,37 @@ fn in_use(dir: &Path) -> Option<String> {
     live_daemon(dir).map(|pid| format!("in use: its daemon is running (pid {pid})"))
 }
 
-/// Computes what prune would remove. Reads only.
-pub fn plan(layout: &Layout) -> PrunePlan {
+/// Whether `dir` is a ktx version dir: it carries a receipt, a `venvs/` dir or the marker
+/// (none of them a symlink).
+fn has_ktx_marker(dir: &Path) -> bool {
+    let is = |name: &str, want_dir: bool| {
+        fs::symlink_metadata(dir.join(name)).is_ok_and(|m| {
+            if want_dir {
+                m.is_dir()
+            } else {
+                m.is_file()
+            }
+        })
+    };
+    is(MARKER_FILE, false) || is("manifest.json", false) || is("venvs", true)
+}
+
+/// Whether `name` is `.prune-<semver>-<pid>`: a version dir an interrupted prune renamed aside.
+fn is_pruned_aside(name: &str) -> bool {
+    name.strip_prefix(".prune-")
+        .and_then(|rest| rest.rsplit_once('-'))
+        .is_some_and(|(version, pid)| {
+            !pid.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && semver::Version::parse(version).is_ok()
+        })
+}
+
+/// Computes what prune would remove. Reads only. Refuses (an error naming the directory and
+/// the fix) when the root fails the [`crate::trust`] checks.
+pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
+    let base =
+        ktx_fs::TrustedBase::verify(layout.root()).map_err(|u| crate::trust::error(layout, u))?;
     let mut plan = PrunePlan::default();
     if let Ok(entries) = fs::read_dir(layout.root()) {
         let mut entries: Vec<_> = entries.flatten().collect();
@@ -142,10 +178,11 @@ pub fn plan(layout: &Layout) -> PrunePlan {
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
             let path = e.path();
-            if !path.is_dir() {
+            // lstat: a symlink in the root is never listed (nor followed).
+            if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                 continue;
             }
-            if name.starts_with(".prune-") {
+            if is_pruned_aside(&name) {
                 // left by an interrupted prune: already renamed aside, never a live runtime
                 plan.remove.push(PruneEntry {
                     bytes: dir_size(&path),
@@ -164,6 +201,9 @@ pub fn plan(layout: &Layout) -> PrunePlan {
                 });
                 continue;
             }
+            if !has_ktx_marker(&path) {
+                continue; // not a directory ktx made: never removed
+            }
             match in_use(&path) {
                 Some(reason) => plan.skip.push(PruneSkip { path, reason }),
                 None => plan.remove.push(PruneEntry {
@@ -176,7 +216,12 @@ pub fn plan(layout: &Layout) -> PrunePlan {
     }
     let pinned = uv::pins().map(|p| p.version).ok();
     let versions_in_use = plan.skip.iter().any(|s| s.reason.starts_with("in use"));
-    if let Ok(entries) = fs::read_dir(layout.uv_tools_dir()) {
+    // tools/uv/ itself must be a real, private directory before anything in it is listed.
+    let uv_listing = match base.check("tools/uv") {
+        Ok(()) => fs::read_dir(layout.uv_tools_dir()).ok(),
+        Err(_) => None,
+    };
+    if let Some(entries) = uv_listing {
         let mut entries: Vec<_> = entries.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
@@ -233,7 +278,7 @@ pub fn plan(layout: &Layout) -> PrunePlan {
             });
         }
     }
-    plan
+    Ok(plan)
 }
 
 /// Removes what `plan` lists, re-checking each version directory under its locks (a directory
@@ -241,6 +286,17 @@ pub fn plan(layout: &Layout) -> PrunePlan {
 /// half-deleted runtime is never visible under its version name.
 pub fn execute(layout: &Layout, plan: &PrunePlan) -> PruneResult {
     let mut result = PruneResult::default();
+    // The root is re-verified: nothing is removed from one that became untrusted since.
+    if let Err(u) = ktx_fs::TrustedBase::verify(layout.root()) {
+        let reason = crate::trust::describe(layout, u);
+        for entry in &plan.remove {
+            result.failed.push(PruneSkip {
+                path: entry.path.clone(),
+                reason: reason.clone(),
+            });
+        }
+        return result;
+    }
     for entry in &plan.remove {
         let mut guards: Vec<LockGuard> = Vec::new();
         if entry.kind == PruneKind::Version {
@@ -251,7 +307,12 @@ pub fn execute(layout: &Layout, plan: &PrunePlan) -> PruneResult {
             ] {
                 // The install lock is taken even if it does not exist yet (the directory is
                 // about to go): an install of that version starting now then waits for us.
-                if !create && !lock.exists() {
+                // Never through a symlinked directory (the lock is truncated and written),
+                // and never a lock that is itself a symlink (`try_lock` refuses it: busy).
+                let parent_is_dir = lock
+                    .parent()
+                    .is_some_and(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()));
+                if !parent_is_dir || (!create && fs::symlink_metadata(&lock).is_err()) {
                     continue;
                 }
                 match try_lock(&lock) {

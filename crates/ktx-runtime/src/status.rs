@@ -9,6 +9,9 @@ use crate::features::{covers, Feature};
 use crate::layout::Layout;
 use crate::receipt::{read_receipt, Receipt};
 
+/// The venv's directory of executables.
+const VENV_BIN: &str = if cfg!(windows) { "Scripts" } else { "bin" };
+
 /// The status JSON schema version.
 pub const STATUS_SCHEMA_VERSION: u32 = 1;
 
@@ -25,7 +28,9 @@ pub enum StatusKind {
     /// A receipt for another wheel checksum, ktx version, or without a required feature.
     Mismatched,
     /// A receipt, but the venv is gone or damaged (a required file is missing), its interpreter
-    /// is not the venv's own, or the interpreter's base is gone.
+    /// is not the venv's own, or the interpreter's base is gone; or the version dir exists under
+    /// a root that fails the [`crate::trust`] checks (then nothing in it is read, and `missing`
+    /// is reported when the version dir does not exist).
     Broken,
 }
 
@@ -117,6 +122,9 @@ pub fn venv_problem(layout: &Layout, receipt: &Receipt) -> Option<String> {
 /// component of the version dir that is not a directory, or a nearest existing directory it
 /// cannot write. Reads only (nothing is created to find out).
 pub fn root_problem(layout: &Layout) -> Option<String> {
+    if let Err(u) = crate::trust::check_layout(layout) {
+        return Some(crate::trust::describe(layout, u));
+    }
     let mut dir = layout.version_dir();
     loop {
         match fs::metadata(&dir) {
@@ -185,6 +193,17 @@ pub fn status(
         },
         manifest: None,
     };
+    // Nothing under a root another user can write is read (the receipt names what ktx runs).
+    if let Err(u) = crate::trust::check_layout(layout) {
+        let exists = fs::symlink_metadata(layout.version_dir()).is_ok();
+        st.kind = if exists {
+            StatusKind::Broken
+        } else {
+            StatusKind::Missing
+        };
+        st.detail = crate::trust::describe(layout, u);
+        return st;
+    }
     if !layout.version_dir().is_dir() {
         if let Some(problem) = root_problem(layout) {
             st.detail = format!(
@@ -230,7 +249,11 @@ pub fn status(
     };
     st.layout.venv_dir = Some(receipt.venv_dir.clone());
     st.layout.python_path = Some(receipt.python_path.clone());
-    let (kind, detail) = if receipt.ktx_version != layout.version() {
+    // The directories ktx executes the venv's python from must be private too.
+    let venv_trust = crate::trust::check(layout, &receipt.venv_dir.join(VENV_BIN));
+    let (kind, detail) = if let Err(u) = venv_trust {
+        (StatusKind::Broken, crate::trust::describe(layout, u))
+    } else if receipt.ktx_version != layout.version() {
         (
             StatusKind::Mismatched,
             format!(

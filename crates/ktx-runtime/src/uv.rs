@@ -183,6 +183,10 @@ pub fn find_uv(layout: &Layout, notes: &mut Vec<String>) -> Result<Option<Uv>, R
     }
     if let Ok(p) = pins() {
         let path = layout.uv_tool_path(&p.version);
+        // Never run a uv from a directory another user could have planted it in.
+        if let Some(dir) = path.parent() {
+            crate::trust::check(layout, dir).map_err(|u| crate::trust::error(layout, u))?;
+        }
         if path.exists() {
             match uv_version(&path) {
                 Ok(v) => {
@@ -387,7 +391,7 @@ pub fn bootstrap(
         }
     }
     let tools = layout.uv_tools_dir();
-    fs::create_dir_all(&tools).map_err(|e| RuntimeError::io("create directory", &tools, &e))?;
+    crate::trust::ensure_dir(layout, &tools)?;
     let _guard = crate::lock::lock_with_timeout(
         &bootstrap_lock_path(layout),
         crate::lock::lock_timeout_from_env(),
@@ -530,9 +534,7 @@ fn bootstrap_in(
             wheel.display()
         )));
     }
-    let dest_dir = layout.uv_tools_dir().join(version);
-    fs::create_dir_all(&dest_dir)
-        .map_err(|e| RuntimeError::io("create directory", &dest_dir, &e))?;
+    let dest_dir = crate::trust::ensure_dir(layout, &layout.uv_tools_dir().join(version))?;
     let dest = dest_dir.join(exe_name("uv"));
     // O_EXCL with a random name next to the destination; removed on drop if not persisted.
     let mut part = tempfile::Builder::new()
@@ -582,7 +584,8 @@ fn extract_uv(
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+        // On the open file: the name is never looked up again.
+        out.set_permissions(fs::Permissions::from_mode(0o755))
             .map_err(|e| RuntimeError::io("chmod", path, &e))?;
     }
     Ok(())

@@ -180,6 +180,16 @@ pub const DAEMON_CHECK: &str = "daemon";
 
 /// The `daemon` doctor check: PASS when running or stopped, WARN with a fix when stale.
 pub fn doctor_check(rt: &Runtime) -> Check {
+    if ktx_runtime::trust::check_layout(rt.layout()).is_err() {
+        // The daemon's files are not read there; the permissions check says what to fix.
+        return Check::new(
+            DAEMON_CHECK,
+            "daemon",
+            Outcome::Fail,
+            "not checked: ktx does not use a runtime root that fails the `runtime root permissions` check",
+            Some("Fix the `runtime root permissions` failure above.".into()),
+        );
+    }
     let dir = ktx_runner::daemon::daemon_dir(rt);
     let st = ktx_daemon::status(&dir, &ktx_runner::daemon::expected_version(rt));
     match st.kind {

@@ -340,7 +340,7 @@ fn doctor(json: bool) -> Result<ExitCode, CliError> {
 fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError> {
     let rt = Runtime::from_env()?;
     let layout = rt.layout();
-    let plan = prune::plan(layout);
+    let plan = prune::plan(layout)?;
     let kind = |k: PruneKind| match k {
         PruneKind::Version => "runtime",
         PruneKind::Uv => "uv",

@@ -119,12 +119,17 @@ def read_token(path: str) -> bytes:
 
 
 def write_state_atomically(path: str, state: dict[str, Any]) -> None:
-    """Write ``state`` as JSON to ``path`` via a 0600 tmp file in the same dir + ``os.replace``."""
+    """Write ``state`` as JSON to ``path`` via a 0600 tmp file in the same dir + ``os.replace``.
+
+    The tmp file comes from :func:`tempfile.mkstemp`: ``O_EXCL`` under a random name, so nothing
+    planted at a predictable name (a symlink, say) is ever written through.
+    """
+    import tempfile  # only the daemon writes a state file: keep it off the one-shot import path
+
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}")
     data = json.dumps(state, indent=2).encode("utf-8") + b"\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         try:
             os.write(fd, data)
