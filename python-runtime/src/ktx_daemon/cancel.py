@@ -20,6 +20,11 @@ _current: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.Contex
 )
 
 
+def current() -> Callable[[], bool] | None:
+    """The check of the current call (None outside a daemon call), to poll from any thread."""
+    return _current.get()
+
+
 def cancelled() -> bool:
     """True when the caller of the current call is gone and its work should stop."""
     check = _current.get()
@@ -51,6 +56,11 @@ class PeerWatch:
         self._poll = select.poll() if hasattr(select, "poll") else None
         if self._poll is not None:
             self._poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+
+    @property
+    def gone(self) -> bool:
+        """True once a check found the peer gone."""
+        return self._gone
 
     def __call__(self) -> bool:
         if self._gone:

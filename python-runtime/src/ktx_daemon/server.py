@@ -594,8 +594,13 @@ class _Handler(BaseHTTPRequestHandler):
                 if body is None:
                     return
                 # The work stops early if the client disconnects while it runs.
-                with cancel.scope(cancel.PeerWatch(self._conn.sock)):
+                watch = cancel.PeerWatch(self._conn.sock)
+                with cancel.scope(watch):
                     response = abi.handle_raw(body)
+                if watch.gone:
+                    _log("a call was cancelled: its client disconnected")
+                    self.close_connection = True
+                    return
                 data = abi.encode(response)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
