@@ -37,7 +37,7 @@ from collections.abc import Callable
 from ktx_daemon import log
 
 #: ``listen()`` backlog (the kernel may cap it, e.g. ``net.core.somaxconn`` on Linux).
-LISTEN_BACKLOG = 1024
+LISTEN_BACKLOG = 4096
 
 #: Largest request head (request line + headers) read before a worker gets the connection.
 MAX_HEAD_BYTES = 64 * 1024
