@@ -210,9 +210,7 @@ def test_a_flood_of_2000_connections_without_token_does_not_starve_a_real_call(t
         finally:
             _close_all(socks)
         # Recovers: the connections are gone from the daemon and calls are fast again.
-        _wait_for(
-            lambda: daemon.open_fds() <= baseline_fds + 4, timeout=10, what="fds released"
-        )
+        _wait_for(lambda: daemon.open_fds() <= baseline_fds + 4, timeout=10, what="fds released")
         assert daemon.call() < 1.0
         assert daemon.proc.poll() is None
 

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_daemon_server import TOKEN, _read_state, _spawn, _wait_for
 
 from ktx_daemon.abi import OpError
 from semantic_layer import execute, ops
+from test_daemon_server import TOKEN, _read_state, _spawn, _wait_for
 
 HUGE_FILTER = "length(randomblob(1000000000)) > 0"
 
