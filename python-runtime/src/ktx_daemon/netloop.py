@@ -246,10 +246,11 @@ class ConnectionLoop:
             conn = Conn(sock, addr, time.monotonic() + self.head_timeout)
             self._open.add(conn)
             self._fresh[conn] = None
-            self._watch(conn)
             # A real client sends its request right after connecting: serve it without
             # waiting for the next select round.
             self._read(conn)
+            if conn in self._fresh:
+                self._watch(conn)
 
     def _pause_accept(self, seconds: float) -> None:
         self._set_accepting(False)
