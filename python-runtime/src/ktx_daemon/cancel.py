@@ -1,9 +1,10 @@
 """Cancellation of the running call when its client has gone away.
 
 The daemon runs each ``/v1/call`` inside :func:`scope` with a check that says whether the
-client's connection is still open; long-running work (the SQLite executor's progress handler)
-polls :func:`cancelled` and stops when it returns True. Outside the daemon (one-shot ``call``)
-there is no scope and :func:`cancelled` is always False.
+client's connection is still open. Long-running work polls it: :func:`cancelled` in the calling
+thread, or the callable from :func:`current` handed to another thread (the SQLite executor's
+watchdog polls it every 0.1 s and interrupts the query). Outside the daemon (one-shot ``call``)
+there is no scope: :func:`cancelled` is always False and :func:`current` None.
 """
 
 from __future__ import annotations

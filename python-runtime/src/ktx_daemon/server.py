@@ -15,7 +15,7 @@ One daemon per runtime version, started and stopped by the Rust side (crate ``kt
   without the token cannot starve the real one. Only requests with the right token and Host
   count as activity for the idle timeout.
 * A ``/v1/call`` whose client disconnects is cancelled (:mod:`ktx_daemon.cancel`): the SQLite
-  executor stops at its next progress check.
+  executor's watchdog sees it within about 0.1 s and interrupts the query.
 * Exits after ``idle_timeout`` seconds without requests (never during a call), on SIGTERM/SIGINT
   and on ``/v1/shutdown``; on every exit path it removes the state file only if the file still
   names this instance (compare-and-delete), so it never deletes a successor's state.
