@@ -8,7 +8,7 @@
 //! | `state.json` | the daemon, atomically | pid, port, version, features, instanceId... |
 //! | `owner.json` | this crate, after spawn | pid + process start time (PID-reuse guard) |
 //! | `token` | this crate, before spawn (0600) | 32 random bytes, hex |
-//! | `daemon.log` | the daemon's stdout + stderr | |
+//! | `daemon.log` | the daemon's stdout + stderr | rotated to `daemon.log.1` past 1 MiB at spawn and past 4 MiB by the daemon (`--log-file`) |
 //! | `lifecycle.lock` | this crate (`flock`) | who holds the lock |
 //!
 //! * [`start`] reuses a daemon only when its pid is alive **with the recorded start time**,

@@ -620,6 +620,10 @@ fn spawn(
         .arg(format!("{}", config.idle_timeout.as_secs_f64().max(0.001)))
         .arg("--features")
         .arg(features.join(","))
+        // stdout/stderr below append to this file; knowing its path lets the daemon rotate it
+        // (daemon.log -> daemon.log.1 past 4 MiB) instead of growing it without bound.
+        .arg("--log-file")
+        .arg(&paths.log)
         .current_dir(&paths.dir)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))

@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--features", default="core", help="comma-separated features to serve (default core)"
     )
+    serve.add_argument(
+        "--log-file",
+        default=None,
+        help="the file stderr appends to (daemon.log); the daemon keeps it size-capped",
+    )
     return parser
 
 
@@ -59,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         token_file=args.token_file,
         idle_timeout=args.idle_timeout,
         features=[f for f in args.features.split(",") if f],
+        log_file=args.log_file,
     )
 
 

@@ -10,10 +10,17 @@ One daemon per runtime version, started and stopped by the Rust side (crate ``kt
   (token read from the owner-only token file) and a ``Host`` of ``127.0.0.1:<port>`` or
   ``localhost:<port>`` (DNS-rebinding defence).
 * HTTP/1.1 keep-alive; every response carries ``Content-Length``.
+* Connections go through :mod:`ktx_daemon.netloop`: a bounded worker pool, a connection cap
+  below the file-descriptor limit, 2 s to send a complete request head, so local clients
+  without the token cannot starve the real one. Only requests with the right token and Host
+  count as activity for the idle timeout.
+* A ``/v1/call`` whose client disconnects is cancelled (:mod:`ktx_daemon.cancel`): the SQLite
+  executor's watchdog sees it within about 0.1 s and interrupts the query.
 * Exits after ``idle_timeout`` seconds without requests (never during a call), on SIGTERM/SIGINT
   and on ``/v1/shutdown``; on every exit path it removes the state file only if the file still
   names this instance (compare-and-delete), so it never deletes a successor's state.
-* Logs concise lines to stderr (the Rust side points stderr at ``daemon.log``).
+* Logs concise lines to stderr (the Rust side points stderr at ``daemon.log`` and passes
+  ``--log-file``, see :mod:`ktx_daemon.log` for the size cap and the rate limit).
 
 Warm-up hooks: a feature may register a *warmer* (for example loading an embeddings model) with
 :func:`register_warmer`. Warmers for the served features are marked ``loading`` before the state
@@ -31,16 +38,16 @@ import os
 import secrets
 import select
 import signal
+import socket
 import stat
-import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ktx_daemon import abi
+from ktx_daemon import abi, cancel, log, netloop
 from ktx_daemon._version import __version__
 
 STATE_SCHEMA_VERSION = 1
@@ -50,6 +57,19 @@ MAX_BODY_BYTES = 32 * 1024 * 1024  # = MAX_REQUEST_BODY in crates/ktx-daemon/src
 
 #: Seconds an idle keep-alive connection may stay open before the server closes it.
 KEEPALIVE_TIMEOUT = 120.0
+
+#: Seconds a new connection has to send a complete request head (request line + headers).
+HEAD_TIMEOUT = 2.0
+
+#: Seconds a worker waits on one read or write of an authenticated request (body, response).
+IO_TIMEOUT = 30.0
+
+#: Worker threads serving requests (health checks still answer while calls run).
+WORKERS = 16
+
+#: Seconds a worker keeps watching a kept-alive connection for the client's next request
+#: before handing it back to the loop: back-to-back calls skip two thread hand-offs.
+KEEPALIVE_GRACE = 0.002
 
 #: On shutdown (``/v1/shutdown``, SIGTERM, idle timeout), seconds the daemon waits for calls
 #: already running to answer before it exits. New connections are refused from the start of the
@@ -80,12 +100,7 @@ def register_warmer(feature: str, warmer: Callable[[], Any] | str) -> None:
 
 
 def _log(message: str) -> None:
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    try:
-        sys.stderr.write(f"{stamp} ktx-daemon[{os.getpid()}] {message}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    log.log(message)
 
 
 class StartupError(Exception):
@@ -339,45 +354,144 @@ class Daemon:
         _log(f"warm-up of {feature}: {entry['state']} in {entry['seconds']} s")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = False
-    daemon: Daemon
+class _Reader:
+    """The handler's ``rfile``: the bytes the loop already read, then the socket.
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # One concise line instead of socketserver's traceback on stderr; a client that went
-        # away mid-request is routine, not an error.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return
-        _log(f"error handling a request from {client_address}: {type(exc).__name__}: {exc}")
+    Never reads past what is asked for, so bytes of a next (pipelined) request stay in
+    ``conn.inbuf`` for the next round.
+    """
+
+    def __init__(self, conn: netloop.Conn) -> None:
+        self._conn = conn
+
+    def readline(self, limit: int = -1) -> bytes:
+        buf = self._conn.inbuf
+        start = 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end >= 0 and (limit < 0 or end < limit):
+                n = end + 1
+                break
+            if 0 <= limit <= len(buf):
+                n = limit
+                break
+            start = len(buf)
+            chunk = self._conn.sock.recv(65536 if limit < 0 else max(1, limit - len(buf)))
+            if not chunk:
+                n = len(buf)
+                break
+            buf += chunk
+        line = bytes(buf[:n])
+        del buf[:n]
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            raise ValueError("the daemon only reads bodies of a known length")
+        buf = self._conn.inbuf
+        while len(buf) < size:
+            chunk = self._conn.sock.recv(min(size - len(buf), 1 << 20))
+            if not chunk:
+                break
+            buf += chunk
+        data = bytes(buf[:size])
+        del buf[:size]
+        return data
+
+
+class _Writer:
+    """The handler's ``wfile``: unbuffered ``sendall`` (headers and body leave at once)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def write(self, data: bytes) -> int:
+        self._sock.sendall(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class _Server:
+    """What a handler sees as ``self.server``: the daemon and its connection loop."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.loop: netloop.ConnectionLoop | None = None
+
+    def serve_connection(self, conn: netloop.Conn) -> bool:
+        """Serve the requests whose heads ``conn`` holds; True to keep the connection open."""
+        conn.sock.settimeout(IO_TIMEOUT)
+        while True:
+            handler = _Handler.__new__(_Handler)
+            handler.setup_for(self, conn)
+            handler.handle_one_request()
+            if handler.close_connection or not handler.authenticated:
+                return False
+            if self.loop is not None and self.loop.stopping:
+                return False
+            conn.authenticated = True
+            if not conn.has_head() and not self._await_next(conn):
+                return conn.sock.fileno() >= 0
+
+    @staticmethod
+    def _await_next(conn: netloop.Conn) -> bool:
+        """Wait up to :data:`KEEPALIVE_GRACE` for the next request head; True when it came."""
+        try:
+            poller = select.poll()
+            poller.register(conn.sock.fileno(), select.POLLIN)
+            if not poller.poll(KEEPALIVE_GRACE * 1000):
+                return False
+            chunk = conn.sock.recv(65536)
+        except (OSError, ValueError):
+            return False
+        if not chunk:
+            conn.sock.close()  # the client closed: the loop drops it
+            return False
+        conn.inbuf += chunk
+        return conn.has_head()
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ktx-daemon"
     sys_version = ""
-    timeout = KEEPALIVE_TIMEOUT
-    # TCP_NODELAY: a small response must not wait for the client's delayed ACK (40 ms).
-    disable_nagle_algorithm = True
-    server: _Server
+    server: _Server  # type: ignore[assignment]
+
+    def setup_for(self, server: _Server, conn: netloop.Conn) -> None:
+        """What ``socketserver`` would set up, on a connection the loop already accepted."""
+        self.server = server
+        self.request = self.connection = conn.sock
+        self.client_address = conn.addr
+        self.rfile = _Reader(conn)  # type: ignore[assignment]
+        self.wfile = _Writer(conn.sock)  # type: ignore[assignment]
+        self.close_connection = True
+        #: True once the request passed the Host and token checks.
+        self.authenticated = False
+        self._conn = conn
 
     # -- plumbing ---------------------------------------------------------------------------
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        _log(f"{self.address_string()} {format % args}")
+        # Only the stdlib parser calls this (e.g. "Request timed out"): client-provoked text.
+        log.refused(log.clean(f"{self.address_string()} {format % args}"))
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # Quiet for successes (unless KTX_DAEMON_ACCESS_LOG=1); one concise line for every
-        # refused or failed request.
+        # refused or failed request, rate-limited (anyone on the machine can provoke them).
         try:
-            failed = int(code) >= 400
+            status = int(code)
         except (TypeError, ValueError):
-            failed = True
-        if failed or ACCESS_LOG:
-            # A request refused by the parser has no command or path yet.
-            command = getattr(self, "command", None) or "-"
-            path = getattr(self, "path", None) or "-"
-            _log(f"{command} {path} -> {code}")
+            status = 500
+        if status < 400 and not ACCESS_LOG:
+            return
+        # A request refused by the parser has no command or path yet.
+        command = log.clean(getattr(self, "command", None) or "-", 16)
+        line = f"{command} {log.clean_path(getattr(self, 'path', None))} -> {code}"
+        if 400 <= status < 500:
+            log.refused(line)
+        else:
+            log.log(line)
 
     def _send_json(self, code: int, body: dict[str, Any], close: bool = False) -> None:
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -459,19 +573,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         daemon = self.server.daemon
+        if not self._host_ok():
+            self._refuse(
+                403, "bad_host", "Host must be 127.0.0.1:<port> or localhost:<port>", close=True
+            )
+            return
+        if not self._auth_ok():
+            self._refuse(401, "unauthorized", "missing or wrong bearer token", close=True)
+            return
+        # Only now does the request count as activity: refused ones never delay the idle exit.
+        self.authenticated = True
         daemon.begin_request()
         try:
-            if not self._host_ok():
-                self._refuse(
-                    403,
-                    "bad_host",
-                    "Host must be 127.0.0.1:<port> or localhost:<port>",
-                    close=True,
-                )
-                return
-            if not self._auth_ok():
-                self._refuse(401, "unauthorized", "missing or wrong bearer token", close=True)
-                return
             path = self.path.split("?", 1)[0]
             route = (method, path)
             # A route that does not read the body must not leave it on a kept-alive connection,
@@ -485,7 +598,14 @@ class _Handler(BaseHTTPRequestHandler):
                 body = self._read_body()
                 if body is None:
                     return
-                response = abi.handle_raw(body)
+                # The work stops early if the client disconnects while it runs.
+                watch = cancel.PeerWatch(self._conn.sock)
+                with cancel.scope(watch):
+                    response = abi.handle_raw(body)
+                if watch.gone:
+                    _log("a call was cancelled: its client disconnected")
+                    self.close_connection = True
+                    return
                 data = abi.encode(response)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -512,7 +632,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as exc:  # a bug in the server itself: answer 500, keep serving
-            _log(f"internal error on {method} {self.path}: {type(exc).__name__}: {exc}")
+            _log(
+                f"internal error on {method} {log.clean_path(self.path)}: "
+                f"{type(exc).__name__}: {exc}"
+            )
             try:
                 self._refuse(500, "internal_error", f"{type(exc).__name__}: {exc}", close=True)
             except OSError:
@@ -538,8 +661,14 @@ def serve(
     token_file: str,
     idle_timeout: float = 900.0,
     features: list[str] | None = None,
+    log_file: str | None = None,
 ) -> int:
-    """Run the daemon until shutdown, SIGTERM/SIGINT or idle timeout; returns the exit code."""
+    """Run the daemon until shutdown, SIGTERM/SIGINT or idle timeout; returns the exit code.
+
+    ``log_file`` is the file stderr appends to (``daemon.log``); given, the daemon rotates it
+    (see :mod:`ktx_daemon.log`).
+    """
+    log.configure(log_file)
     wanted = list(dict.fromkeys(["core", *(features or [])]))
     unknown = [f for f in wanted if f not in KNOWN_FEATURES]
     if unknown:
@@ -557,13 +686,24 @@ def serve(
         return 2
 
     daemon = Daemon(state_file, token, idle_timeout, wanted)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        httpd = _Server(("127.0.0.1", 0), _Handler)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(netloop.LISTEN_BACKLOG)
     except OSError as exc:
+        listener.close()
         _log(f"cannot start: binding 127.0.0.1 port 0 failed: {exc}")
         return 1
-    httpd.daemon = daemon
-    daemon.port = httpd.server_address[1]
+    daemon.port = listener.getsockname()[1]
+    server = _Server(daemon)
+    loop = netloop.ConnectionLoop(
+        listener,
+        server.serve_connection,
+        workers=WORKERS,
+        head_timeout=HEAD_TIMEOUT,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
+    )
+    server.loop = loop
 
     def on_signal(signum: int, _frame: Any) -> None:
         daemon.request_stop(f"signal {signal.Signals(signum).name}")
@@ -580,16 +720,14 @@ def serve(
         write_state_atomically(state_file, daemon.state())
     except OSError as exc:
         _log(f"cannot start: writing state file {state_file} failed: {exc}")
-        httpd.server_close()
+        listener.close()
         return 1
 
-    loop = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True
-    )
     loop.start()
     _log(
         f"listening on 127.0.0.1:{daemon.port} version {__version__} "
-        f"features {','.join(wanted)} instance {daemon.instance_id} idle-timeout {idle_timeout:g}s"
+        f"features {','.join(wanted)} instance {daemon.instance_id} idle-timeout {idle_timeout:g}s "
+        f"max-connections {loop.cap}"
     )
     daemon.start_warmers()
 
@@ -607,8 +745,7 @@ def serve(
         # (new clients get "connection refused" and go one-shot), then let running calls
         # answer for a bounded time.
         daemon.remove_state()
-        httpd.shutdown()
-        httpd.server_close()
+        loop.stop()
         left = daemon.drain(SHUTDOWN_DRAIN_SECONDS)
         if left:
             _log(f"exiting with {left} request(s) still running")

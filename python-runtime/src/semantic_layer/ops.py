@@ -23,7 +23,11 @@ Payload::
     execute      bool            default false
     maxRows      int >= 1        default 1000; rows returned when executing (totalRows still
                                  counts every row the query produced)
-    timeoutSeconds number > 0    default 60; execution is interrupted after it
+    timeoutSeconds number        default 60; a finite number with 0 < t <= 86400 (NaN,
+                                 infinity, 0, negatives and booleans are invalid_payload).
+                                 Execution is interrupted at most ~0.1 s after it, even in a
+                                 slow row: see semantic_layer.execute for the bounds (one
+                                 value <= 16 MiB, SQLite heap <= 256 MiB for the process)
 
 Lists may be omitted (empty). Result::
 
@@ -141,14 +145,18 @@ no_join_path          sources not connected by joins [from, to]
 missing_grain         a measure source is fanned out by a one_to_many join and declares no
                       grain to deduplicate on [source, file]
 no_executor           execute on a driver other than sqlite [driver, connectionId]
-execution_error       the database is missing or refused the query [path, sql?]
+execution_error       the database is missing or refused the query, or the query hit the
+                      size or memory bound [path, sql?, limitBytes?]
 execution_timeout     execution exceeded timeoutSeconds [path, timeoutSeconds]
+execution_cancelled   daemon only: the client disconnected and the query was stopped (no one
+                      reads this answer) [path]
 demo_dir_not_empty    demo.scaffold target is not empty and not an earlier demo [dir]
 io_error              demo.scaffold could not write [dir]
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +184,31 @@ def _int(payload: dict[str, Any], key: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise OpError("invalid_payload", f"{key!r} must be an integer >= 1", {"field": key})
     return value
+
+
+#: Largest ``timeoutSeconds`` accepted (one day).
+MAX_TIMEOUT_SECONDS = 86400.0
+
+
+def _timeout(payload: dict[str, Any]) -> float:
+    value = payload.get("timeoutSeconds")
+    if value is None:
+        return 60.0
+    # `timeout <= 0` alone lets NaN through (every comparison with NaN is False): NaN then
+    # never times out. int() of a huge integer would overflow float(): check it as a number.
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and isinstance(value, int):
+        ok = 0 < value <= MAX_TIMEOUT_SECONDS
+    elif ok:
+        ok = math.isfinite(value) and 0 < value <= MAX_TIMEOUT_SECONDS
+    if not ok:
+        raise OpError(
+            "invalid_payload",
+            f"'timeoutSeconds' must be a number of seconds greater than 0 and at most "
+            f"{MAX_TIMEOUT_SECONDS:g}, got {repr(value)[:40]}",
+            {"field": "timeoutSeconds"},
+        )
+    return float(value)
 
 
 def query(payload: dict[str, Any]) -> dict[str, Any]:
@@ -211,11 +244,7 @@ def _query(payload: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(execute, bool):
         raise OpError("invalid_payload", "'execute' must be a boolean", {"field": "execute"})
     max_rows = _int(payload, "maxRows", 1000)
-    timeout = payload.get("timeoutSeconds", 60.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise OpError(
-            "invalid_payload", "'timeoutSeconds' must be > 0", {"field": "timeoutSeconds"}
-        )
+    timeout = _timeout(payload)
     connection_id = payload.get("connectionId")
     if connection_id is not None and not isinstance(connection_id, str):
         raise OpError(
@@ -242,7 +271,7 @@ def _query(payload: dict[str, Any]) -> dict[str, Any]:
         return result
     from semantic_layer.execute import execute as run
 
-    outcome = run(conn, compiled.sql, max_rows=max_rows, timeout=float(timeout))
+    outcome = run(conn, compiled.sql, max_rows=max_rows, timeout=timeout)
     result["rows"] = outcome.rows
     result["totalRows"] = outcome.total_rows
     compiled.plan["execution"] = {
