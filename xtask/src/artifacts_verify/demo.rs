@@ -18,6 +18,11 @@ pub fn demo(ctx: &mut Ctx) -> Result<()> {
         format!("no demo project in {}", project.display()),
     )?;
     let queries = parse::demo_queries(ran.stdout());
+    // Launched through npm's bin link, so the commands it prints must go through npx too.
+    ran.require(
+        !queries.is_empty() && queries.iter().all(|q| q.starts_with("npx @kaelio/ktx ")),
+        "expected the printed queries to start with `npx @kaelio/ktx` (ktx ran from npm)",
+    )?;
     let args = ran.check(
         parse::demo_query_to_execute(&queries),
         "cannot pick a printed query",

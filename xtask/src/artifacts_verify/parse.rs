@@ -146,22 +146,41 @@ pub fn in_order(text: &str, needles: &[&str]) -> bool {
     true
 }
 
-/// The `ktx sl query ...` command lines `ktx demo` prints (indented, one per line).
+/// How `ktx demo` spells ktx in the commands it prints: `npx @kaelio/ktx` when npm's launcher
+/// started it, else `ktx`.
+pub const LAUNCH_PREFIXES: [&str; 2] = ["npx @kaelio/ktx", "ktx"];
+
+/// The `<launcher> sl query ...` command lines `ktx demo` prints (indented, one per line).
 pub fn demo_queries(stdout: &str) -> Vec<String> {
     stdout
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with("ktx sl query "))
+        .filter(|l| {
+            LAUNCH_PREFIXES.iter().any(|p| {
+                l.strip_prefix(p)
+                    .is_some_and(|r| r.starts_with(" sl query "))
+            })
+        })
         .map(str::to_string)
         .collect()
 }
 
-/// The arguments (after `ktx`) to run one of the demo's `queries` with `--execute --yes`: the
-/// first one that prints JSON (no `--format`, or `--format json`), so its rows can be checked.
+/// The words of a printed command after its launcher (`ktx` or `npx @kaelio/ktx`).
+fn after_launcher(words: &[String]) -> Option<&[String]> {
+    match words {
+        [npx, pkg, rest @ ..] if npx == "npx" && pkg == "@kaelio/ktx" => Some(rest),
+        [ktx, rest @ ..] if ktx == "ktx" => Some(rest),
+        _ => None,
+    }
+}
+
+/// The arguments (after the launcher) to run one of the demo's `queries` with `--execute
+/// --yes`: the first one that prints JSON (no `--format`, or `--format json`), so its rows can
+/// be checked.
 pub fn demo_query_to_execute(queries: &[String]) -> Result<Vec<String>> {
     for q in queries {
         let words = shell_words(q)?;
-        let Some(("ktx", args)) = words.split_first().map(|(a, b)| (a.as_str(), b)) else {
+        let Some(args) = after_launcher(&words) else {
             continue;
         };
         let format = args
@@ -419,6 +438,11 @@ mod tests {
             Then look around: cd /t/d && ktx sl validate\n";
         let qs = demo_queries(out);
         assert_eq!(qs.len(), 3);
+        let npx = out.replace("  ktx sl query", "  npx @kaelio/ktx sl query");
+        assert_eq!(
+            demo_query_to_execute(&demo_queries(&npx)).unwrap(),
+            demo_query_to_execute(&qs).unwrap()
+        );
         assert_eq!(
             demo_query_to_execute(&qs).unwrap(),
             [

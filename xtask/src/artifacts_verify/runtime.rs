@@ -221,11 +221,9 @@ pub fn daemon_start(ctx: &mut Ctx) -> Result<()> {
     let (ran, s) = start(ctx, &[], &[], QUICK)?;
     ran.require(!s.reused, format!("expected `{}`", parse::STARTED))?;
     ran.require(
-        s.features == ["core"] && s.version == ctx.manifest()?.pep440_version,
-        format!(
-            "expected version {} features core",
-            ctx.manifest()?.pep440_version
-        ),
+        // Users see the SemVer (the PEP 440 spelling is only for Python).
+        s.features == ["core"] && s.version == ctx.manifest()?.version,
+        format!("expected version {} features core", ctx.manifest()?.version),
     )?;
     ctx.started = Some(s);
     Ok(())
