@@ -66,13 +66,19 @@ function main() {
     KTX_LAUNCHER: "npm",
     KTX_NPM_PACKAGE: typeof pkg.name === "string" ? pkg.name : "@kaelio/ktx",
   };
-  const child = spawn(binary, process.argv.slice(2), { stdio: "inherit", env });
-
-  // Forward the signals a terminal or supervisor sends; the child decides how to die.
+  // Forward the signals a terminal or supervisor sends; the child decides how to die. The
+  // handlers go in before the spawn: a signal in between would otherwise kill this process
+  // with the default action and orphan the child.
   const forwarded = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"];
   const handlers = {};
+  let child = null;
+  let pending = null; // a signal that came before the child existed
   for (const sig of forwarded) {
     handlers[sig] = () => {
+      if (!child) {
+        pending = sig;
+        return;
+      }
       try {
         child.kill(sig);
       } catch (_) {
@@ -81,6 +87,8 @@ function main() {
     };
     process.on(sig, handlers[sig]);
   }
+  child = spawn(binary, process.argv.slice(2), { stdio: "inherit", env });
+  if (pending) handlers[pending]();
 
   child.on("error", (err) => {
     fail(`ktx: failed to start ${binary}: ${err.message}\n`);

@@ -295,7 +295,7 @@ pub fn build(root: &Path, epoch: Option<u64>) -> Result<BuiltWheel> {
     })
 }
 
-/// The bundled asset manifest (`manifest.json` of a python dir), see TEAM.md.
+/// The bundled asset manifest (`manifest.json` of a python dir), see docs/ARCHITECTURE.md.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct AssetManifest<'a> {

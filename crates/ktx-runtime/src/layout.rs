@@ -1,4 +1,4 @@
-//! The runtime root and the fixed layout under it (see TEAM.md / ARCHITECTURE.md).
+//! The runtime root and the fixed layout under it (see docs/ARCHITECTURE.md).
 //!
 //! ```text
 //! <root>/<ktx-semver>/            one dir per ktx version (mode 0700)

@@ -1,5 +1,5 @@
 //! Test helpers: cheap venvs that import `ktx_daemon` from the source tree under `python -I`
-//! (a `.pth` file in site-packages, see TEAM.md), and a guard that stops daemons.
+//! (a `.pth` file in site-packages, see docs/ARCHITECTURE.md), and a guard that stops daemons.
 
 #![allow(dead_code)]
 
