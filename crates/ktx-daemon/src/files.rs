@@ -87,7 +87,7 @@ pub(crate) struct OwnerRecord {
 
 /// The daemon directory's parent (the runtime's version dir) as a verified base, and the
 /// daemon directory's name under it.
-fn trusted_parent(dir: &Path) -> Result<(ktx_fs::TrustedBase, PathBuf)> {
+fn trusted_parent(dir: &Path) -> Result<(ktx_base::TrustedBase, PathBuf)> {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         return Err(DaemonError::io(
             "checking the daemon directory",
@@ -95,14 +95,14 @@ fn trusted_parent(dir: &Path) -> Result<(ktx_fs::TrustedBase, PathBuf)> {
             io::Error::other("it has no parent directory"),
         ));
     };
-    let base = ktx_fs::TrustedBase::verify(parent).map_err(DaemonError::Untrusted)?;
+    let base = ktx_base::TrustedBase::verify(parent).map_err(DaemonError::Untrusted)?;
     Ok((base, PathBuf::from(name)))
 }
 
 /// Verify the daemon directory before anything in it is read or trusted: it and its parent
 /// are real directories owned by the user (or root) and not writable by others, every
 /// directory above is too (a root-owned sticky one such as `/tmp` aside), and the daemon
-/// directory is not a symlink (see `ktx-fs`). A missing directory is fine.
+/// directory is not a symlink (see `ktx-base`). A missing directory is fine.
 pub(crate) fn check_dir(dir: &Path) -> Result<()> {
     let (base, name) = trusted_parent(dir)?;
     base.check(&name).map_err(DaemonError::Untrusted)
@@ -119,9 +119,9 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
 
 /// Write `data` to `path` atomically: an owner-only (0600) temporary file created with
 /// `O_EXCL` under a random name in the same directory, fsync, rename over the target (the
-/// one atomic-write path of `ktx-fs`).
+/// one atomic-write path of `ktx-base`).
 pub(crate) fn write_atomic(path: &Path, data: &[u8], what: &str) -> Result<()> {
-    ktx_fs::write_atomic(path, data, 0o600)
+    ktx_base::write_atomic(path, data, 0o600)
         .map_err(|e| DaemonError::io(format!("writing {what}"), path, e))
 }
 
@@ -231,7 +231,7 @@ pub(crate) fn open_log(paths: &DaemonPaths) -> Result<(File, u64)> {
         options.mode(0o600);
     }
     // A symlink at the log's name is refused: the daemon's output never lands elsewhere.
-    let file = ktx_fs::no_follow(&mut options)
+    let file = ktx_base::no_follow(&mut options)
         .open(&paths.log)
         .map_err(|e| DaemonError::io("opening the daemon log", &paths.log, e))?;
     let offset = file.metadata().map(|m| m.len()).unwrap_or(0);

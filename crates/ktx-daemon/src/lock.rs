@@ -69,7 +69,7 @@ impl LifecycleLock {
             options.mode(0o600);
         }
         // A symlink at the lock's name is refused: the holder writes into the file.
-        let mut file = ktx_fs::no_follow(&mut options)
+        let mut file = ktx_base::no_follow(&mut options)
             .open(path)
             .map_err(|e| DaemonError::io("opening the daemon lifecycle lock", path, e))?;
         let began = Instant::now();

@@ -12,12 +12,12 @@ use crate::error::RuntimeError;
 /// any predictable temporary name is never followed. The directory must exist (create it with
 /// [`crate::trust::ensure_dir`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
-    ktx_fs::write_atomic(path, bytes, 0o644).map_err(|e| RuntimeError::io("write", path, &e))
+    ktx_base::write_atomic(path, bytes, 0o644).map_err(|e| RuntimeError::io("write", path, &e))
 }
 
 /// Best-effort fsync of a directory so a rename inside it survives a crash (no-op off Unix).
 pub fn sync_dir(dir: &Path) {
-    ktx_fs::sync_dir(dir)
+    ktx_base::sync_dir(dir)
 }
 
 /// Total size in bytes of the regular files under `path` (symlinks are not followed).
@@ -37,7 +37,7 @@ pub fn dir_size(path: &Path) -> u64 {
 /// Removes a directory tree (or a file), ignoring "not found". Never follows a symlink: a
 /// link is removed, not its target.
 pub fn remove_tree(path: &Path) -> std::io::Result<()> {
-    ktx_fs::remove_no_follow(path)
+    ktx_base::remove_no_follow(path)
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).

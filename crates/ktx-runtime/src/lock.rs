@@ -81,7 +81,7 @@ fn open(path: &Path) -> Result<File, RuntimeError> {
     }
     let mut opts = OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
-    ktx_fs::no_follow(&mut opts)
+    ktx_base::no_follow(&mut opts)
         .open(path)
         .map_err(|e| RuntimeError::io("open lock file", path, &e))
 }

@@ -170,7 +170,7 @@ fn is_pruned_aside(name: &str) -> bool {
 /// the fix) when the root fails the [`crate::trust`] checks.
 pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
     let base =
-        ktx_fs::TrustedBase::verify(layout.root()).map_err(|u| crate::trust::error(layout, u))?;
+        ktx_base::TrustedBase::verify(layout.root()).map_err(|u| crate::trust::error(layout, u))?;
     let mut plan = PrunePlan::default();
     if let Ok(entries) = fs::read_dir(layout.root()) {
         let mut entries: Vec<_> = entries.flatten().collect();
@@ -287,7 +287,7 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
 pub fn execute(layout: &Layout, plan: &PrunePlan) -> PruneResult {
     let mut result = PruneResult::default();
     // The root is re-verified: nothing is removed from one that became untrusted since.
-    if let Err(u) = ktx_fs::TrustedBase::verify(layout.root()) {
+    if let Err(u) = ktx_base::TrustedBase::verify(layout.root()) {
         let reason = crate::trust::describe(layout, u);
         for entry in &plan.remove {
             result.failed.push(PruneSkip {
