@@ -44,6 +44,14 @@ pub fn is_running(pid: u32) -> bool {
     proc_info(pid).is_some_and(|p| !p.zombie)
 }
 
+/// Whether `pid` may still be running, for deciding whether what it owns may be removed: it
+/// runs, or processes cannot be inspected here (then the answer is a conservative yes).
+/// Without a recorded start time this cannot tell a recycled pid apart: prefer
+/// [`is_same_process`] wherever the start time was recorded.
+pub fn may_be_running(pid: u32) -> bool {
+    !SUPPORTED || is_running(pid)
+}
+
 /// The pid is running and its start time is `start_time`: the very process that was recorded.
 pub fn is_same_process(pid: u32, start_time: &str) -> bool {
     proc_info(pid).is_some_and(|p| !p.zombie && p.start_time == start_time)

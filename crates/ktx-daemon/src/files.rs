@@ -1,11 +1,11 @@
 //! The daemon directory: state, owner record, token, log and lock files.
 
 use crate::error::{DaemonError, Result};
+use ktx_base::daemon_files as names;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Paths of the files in a daemon directory (`<root>/<version>/daemon/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,15 +25,21 @@ pub struct DaemonPaths {
 }
 
 impl DaemonPaths {
+    /// The files of the daemon directory of a runtime version directory
+    /// (`<version_dir>/daemon`).
+    pub fn of_version_dir(version_dir: &Path) -> Self {
+        DaemonPaths::new(version_dir.join(names::DIR))
+    }
+
     /// The files of the daemon directory `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         DaemonPaths {
-            state: dir.join("state.json"),
-            owner: dir.join("owner.json"),
-            token: dir.join("token"),
-            log: dir.join("daemon.log"),
-            lock: dir.join("lifecycle.lock"),
+            state: dir.join(names::STATE),
+            owner: dir.join(names::OWNER),
+            token: dir.join(names::TOKEN),
+            log: dir.join(names::LOG),
+            lock: dir.join(names::LOCK),
             dir,
         }
     }
@@ -256,47 +262,9 @@ pub(crate) fn log_tail(path: &Path, from: u64, max_lines: usize) -> String {
     lines[lines.len().saturating_sub(max_lines)..].join("\n")
 }
 
-/// Now as RFC 3339 UTC, second precision.
-pub fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    rfc3339(secs)
-}
-
-/// Format seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub(crate) fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
-    }
 
     #[test]
     fn atomic_write_is_owner_only_and_leaves_no_tmp() {

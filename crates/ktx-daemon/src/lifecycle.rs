@@ -1,6 +1,8 @@
 //! `start`, `stop` and `status`: the daemon's lifecycle.
 
-use crate::client::{Client, Health, ABI_VERSION};
+use crate::client::{Client, Health};
+use ktx_base::abi::ABI_VERSION;
+use ktx_base::time::now_rfc3339;
 use crate::error::{DaemonError, Result};
 use crate::files::{self, DaemonPaths, DaemonState, OwnerRecord};
 use crate::lock::LifecycleLock;
@@ -220,6 +222,29 @@ fn inspect(paths: &DaemonPaths) -> Found {
             }
         },
     }
+}
+
+/// The pid of a daemon that may be running from `daemon_dir`, decided from its files alone
+/// (no HTTP, nothing written): for callers that must never delete a runtime under a live
+/// daemon (prune, install's garbage collection).
+///
+/// Our own recorded process (`owner.json`: pid **and** start time) counts when it still runs.
+/// Otherwise `state.json`'s pid counts while that pid runs, unless the owner record names the
+/// same pid with another start time: then the pid was recycled and the daemon is gone.
+pub fn running_pid(daemon_dir: &Path) -> Option<u32> {
+    let paths = DaemonPaths::new(daemon_dir);
+    let owner: Option<OwnerRecord> = files::read_json(&paths.owner).unwrap_or(None);
+    if let Some(o) = owner.as_ref() {
+        if process::is_same_process(o.pid, &o.start_time) {
+            return Some(o.pid);
+        }
+    }
+    let state: serde_json::Value = files::read_json(&paths.state).ok().flatten()?;
+    let pid = u32::try_from(state.get("pid")?.as_u64()?).ok()?;
+    if owner.is_some_and(|o| o.pid == pid) {
+        return None;
+    }
+    process::may_be_running(pid).then_some(pid)
 }
 
 /// Read-only status of the daemon in `daemon_dir` against the `expected_version`.
@@ -600,7 +625,7 @@ fn spawn(
         let _ = writeln!(
             log,
             "{} ktx: starting daemon version {} features {} with {}",
-            files::now_rfc3339(),
+            now_rfc3339(),
             config.version,
             features.join(","),
             config.python.display()
@@ -654,7 +679,7 @@ fn spawn(
         schema_version: 1,
         pid,
         start_time: info.start_time,
-        spawned_at: files::now_rfc3339(),
+        spawned_at: now_rfc3339(),
         instance_id: None,
     };
     if let Err(e) = write_owner(paths, &owner) {

@@ -75,7 +75,7 @@ impl InstallOptions {
         InstallOptions {
             features: features.to_vec(),
             force: false,
-            find_links: non_empty_env("KTX_FIND_LINKS").map(PathBuf::from),
+            find_links: non_empty_env(ktx_base::env::FIND_LINKS).map(PathBuf::from),
             lock_timeout: lock_timeout_from_env(),
         }
     }

@@ -8,16 +8,15 @@
 //! interrupted prune renamed aside. Symlinks in the root are never listed, and nothing is
 //! listed or removed under a root that fails the [`crate::trust`] checks.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use fs4::fs_std::FileExt;
 use serde::Serialize;
 
 use crate::error::RuntimeError;
 use crate::fsutil::{dir_size, remove_tree};
 use crate::layout::{Layout, MARKER_FILE};
-use crate::lock::{try_lock, LockGuard};
+use crate::lock::{held_by_other, try_lock, LockGuard};
 use crate::uv;
 
 /// What a prune entry is.
@@ -78,48 +77,16 @@ pub struct PruneResult {
     pub failed: Vec<PruneSkip>,
 }
 
-/// Whether another process holds the lock at `path` (a missing file is not held; nothing is
-/// created).
-pub fn held_by_other(path: &Path) -> bool {
-    // Read-only: flock works on any descriptor, and a probe must not need write access.
-    let Ok(file) = OpenOptions::new().read(true).open(path) else {
-        return false;
-    };
-    match FileExt::try_lock_exclusive(&file) {
-        Ok(true) => {
-            let _ = FileExt::unlock(&file);
-            false
-        }
-        Ok(false) => true,
-        Err(_) => false,
-    }
-}
-
-/// The pid of a live daemon recorded in `<dir>/daemon/state.json`, if any.
+/// The pid of a daemon that may be running from the version dir `version_dir`: our recorded
+/// daemon process (pid and start time) or, without such a record, the state file's pid while
+/// it runs (see [`ktx_daemon::running_pid`]; a recycled pid is not a daemon).
 pub(crate) fn live_daemon(version_dir: &Path) -> Option<u32> {
-    let text = fs::read_to_string(version_dir.join("daemon").join("state.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
-    pid_alive(pid).then_some(pid)
+    ktx_daemon::running_pid(&ktx_daemon::DaemonPaths::of_version_dir(version_dir).dir)
 }
 
-/// Whether process `pid` exists (Unix: signal 0; elsewhere assumed alive, conservatively).
-#[cfg(unix)]
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence/permission.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-#[cfg(not(unix))]
-pub(crate) fn pid_alive(_: u32) -> bool {
-    true // conservative: never prune a version whose daemon might run
+/// The lifecycle lock of the daemon of the version dir `version_dir`.
+fn lifecycle_lock(version_dir: &Path) -> PathBuf {
+    ktx_daemon::DaemonPaths::of_version_dir(version_dir).lock
 }
 
 fn in_use(dir: &Path) -> Option<String> {
@@ -130,7 +97,7 @@ fn in_use(dir: &Path) -> Option<String> {
             install.display()
         ));
     }
-    let lifecycle = dir.join("daemon").join("lifecycle.lock");
+    let lifecycle = lifecycle_lock(dir);
     if held_by_other(&lifecycle) {
         return Some(format!(
             "in use: {} is held by another process",
@@ -265,7 +232,7 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
                     lock.display()
                 ),
             });
-        } else if let Some(pid) = owner.filter(|pid| pid_alive(*pid)) {
+        } else if let Some(pid) = owner.filter(|pid| ktx_base::process::may_be_running(*pid)) {
             plan.skip.push(PruneSkip {
                 path,
                 reason: format!("in use: a uv bootstrap by pid {pid} is in progress"),
@@ -303,7 +270,7 @@ pub fn execute(layout: &Layout, plan: &PrunePlan) -> PruneResult {
             let mut busy = None;
             for (lock, create) in [
                 (entry.path.join("install.lock"), true),
-                (entry.path.join("daemon").join("lifecycle.lock"), false),
+                (lifecycle_lock(&entry.path), false),
             ] {
                 // The install lock is taken even if it does not exist yet (the directory is
                 // about to go): an install of that version starting now then waits for us.

@@ -219,7 +219,7 @@ pub fn status(
             let leftovers = fs::read_dir(layout.venvs_dir())
                 .map(|d| d.flatten().count())
                 .unwrap_or(0);
-            if leftovers > 0 && crate::prune::held_by_other(&layout.install_lock_path()) {
+            if leftovers > 0 && crate::lock::held_by_other(&layout.install_lock_path()) {
                 // Not interrupted: another process is building it right now.
                 st.kind = StatusKind::Incomplete;
                 let who = crate::lock::holder_pid(&layout.install_lock_path())

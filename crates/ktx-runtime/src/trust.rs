@@ -112,7 +112,7 @@ pub fn error(layout: &Layout, u: Untrusted) -> RuntimeError {
 
 /// The message for a runtime root that is a file.
 fn root_is_a_file(root: &Path) -> String {
-    if non_empty_env("KTX_RUNTIME_ROOT").is_some() {
+    if non_empty_env(ktx_base::env::RUNTIME_ROOT).is_some() {
         format!(
             "KTX_RUNTIME_ROOT {} is a file, not a directory: remove it or point KTX_RUNTIME_ROOT elsewhere",
             root.display()

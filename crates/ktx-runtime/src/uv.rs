@@ -140,7 +140,7 @@ fn at_least_min(version: &str) -> bool {
 /// Finds an existing uv without downloading anything. `Ok(None)`: none; `Err`: `KTX_UV` is set
 /// but unusable. `notes` collects what was skipped and why (for the log).
 pub fn find_uv(layout: &Layout, notes: &mut Vec<String>) -> Result<Option<Uv>, RuntimeError> {
-    if let Some(p) = non_empty_env("KTX_UV") {
+    if let Some(p) = non_empty_env(ktx_base::env::UV) {
         // Installer children run in the version dir: make a relative path absolute first.
         let path = if p.contains(['/', '\\']) {
             absolute(Path::new(&p))
@@ -325,7 +325,7 @@ pub(crate) fn remove_entry(path: &Path) -> std::io::Result<()> {
 fn remove_stale_staging(layout: &Layout, log: &InstallLog) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     for (path, owner) in staging_entries(layout) {
-        if owner.is_some_and(crate::prune::pid_alive) {
+        if owner.is_some_and(ktx_base::process::may_be_running) {
             continue; // an older ktx (which takes no lock) may be bootstrapping right now
         }
         match remove_entry(&path) {
