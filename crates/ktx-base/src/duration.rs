@@ -73,7 +73,10 @@ pub fn warn_once(key: &str, message: impl FnOnce() -> String) {
     let Ok(mut warned) = WARNED.lock() else {
         return;
     };
-    if warned.get_or_insert_with(HashSet::new).insert(key.to_string()) {
+    if warned
+        .get_or_insert_with(HashSet::new)
+        .insert(key.to_string())
+    {
         eprintln!("{}", message());
     }
 }
@@ -89,7 +92,9 @@ mod tests {
         assert_eq!(r.parse(" 0 "), Some(Duration::ZERO));
         assert_eq!(r.parse("600"), Some(Duration::from_secs(600)));
         assert_eq!(r.parse("1e3"), Some(Duration::from_secs(1000)));
-        for bad in ["soon", "", " ", "-1", "-0.5", "nan", "NaN", "inf", "-inf", "1e300", "1s"] {
+        for bad in [
+            "soon", "", " ", "-1", "-0.5", "nan", "NaN", "inf", "-inf", "1e300", "1s",
+        ] {
             assert_eq!(r.parse(bad), None, "{bad:?}");
         }
     }

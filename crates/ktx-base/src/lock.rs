@@ -301,10 +301,15 @@ mod tests {
     fn contention_names_the_holder_then_times_out() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("install.lock");
-        let held = FileLock::try_acquire(&p, "test holder").unwrap().expect("free");
+        let held = FileLock::try_acquire(&p, "test holder")
+            .unwrap()
+            .expect("free");
         let recorded = holder(&p).unwrap();
         assert_eq!(recorded.pid, Some(std::process::id()));
-        assert!(recorded.record.contains("(test holder) since "), "{recorded}");
+        assert!(
+            recorded.record.contains("(test holder) since "),
+            "{recorded}"
+        );
         assert!(is_held_by_other(&p));
         assert!(FileLock::try_acquire(&p, "second").unwrap().is_none());
         let mut seen = None;
@@ -321,8 +326,10 @@ mod tests {
         assert_eq!(h.as_ref(), Some(&recorded));
         let text = err.to_string();
         assert!(
-            text.contains(&format!("waiting for pid {} to release", std::process::id()))
-                && text.contains("install.lock"),
+            text.contains(&format!(
+                "waiting for pid {} to release",
+                std::process::id()
+            )) && text.contains("install.lock"),
             "{text}"
         );
         drop(held);
@@ -368,7 +375,16 @@ mod tests {
         let p = dir.path().join("install.lock");
         std::os::unix::fs::symlink(&victim, &p).unwrap();
         let err = FileLock::try_acquire(&p, "x").unwrap_err();
-        assert!(matches!(err, LockError::Io { op: "open lock file", .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                LockError::Io {
+                    op: "open lock file",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
     }
 

@@ -260,6 +260,7 @@ mod tests {
         let me = proc_info(std::process::id()).unwrap();
         assert!(!me.zombie);
         assert!(is_same_process(std::process::id(), &me.start_time));
+        assert!(!is_same_process(std::process::id(), "1"));
         assert!(proc_info(0).is_none());
         assert!(proc_info(u32::MAX).is_none());
         assert!(command_line(std::process::id()).is_some_and(|c| !c.is_empty()));
@@ -281,6 +282,9 @@ mod tests {
         let other = format!("{start}0");
         assert!(!is_same_process(pid, &other));
         assert!(!signal_if_same(pid, &other, Signal::Kill));
+        assert!(!signal_if_same(pid, "1", Signal::Kill));
+        // Give a wrongly sent signal time to land before checking that none was.
+        std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(
             child.try_wait().unwrap().is_none(),
             "signalled despite another start time"

@@ -53,28 +53,19 @@ impl UtcParts {
 
     /// `YYYY-MM-DDTHH:MM:SSZ`.
     pub fn rfc3339(&self) -> String {
-        let UtcParts {
-            year: y,
-            month: mo,
-            day: d,
-            hour: h,
-            minute: mi,
-            second: s,
-        } = *self;
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+        self.format("-", ":")
     }
 
     /// `YYYYMMDDTHHMMSSZ`, for file names.
     pub fn stamp(&self) -> String {
-        let UtcParts {
-            year: y,
-            month: mo,
-            day: d,
-            hour: h,
-            minute: mi,
-            second: s,
-        } = *self;
-        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+        self.format("", "")
+    }
+
+    fn format(&self, date_sep: &str, time_sep: &str) -> String {
+        format!(
+            "{:04}{date_sep}{:02}{date_sep}{:02}T{:02}{time_sep}{:02}{time_sep}{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
     }
 }
 
@@ -123,7 +114,10 @@ mod tests {
         assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
         assert_eq!(rfc3339(951_868_799), "2000-02-29T23:59:59Z");
         assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
-        assert_eq!(UtcParts::from_unix(1_795_000_000).stamp(), "20261118T110640Z");
+        assert_eq!(
+            UtcParts::from_unix(1_795_000_000).stamp(),
+            "20261118T110640Z"
+        );
     }
 
     #[test]

@@ -438,7 +438,6 @@ fn set_mode(b: &mut fs::DirBuilder, mode: u32) {
 #[cfg(not(unix))]
 fn set_mode(_: &mut fs::DirBuilder, _: u32) {}
 
-
 /// The login name of `uid`, if the user database knows it.
 #[cfg(unix)]
 pub fn user_name(uid: u32) -> Option<String> {
@@ -451,12 +450,25 @@ pub fn user_name(_: u32) -> Option<String> {
     None
 }
 
+/// Calls a `get*_r` user-database function with a buffer that grows (from 4 KiB up to
+/// 1 MiB) while it answers `ERANGE`; `call` reads the record out while the buffer lives.
+#[cfg(unix)]
+fn with_growing_buffer<T>(mut call: impl FnMut(&mut [u8]) -> Result<T, libc::c_int>) -> Option<T> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match call(&mut buf) {
+            Err(libc::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            Err(_) => return None,
+            Ok(value) => return Some(value),
+        }
+    }
+}
+
 /// `(name, primary gid)` of `uid` from the user database.
 #[cfg(unix)]
 fn passwd(uid: u32) -> Option<(String, u32)> {
     use std::ffi::CStr;
-    let mut buf = vec![0u8; 4096];
-    loop {
+    with_growing_buffer(|buf| {
         // SAFETY: `pwd` and `buf` outlive the call; getpwuid_r writes only into them and
         // sets `result` to null or to `&pwd`.
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -470,19 +482,19 @@ fn passwd(uid: u32) -> Option<(String, u32)> {
                 &mut result,
             )
         };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
+        if rc != 0 {
+            return Err(rc);
         }
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return None;
+        if result.is_null() || pwd.pw_name.is_null() {
+            return Ok(None);
         }
         // SAFETY: pw_name points into `buf`, NUL-terminated by getpwuid_r.
         let name = unsafe { CStr::from_ptr(pwd.pw_name) }
             .to_string_lossy()
             .into_owned();
-        return Some((name, pwd.pw_gid));
-    }
+        Ok(Some((name, pwd.pw_gid)))
+    })
+    .flatten()
 }
 
 /// Whether `gid` is `uid`'s private group: its primary group, named like the user, with no
@@ -496,8 +508,7 @@ fn is_private_group(gid: u32, uid: u32) -> bool {
     if primary != gid {
         return false;
     }
-    let mut buf = vec![0u8; 4096];
-    loop {
+    with_growing_buffer(|buf| {
         // SAFETY: as in `passwd`: every pointer written points into `buf`.
         let mut grp: libc::group = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::group = std::ptr::null_mut();
@@ -510,30 +521,30 @@ fn is_private_group(gid: u32, uid: u32) -> bool {
                 &mut result,
             )
         };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
+        if rc != 0 {
+            return Err(rc);
         }
-        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
-            return false;
+        if result.is_null() || grp.gr_name.is_null() {
+            return Ok(false);
         }
         // SAFETY: gr_name and the gr_mem array (NULL-terminated) point into `buf`.
         let name = unsafe { CStr::from_ptr(grp.gr_name) }.to_string_lossy();
         if name != user.as_str() {
-            return false;
+            return Ok(false);
         }
         let mut i = 0;
         loop {
             let member = unsafe { *grp.gr_mem.add(i) };
             if member.is_null() {
-                return true;
+                return Ok(true);
             }
             if unsafe { CStr::from_ptr(member) }.to_string_lossy() != user.as_str() {
-                return false;
+                return Ok(false);
             }
             i += 1;
         }
-    }
+    })
+    .unwrap_or(false)
 }
 
 #[cfg(all(test, unix))]

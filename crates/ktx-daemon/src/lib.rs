@@ -40,6 +40,6 @@ pub use ktx_base::abi::ABI_VERSION;
 /// Now as RFC 3339 UTC, second precision (one definition, in `ktx-base`).
 pub use ktx_base::time::now_rfc3339;
 pub use lifecycle::{
-    running_pid, start, start_with_progress, status, stop, stop_with_progress, DaemonStatus, Progress,
-    StartConfig, StartOutcome, StatusKind, StopOutcome,
+    running_pid, start, start_with_progress, status, stop, stop_with_progress, DaemonStatus,
+    Progress, StartConfig, StartOutcome, StatusKind, StopOutcome,
 };

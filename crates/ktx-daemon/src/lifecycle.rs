@@ -1,12 +1,12 @@
 //! `start`, `stop` and `status`: the daemon's lifecycle.
 
 use crate::client::{Client, Health};
-use ktx_base::abi::ABI_VERSION;
-use ktx_base::time::now_rfc3339;
 use crate::error::{DaemonError, Result};
 use crate::files::{self, DaemonPaths, DaemonState, OwnerRecord};
 use crate::lock::LifecycleLock;
 use crate::process::{self, Signal};
+use ktx_base::abi::ABI_VERSION;
+use ktx_base::time::now_rfc3339;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

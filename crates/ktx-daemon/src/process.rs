@@ -4,6 +4,7 @@
 pub(crate) use ktx_base::process::{
     is_running, is_same_process, may_be_running, proc_info, signal_if_same, Signal,
 };
+// The identity and signal tests live with the code, in `ktx-base`.
 
 /// The pid runs `python ... -m ktx_daemon serve` (its command line names the module).
 ///
@@ -52,41 +53,5 @@ mod tests {
         child.wait().unwrap();
         assert!(!is_daemon_process(0));
         assert!(!is_daemon_process(std::process::id()));
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn sees_itself_and_not_a_bogus_pid() {
-        let me = proc_info(std::process::id()).unwrap();
-        assert!(!me.zombie);
-        assert!(is_same_process(std::process::id(), &me.start_time));
-        assert!(!is_same_process(std::process::id(), "1"));
-        assert!(proc_info(0).is_none());
-        assert!(proc_info(u32::MAX).is_none());
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn signals_only_the_recorded_process() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let start = proc_info(pid).unwrap().start_time;
-        assert!(!signal_if_same(pid, "1", Signal::Kill));
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "signalled despite another start time"
-        );
-        assert!(signal_if_same(pid, &start, Signal::Term));
-        let status = child.wait().unwrap();
-        assert!(!status.success());
-        assert!(
-            !signal_if_same(pid, &start, Signal::Kill),
-            "a reaped pid is not signalled"
-        );
-        assert!(!signal_if_same(std::process::id(), "x", Signal::Kill));
     }
 }

@@ -109,7 +109,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::LockTimeout);
         assert!(
-            err.message.contains(&format!("waiting for pid {}", std::process::id())),
+            err.message
+                .contains(&format!("waiting for pid {}", std::process::id())),
             "{}",
             err.message
         );

@@ -80,7 +80,12 @@ fn listed(v: &Value, key: &str, version: &str) -> Option<Value> {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["path"].as_str().unwrap().ends_with(&format!("/{version}")))
+        .find(|e| {
+            e["path"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/{version}"))
+        })
         .cloned()
 }
 
