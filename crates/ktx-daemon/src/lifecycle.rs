@@ -350,38 +350,7 @@ pub fn start_with_progress(
     let restart_reason = match inspect(&paths) {
         Found::Nothing => None,
         Found::Answering(client, health) => {
-            let missing: Vec<String> = features
-                .iter()
-                .filter(|f| !health.features.contains(f))
-                .cloned()
-                .collect();
-            let reason = if health.version != config.version {
-                Some(format!(
-                    "the running daemon is version {}, expected {}",
-                    health.version, config.version
-                ))
-            } else if health.abi != ABI_VERSION {
-                Some(format!(
-                    "the running daemon speaks ABI {}, ktx needs {ABI_VERSION}",
-                    health.abi
-                ))
-            } else if !missing.is_empty() {
-                // Keep what the old daemon served: another caller may rely on it.
-                for f in &health.features {
-                    if !features.contains(f) {
-                        features.push(f.clone());
-                    }
-                }
-                Some(format!(
-                    "the running daemon serves {}; {} requested",
-                    health.features.join(", "),
-                    missing.join(", ")
-                ))
-            } else if config.force {
-                Some("restart forced".to_string())
-            } else {
-                None
-            };
+            let reason = replace_reason(config, &health, &mut features);
             match reason {
                 None => {
                     let health = if health.status == "loading" {
@@ -438,6 +407,48 @@ pub fn start_with_progress(
         health,
         startup: Some(startup),
     })
+}
+
+/// Why a daemon that answered must be replaced (`None`: it can be reused): another version or
+/// ABI, features missing (then `features` grows by what it served: another caller may rely on
+/// them), or a forced restart.
+fn replace_reason(
+    config: &StartConfig,
+    health: &Health,
+    features: &mut Vec<String>,
+) -> Option<String> {
+    let missing: Vec<String> = features
+        .iter()
+        .filter(|f| !health.features.contains(f))
+        .cloned()
+        .collect();
+    if health.version != config.version {
+        Some(format!(
+            "the running daemon is version {}, expected {}",
+            health.version, config.version
+        ))
+    } else if health.abi != ABI_VERSION {
+        Some(format!(
+            "the running daemon speaks ABI {}, ktx needs {ABI_VERSION}",
+            health.abi
+        ))
+    } else if !missing.is_empty() {
+        // Keep what the old daemon served: another caller may rely on it.
+        for f in &health.features {
+            if !features.contains(f) {
+                features.push(f.clone());
+            }
+        }
+        Some(format!(
+            "the running daemon serves {}; {} requested",
+            health.features.join(", "),
+            missing.join(", ")
+        ))
+    } else if config.force {
+        Some("restart forced".to_string())
+    } else {
+        None
+    }
 }
 
 /// Stop the daemon in `daemon_dir` with default timeouts.

@@ -126,17 +126,7 @@ pub fn install(
             return Ok(fast(r));
         }
     }
-    // Installer children run in the version dir: a relative wheelhouse must be made absolute.
-    let find_links = opts.find_links.as_deref().map(crate::fsutil::absolute);
-    if let Some(dir) = &find_links {
-        if !dir.is_dir() {
-            return Err(RuntimeError::new(
-                ErrorKind::Install,
-                format!("the --find-links directory {} does not exist", dir.display()),
-            )
-            .with_hint("Pass a directory of wheels (e.g. made with `python3 -m pip download -d DIR <bundled wheel>`)."));
-        }
-    }
+    let find_links = wheelhouse(opts)?;
     let vdir = crate::trust::ensure_version_dir(layout)?;
     let _guard = lock_with_timeout(&layout.install_lock_path(), opts.lock_timeout, |pid| {
         reporter.report(Event::Waiting { pid })
@@ -161,21 +151,14 @@ pub fn install(
     let log = InstallLog::create(&crate::trust::ensure_dir(layout, &layout.logs_dir())?)?;
     remove_unnamed_venvs(layout, current.as_ref().map(|r| r.venv_dir.as_path()), &log);
     uv::clean_interrupted_bootstraps(layout, &log);
-    log.line(&format!(
-        "ktx {} installing features [{}] into {}",
-        layout.version(),
-        crate::features::display_list(&features),
-        vdir.display()
-    ));
-    log.line(&format!(
-        "asset dir {}: {} sha256 {}",
-        assets.dir.display(),
-        assets.manifest.wheel.file,
-        assets.manifest.wheel.sha256
-    ));
-    if let Some(dir) = &find_links {
-        log.line(&format!("offline: --find-links {}", dir.display()));
-    }
+    log_attempt(
+        &log,
+        layout,
+        assets,
+        &features,
+        &vdir,
+        find_links.as_deref(),
+    );
     // Named here so a failure on a full disk can remove exactly this attempt's venv.
     let venv = layout
         .venvs_dir()
@@ -212,6 +195,48 @@ pub fn install(
             }
             Err(e)
         }
+    }
+}
+
+/// The offline wheelhouse, absolute (installer children run in the version dir); an error
+/// when it is not a directory.
+fn wheelhouse(opts: &InstallOptions) -> Result<Option<PathBuf>, RuntimeError> {
+    let find_links = opts.find_links.as_deref().map(crate::fsutil::absolute);
+    if let Some(dir) = &find_links {
+        if !dir.is_dir() {
+            return Err(RuntimeError::new(
+                ErrorKind::Install,
+                format!("the --find-links directory {} does not exist", dir.display()),
+            )
+            .with_hint("Pass a directory of wheels (e.g. made with `python3 -m pip download -d DIR <bundled wheel>`)."));
+        }
+    }
+    Ok(find_links)
+}
+
+/// The first lines of an attempt's log: what is installed where, from which wheel.
+fn log_attempt(
+    log: &InstallLog,
+    layout: &Layout,
+    assets: &Assets,
+    features: &[Feature],
+    vdir: &Path,
+    find_links: Option<&Path>,
+) {
+    log.line(&format!(
+        "ktx {} installing features [{}] into {}",
+        layout.version(),
+        crate::features::display_list(features),
+        vdir.display()
+    ));
+    log.line(&format!(
+        "asset dir {}: {} sha256 {}",
+        assets.dir.display(),
+        assets.manifest.wheel.file,
+        assets.manifest.wheel.sha256
+    ));
+    if let Some(dir) = find_links {
+        log.line(&format!("offline: --find-links {}", dir.display()));
     }
 }
 

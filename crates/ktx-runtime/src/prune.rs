@@ -139,6 +139,14 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
     let base =
         ktx_base::TrustedBase::verify(layout.root()).map_err(|u| crate::trust::error(layout, u))?;
     let mut plan = PrunePlan::default();
+    plan_versions(layout, &mut plan);
+    plan_uv_copies(layout, &base, &mut plan);
+    plan_staging(layout, &mut plan);
+    Ok(plan)
+}
+
+/// Other ktx versions' runtime directories (and ones an interrupted prune renamed aside).
+fn plan_versions(layout: &Layout, plan: &mut PrunePlan) {
     if let Ok(entries) = fs::read_dir(layout.root()) {
         let mut entries: Vec<_> = entries.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
@@ -181,6 +189,10 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
             }
         }
     }
+}
+
+/// Bootstrapped uv copies other than the pinned one (all kept while another version is used).
+fn plan_uv_copies(layout: &Layout, base: &ktx_base::TrustedBase, plan: &mut PrunePlan) {
     let pinned = uv::pins().map(|p| p.version).ok();
     let versions_in_use = plan.skip.iter().any(|s| s.reason.starts_with("in use"));
     // tools/uv/ itself must be a real, private directory before anything in it is listed.
@@ -216,6 +228,10 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
             }
         }
     }
+}
+
+/// What interrupted uv bootstraps left, unless a bootstrap runs now.
+fn plan_staging(layout: &Layout, plan: &mut PrunePlan) {
     // What interrupted uv bootstraps left (a download dir, a half-placed binary, even empty):
     // removed unless a bootstrap runs now.
     let lock = uv::bootstrap_lock_path(layout);
@@ -245,7 +261,45 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
             });
         }
     }
-    Ok(plan)
+}
+
+/// Takes the locks of the version dir `dir` (its install lock, created if missing, and its
+/// daemon's lifecycle lock when there is one) and checks that its daemon is not running.
+/// `Err`: why the directory is in use.
+fn lock_version(dir: &Path) -> Result<Vec<LockGuard>, String> {
+    let mut guards = Vec::new();
+    let mut busy = None;
+    for (lock, create) in [
+        (dir.join("install.lock"), true),
+        (lifecycle_lock(dir), false),
+    ] {
+        // The install lock is taken even if it does not exist yet (the directory is
+        // about to go): an install of that version starting now then waits for us.
+        // Never through a symlinked directory (the lock is truncated and written),
+        // and never a lock that is itself a symlink (`try_lock` refuses it: busy).
+        let parent_is_dir = lock
+            .parent()
+            .is_some_and(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()));
+        if !parent_is_dir || (!create && fs::symlink_metadata(&lock).is_err()) {
+            continue;
+        }
+        match try_lock(&lock) {
+            Ok(Some(g)) => guards.push(g),
+            _ => {
+                busy = Some(format!(
+                    "in use: {} is held by another process",
+                    lock.display()
+                ))
+            }
+        }
+    }
+    if busy.is_none() {
+        busy = live_daemon(dir).map(|pid| format!("in use: its daemon is running (pid {pid})"));
+    }
+    match busy {
+        Some(reason) => Err(reason),
+        None => Ok(guards),
+    }
 }
 
 /// Removes what `plan` lists, re-checking each version directory under its locks (a directory
@@ -265,43 +319,18 @@ pub fn execute(layout: &Layout, plan: &PrunePlan) -> PruneResult {
         return result;
     }
     for entry in &plan.remove {
+        // Held until the entry is gone: a process starting to use it meanwhile waits.
         let mut guards: Vec<LockGuard> = Vec::new();
         if entry.kind == PruneKind::Version {
-            let mut busy = None;
-            for (lock, create) in [
-                (entry.path.join("install.lock"), true),
-                (lifecycle_lock(&entry.path), false),
-            ] {
-                // The install lock is taken even if it does not exist yet (the directory is
-                // about to go): an install of that version starting now then waits for us.
-                // Never through a symlinked directory (the lock is truncated and written),
-                // and never a lock that is itself a symlink (`try_lock` refuses it: busy).
-                let parent_is_dir = lock
-                    .parent()
-                    .is_some_and(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()));
-                if !parent_is_dir || (!create && fs::symlink_metadata(&lock).is_err()) {
+            match lock_version(&entry.path) {
+                Ok(held) => guards = held,
+                Err(reason) => {
+                    result.skipped.push(PruneSkip {
+                        path: entry.path.clone(),
+                        reason,
+                    });
                     continue;
                 }
-                match try_lock(&lock) {
-                    Ok(Some(g)) => guards.push(g),
-                    _ => {
-                        busy = Some(format!(
-                            "in use: {} is held by another process",
-                            lock.display()
-                        ))
-                    }
-                }
-            }
-            if busy.is_none() {
-                busy = live_daemon(&entry.path)
-                    .map(|pid| format!("in use: its daemon is running (pid {pid})"));
-            }
-            if let Some(reason) = busy {
-                result.skipped.push(PruneSkip {
-                    path: entry.path.clone(),
-                    reason,
-                });
-                continue;
             }
         }
         let name = entry
