@@ -48,9 +48,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let prefix = format!(".{name}.");
+    let mut tmp = temp_file_in(dir, &format!(".{name}."), ".tmp", mode)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    persist(tmp, path)
+}
+
+/// A new temporary file in `dir` named `<prefix><random><suffix>`, created with `O_CREAT |
+/// O_EXCL` (retrying on a name collision: nothing pre-planted at a name is ever opened) with
+/// permission bits `mode`. It is removed again when dropped unless [`persist`]ed: the first
+/// half of an atomic write whose content is streamed rather than in memory.
+pub fn temp_file_in(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+    mode: u32,
+) -> io::Result<tempfile::NamedTempFile> {
     let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp").rand_bytes(10);
+    builder.prefix(prefix).suffix(suffix).rand_bytes(10);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -58,13 +73,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     }
     #[cfg(not(unix))]
     let _ = mode;
-    // tempfile opens with O_CREAT | O_EXCL (retrying on a name collision) and removes the
-    // file again if anything below fails.
-    let mut tmp = builder.tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    builder.tempfile_in(dir)
+}
+
+/// Renames `tmp` (from [`temp_file_in`], written and fsynced by the caller) over `path` (a
+/// symlink at `path` is replaced, never followed), then fsyncs the directory so the rename
+/// survives a crash: the second half of an atomic write.
+pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
     tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        sync_dir(dir);
+    } else {
+        sync_dir(Path::new("."));
+    }
     Ok(())
 }
 
