@@ -13,6 +13,37 @@
 /// Whether processes can be inspected and signalled on this platform.
 pub const SUPPORTED: bool = cfg!(unix);
 
+/// A process operation this platform has no implementation of yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// What could not be done, e.g. `tracking the daemon process`.
+    pub what: &'static str,
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is not supported on this platform ({}) yet: ktx cannot read a process's start time here",
+            self.what,
+            std::env::consts::OS
+        )
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
+/// `Ok` where processes can be identified ([`SUPPORTED`]); else the error naming `what`, for
+/// callers that cannot work without process identity (rather than mistaking "cannot tell" for
+/// "not running").
+pub fn require_support(what: &'static str) -> Result<(), Unsupported> {
+    if SUPPORTED {
+        Ok(())
+    } else {
+        Err(Unsupported { what })
+    }
+}
+
 /// What we know about a live process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcInfo {
@@ -246,6 +277,20 @@ mod tests {
         let (state, start) = parse_stat(line).unwrap();
         assert_eq!(state, 'S');
         assert_eq!(start, "987654");
+    }
+
+    #[test]
+    fn unsupported_platforms_say_so() {
+        let e = Unsupported {
+            what: "tracking the daemon process",
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("tracking the daemon process is not supported on this platform (")
+                && text.contains(std::env::consts::OS),
+            "{text}"
+        );
+        assert_eq!(require_support("x").is_ok(), SUPPORTED);
     }
 
     #[test]

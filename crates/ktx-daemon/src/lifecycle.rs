@@ -751,6 +751,10 @@ fn launch(
 /// process is ever treated as our daemon (and signalled).
 fn record_owner(child: &mut Launched, paths: &DaemonPaths) -> Result<OwnerRecord> {
     let pid = child.pid();
+    if let Err(e) = ktx_base::process::require_support("tracking the daemon process") {
+        abandon(&mut child.process, paths);
+        return Err(start_failed(paths, child.log_offset, e.to_string()));
+    }
     let Some(info) = process::proc_info(pid) else {
         abandon(&mut child.process, paths);
         return Err(start_failed(
