@@ -22,7 +22,7 @@ use crate::assets::Assets;
 use crate::error::{ErrorKind, RuntimeError};
 use crate::features::{normalize, Feature};
 use crate::fsutil::{file_url, now_rfc3339, now_stamp, remove_tree, sha256_file, write_atomic};
-use crate::installer::{Ctx, Installer, PipInstaller, UvInstaller};
+use crate::installer::{Ctx, Installer, PipInstaller, Target, UvInstaller};
 use crate::layout::{non_empty_env, venv_python, Layout};
 use crate::lock::{lock_timeout_from_env, lock_with_timeout};
 use crate::log::InstallLog;
@@ -416,8 +416,14 @@ fn build(
     let _ = remove_tree(venv);
     let python = venv_python(venv);
     let req = requirement(&wheel, &assets.manifest.distribution_name, features);
-    installer.create_venv(&ctx, venv)?;
-    installer.install_packages(&ctx, venv, &python, &req, features)?;
+    let target = Target {
+        venv,
+        python: &python,
+        requirement: &req,
+        features,
+    };
+    installer.create_venv(&ctx, &target)?;
+    installer.install_packages(&ctx, &target)?;
     let info = check_imports(layout, assets, &python, features, log, reporter)?;
     let receipt = write_receipt(
         layout,

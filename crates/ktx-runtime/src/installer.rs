@@ -114,23 +114,37 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
+/// The venv a build makes, and what goes into it.
+pub(crate) struct Target<'a> {
+    /// The venv directory.
+    pub venv: &'a Path,
+    /// Its interpreter (`<venv>/bin/python`).
+    pub python: &'a Path,
+    /// The requirement to install (the wheel, with extras).
+    pub requirement: &'a str,
+    /// The features it is for.
+    pub features: &'a [Feature],
+}
+
 /// One way to build a venv: create it, then install the requirement into it.
 pub(crate) trait Installer {
     /// Which installer this is (for progress and the outcome).
     fn kind(&self) -> InstallerKind;
-    /// What the receipt records about it.
-    fn record(&self) -> InstallerRecord;
-    /// Creates the venv at `venv`.
-    fn create_venv(&mut self, ctx: &Ctx, venv: &Path) -> Result<(), RuntimeError>;
-    /// Installs `requirement` into the venv at `venv` (whose interpreter is `python`).
-    fn install_packages(
-        &self,
-        ctx: &Ctx,
-        venv: &Path,
-        python: &Path,
-        requirement: &str,
-        features: &[Feature],
-    ) -> Result<(), RuntimeError>;
+    /// The installer's own version, when it has one worth recording (uv's).
+    fn version(&self) -> Option<String> {
+        None
+    }
+    /// What the receipt records about it: its name and version.
+    fn record(&self) -> InstallerRecord {
+        InstallerRecord {
+            name: self.kind().as_str().into(),
+            version: self.version(),
+        }
+    }
+    /// Creates the target's venv.
+    fn create_venv(&mut self, ctx: &Ctx, target: &Target) -> Result<(), RuntimeError>;
+    /// Installs the target's requirement into its venv.
+    fn install_packages(&self, ctx: &Ctx, target: &Target) -> Result<(), RuntimeError>;
 }
 
 /// uv: `uv venv` (with the interpreter found, or one uv finds or downloads itself), then
@@ -147,14 +161,12 @@ impl Installer for UvInstaller<'_> {
         InstallerKind::Uv
     }
 
-    fn record(&self) -> InstallerRecord {
-        InstallerRecord {
-            name: "uv".into(),
-            version: Some(self.uv.version.clone()),
-        }
+    fn version(&self) -> Option<String> {
+        Some(self.uv.version.clone())
     }
 
-    fn create_venv(&mut self, ctx: &Ctx, venv: &Path) -> Result<(), RuntimeError> {
+    fn create_venv(&mut self, ctx: &Ctx, target: &Target) -> Result<(), RuntimeError> {
+        let venv = target.venv;
         let mut cmd = Command::new(&self.uv.path);
         cmd.args(["venv", "--no-project", "--python"]);
         match self.interp {
@@ -179,14 +191,13 @@ impl Installer for UvInstaller<'_> {
         })
     }
 
-    fn install_packages(
-        &self,
-        ctx: &Ctx,
-        venv: &Path,
-        python: &Path,
-        requirement: &str,
-        features: &[Feature],
-    ) -> Result<(), RuntimeError> {
+    fn install_packages(&self, ctx: &Ctx, target: &Target) -> Result<(), RuntimeError> {
+        let Target {
+            venv,
+            python,
+            requirement,
+            features,
+        } = *target;
         let mut cmd = Command::new(&self.uv.path);
         cmd.args(["pip", "install", "--python"])
             .arg(python)
@@ -234,14 +245,8 @@ impl Installer for PipInstaller<'_> {
         InstallerKind::Pip
     }
 
-    fn record(&self) -> InstallerRecord {
-        InstallerRecord {
-            name: "pip".into(),
-            version: None,
-        }
-    }
-
-    fn create_venv(&mut self, ctx: &Ctx, venv: &Path) -> Result<(), RuntimeError> {
+    fn create_venv(&mut self, ctx: &Ctx, target: &Target) -> Result<(), RuntimeError> {
+        let venv = target.venv;
         // With pip >= 22.3 in the base interpreter, `pip --python VENV_PYTHON install`
         // installs into a venv created without pip: this skips ensurepip, which is most
         // of the cost of `python -m venv` (about 2 s instead of 7 s in all, measured).
@@ -271,14 +276,8 @@ impl Installer for PipInstaller<'_> {
         .map(drop)
     }
 
-    fn install_packages(
-        &self,
-        ctx: &Ctx,
-        venv: &Path,
-        python: &Path,
-        requirement: &str,
-        _features: &[Feature],
-    ) -> Result<(), RuntimeError> {
+    fn install_packages(&self, ctx: &Ctx, target: &Target) -> Result<(), RuntimeError> {
+        let (venv, python, requirement) = (target.venv, target.python, target.requirement);
         // pip has no way to drop a dependency (its constraints can only narrow versions, and
         // `--no-deps` would drop everything): with the pip fallback a local-embeddings
         // install keeps triton (~1 GB more than with uv).
