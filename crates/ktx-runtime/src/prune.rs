@@ -16,7 +16,9 @@ use serde::Serialize;
 use crate::error::RuntimeError;
 use crate::fsutil::{dir_size, remove_tree};
 use crate::layout::{Layout, MARKER_FILE};
-use crate::lock::{held_by_other, try_lock, LockGuard};
+/// Whether another process holds a lock (kept here for callers of the old path).
+pub use crate::lock::held_by_other;
+use crate::lock::{try_lock, LockGuard};
 use crate::uv;
 
 /// What a prune entry is.
