@@ -49,41 +49,26 @@ pub fn zip_time(epoch: Option<u64>) -> Result<DateTime> {
     let Some(epoch) = epoch else {
         return Ok(DateTime::default());
     };
-    let days = i64::try_from(epoch / 86_400).context("SOURCE_DATE_EPOCH is too large")?;
-    let secs = epoch % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    if y < 1980 {
+    let t = ktx_base::time::UtcParts::from_unix(epoch);
+    if t.year < 1980 {
         return Ok(DateTime::default());
     }
-    let year = u16::try_from(y)
+    let year = u16::try_from(t.year)
         .ok()
         .filter(|y| *y <= 2107)
         .with_context(|| {
             format!("SOURCE_DATE_EPOCH={epoch} is after 2107, which a zip timestamp cannot hold")
         })?;
+    // Calendar fields are in range (month 1-12, day 1-31, hour 0-23...): they fit a u8.
     DateTime::from_date_and_time(
         year,
-        m,
-        d,
-        (secs / 3600) as u8,
-        (secs % 3600 / 60) as u8,
-        (secs % 60) as u8,
+        t.month as u8,
+        t.day as u8,
+        t.hour as u8,
+        t.minute as u8,
+        t.second as u8,
     )
     .map_err(|e| anyhow::anyhow!("SOURCE_DATE_EPOCH={epoch} gives an invalid zip time: {e}"))
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u8, u8) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// The wheel's distribution name component: runs of `-_.` become `_`, lower case.

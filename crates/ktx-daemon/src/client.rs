@@ -4,6 +4,7 @@ use crate::error::{DaemonError, Result};
 use crate::files::{self, DaemonPaths, DaemonState, OwnerRecord};
 use crate::http::{Conn, Response};
 use crate::process;
+use ktx_base::abi::ABI_VERSION;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
@@ -11,8 +12,6 @@ use std::time::Duration;
 
 /// Default bound on connecting to the daemon (loopback: a refused port fails at once anyway).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The ABI version this crate speaks; a daemon that speaks another one is never used.
-pub const ABI_VERSION: u32 = 1;
 /// Largest request body the daemon accepts (`MAX_BODY_BYTES` in `ktx_daemon/server.py`):
 /// a larger call is refused here, before anything is sent, as the daemon would answer 413.
 pub const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;

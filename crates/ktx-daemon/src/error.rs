@@ -69,7 +69,7 @@ pub enum DaemonError {
     },
     /// The daemon directory (or a directory above it) could be written by another user, or
     /// is a symlink ktx did not create: nothing in it is read, written or run.
-    Untrusted(ktx_fs::Untrusted),
+    Untrusted(ktx_base::Untrusted),
     /// The operation is not available on this platform.
     Unsupported(String),
 }

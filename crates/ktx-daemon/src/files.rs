@@ -1,11 +1,11 @@
 //! The daemon directory: state, owner record, token, log and lock files.
 
 use crate::error::{DaemonError, Result};
+use ktx_base::daemon_files as names;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Paths of the files in a daemon directory (`<root>/<version>/daemon/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,15 +25,21 @@ pub struct DaemonPaths {
 }
 
 impl DaemonPaths {
+    /// The files of the daemon directory of a runtime version directory
+    /// (`<version_dir>/daemon`).
+    pub fn of_version_dir(version_dir: &Path) -> Self {
+        DaemonPaths::new(version_dir.join(names::DIR))
+    }
+
     /// The files of the daemon directory `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         DaemonPaths {
-            state: dir.join("state.json"),
-            owner: dir.join("owner.json"),
-            token: dir.join("token"),
-            log: dir.join("daemon.log"),
-            lock: dir.join("lifecycle.lock"),
+            state: dir.join(names::STATE),
+            owner: dir.join(names::OWNER),
+            token: dir.join(names::TOKEN),
+            log: dir.join(names::LOG),
+            lock: dir.join(names::LOCK),
             dir,
         }
     }
@@ -87,7 +93,7 @@ pub(crate) struct OwnerRecord {
 
 /// The daemon directory's parent (the runtime's version dir) as a verified base, and the
 /// daemon directory's name under it.
-fn trusted_parent(dir: &Path) -> Result<(ktx_fs::TrustedBase, PathBuf)> {
+fn trusted_parent(dir: &Path) -> Result<(ktx_base::TrustedBase, PathBuf)> {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         return Err(DaemonError::io(
             "checking the daemon directory",
@@ -95,14 +101,14 @@ fn trusted_parent(dir: &Path) -> Result<(ktx_fs::TrustedBase, PathBuf)> {
             io::Error::other("it has no parent directory"),
         ));
     };
-    let base = ktx_fs::TrustedBase::verify(parent).map_err(DaemonError::Untrusted)?;
+    let base = ktx_base::TrustedBase::verify(parent).map_err(DaemonError::Untrusted)?;
     Ok((base, PathBuf::from(name)))
 }
 
 /// Verify the daemon directory before anything in it is read or trusted: it and its parent
 /// are real directories owned by the user (or root) and not writable by others, every
 /// directory above is too (a root-owned sticky one such as `/tmp` aside), and the daemon
-/// directory is not a symlink (see `ktx-fs`). A missing directory is fine.
+/// directory is not a symlink (see `ktx-base`). A missing directory is fine.
 pub(crate) fn check_dir(dir: &Path) -> Result<()> {
     let (base, name) = trusted_parent(dir)?;
     base.check(&name).map_err(DaemonError::Untrusted)
@@ -119,9 +125,9 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
 
 /// Write `data` to `path` atomically: an owner-only (0600) temporary file created with
 /// `O_EXCL` under a random name in the same directory, fsync, rename over the target (the
-/// one atomic-write path of `ktx-fs`).
+/// one atomic-write path of `ktx-base`).
 pub(crate) fn write_atomic(path: &Path, data: &[u8], what: &str) -> Result<()> {
-    ktx_fs::write_atomic(path, data, 0o600)
+    ktx_base::write_atomic(path, data, 0o600)
         .map_err(|e| DaemonError::io(format!("writing {what}"), path, e))
 }
 
@@ -231,7 +237,7 @@ pub(crate) fn open_log(paths: &DaemonPaths) -> Result<(File, u64)> {
         options.mode(0o600);
     }
     // A symlink at the log's name is refused: the daemon's output never lands elsewhere.
-    let file = ktx_fs::no_follow(&mut options)
+    let file = ktx_base::no_follow(&mut options)
         .open(&paths.log)
         .map_err(|e| DaemonError::io("opening the daemon log", &paths.log, e))?;
     let offset = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -256,47 +262,9 @@ pub(crate) fn log_tail(path: &Path, from: u64, max_lines: usize) -> String {
     lines[lines.len().saturating_sub(max_lines)..].join("\n")
 }
 
-/// Now as RFC 3339 UTC, second precision.
-pub fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    rfc3339(secs)
-}
-
-/// Format seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub(crate) fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
-    }
 
     #[test]
     fn atomic_write_is_owner_only_and_leaves_no_tmp() {

@@ -9,7 +9,7 @@
 //! | `owner.json` | this crate, after spawn | pid + process start time (PID-reuse guard) |
 //! | `token` | this crate, before spawn (0600) | 32 random bytes, hex |
 //! | `daemon.log` | the daemon's stdout + stderr | rotated to `daemon.log.1` past 1 MiB at spawn and past 4 MiB by the daemon (`--log-file`) |
-//! | `lifecycle.lock` | this crate (`flock`) | who holds the lock |
+//! | `lifecycle.lock` | this crate (`ktx_base::lock`) | who holds the lock |
 //!
 //! * [`start`] reuses a daemon only when its pid is alive **with the recorded start time**,
 //!   `/health` answers with the state's instance id, the expected version and the requested
@@ -32,10 +32,14 @@ mod lifecycle;
 mod lock;
 mod process;
 
-pub use client::{Client, Health, ABI_VERSION, CONNECT_TIMEOUT, HEALTH_TIMEOUT, MAX_REQUEST_BODY};
+pub use client::{Client, Health, CONNECT_TIMEOUT, HEALTH_TIMEOUT, MAX_REQUEST_BODY};
 pub use error::{DaemonError, Result};
-pub use files::{now_rfc3339, DaemonPaths, DaemonState};
+pub use files::{DaemonPaths, DaemonState};
+/// The ABI version the daemon must speak (one definition, in `ktx-base`).
+pub use ktx_base::abi::ABI_VERSION;
+/// Now as RFC 3339 UTC, second precision (one definition, in `ktx-base`).
+pub use ktx_base::time::now_rfc3339;
 pub use lifecycle::{
-    start, start_with_progress, status, stop, stop_with_progress, DaemonStatus, Progress,
-    StartConfig, StartOutcome, StatusKind, StopOutcome,
+    running_pid, start, start_with_progress, status, stop, stop_with_progress, DaemonStatus,
+    Progress, StartConfig, StartOutcome, StatusKind, StopOutcome,
 };

@@ -1,10 +1,12 @@
 //! `start`, `stop` and `status`: the daemon's lifecycle.
 
-use crate::client::{Client, Health, ABI_VERSION};
+use crate::client::{Client, Health};
 use crate::error::{DaemonError, Result};
 use crate::files::{self, DaemonPaths, DaemonState, OwnerRecord};
 use crate::lock::LifecycleLock;
 use crate::process::{self, Signal};
+use ktx_base::abi::ABI_VERSION;
+use ktx_base::time::now_rfc3339;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -222,6 +224,29 @@ fn inspect(paths: &DaemonPaths) -> Found {
     }
 }
 
+/// The pid of a daemon that may be running from `daemon_dir`, decided from its files alone
+/// (no HTTP, nothing written): for callers that must never delete a runtime under a live
+/// daemon (prune, install's garbage collection).
+///
+/// Our own recorded process (`owner.json`: pid **and** start time) counts when it still runs.
+/// Otherwise `state.json`'s pid counts while that pid runs, unless the owner record names the
+/// same pid with another start time: then the pid was recycled and the daemon is gone.
+pub fn running_pid(daemon_dir: &Path) -> Option<u32> {
+    let paths = DaemonPaths::new(daemon_dir);
+    let owner: Option<OwnerRecord> = files::read_json(&paths.owner).unwrap_or(None);
+    if let Some(o) = owner.as_ref() {
+        if process::is_same_process(o.pid, &o.start_time) {
+            return Some(o.pid);
+        }
+    }
+    let state: serde_json::Value = files::read_json(&paths.state).ok().flatten()?;
+    let pid = u32::try_from(state.get("pid")?.as_u64()?).ok()?;
+    if owner.is_some_and(|o| o.pid == pid) {
+        return None;
+    }
+    process::may_be_running(pid).then_some(pid)
+}
+
 /// Read-only status of the daemon in `daemon_dir` against the `expected_version`.
 pub fn status(daemon_dir: &Path, expected_version: &str) -> DaemonStatus {
     let paths = DaemonPaths::new(daemon_dir);
@@ -325,38 +350,7 @@ pub fn start_with_progress(
     let restart_reason = match inspect(&paths) {
         Found::Nothing => None,
         Found::Answering(client, health) => {
-            let missing: Vec<String> = features
-                .iter()
-                .filter(|f| !health.features.contains(f))
-                .cloned()
-                .collect();
-            let reason = if health.version != config.version {
-                Some(format!(
-                    "the running daemon is version {}, expected {}",
-                    health.version, config.version
-                ))
-            } else if health.abi != ABI_VERSION {
-                Some(format!(
-                    "the running daemon speaks ABI {}, ktx needs {ABI_VERSION}",
-                    health.abi
-                ))
-            } else if !missing.is_empty() {
-                // Keep what the old daemon served: another caller may rely on it.
-                for f in &health.features {
-                    if !features.contains(f) {
-                        features.push(f.clone());
-                    }
-                }
-                Some(format!(
-                    "the running daemon serves {}; {} requested",
-                    health.features.join(", "),
-                    missing.join(", ")
-                ))
-            } else if config.force {
-                Some("restart forced".to_string())
-            } else {
-                None
-            };
+            let reason = replace_reason(config, &health, &mut features);
             match reason {
                 None => {
                     let health = if health.status == "loading" {
@@ -413,6 +407,48 @@ pub fn start_with_progress(
         health,
         startup: Some(startup),
     })
+}
+
+/// Why a daemon that answered must be replaced (`None`: it can be reused): another version or
+/// ABI, features missing (then `features` grows by what it served: another caller may rely on
+/// them), or a forced restart.
+fn replace_reason(
+    config: &StartConfig,
+    health: &Health,
+    features: &mut Vec<String>,
+) -> Option<String> {
+    let missing: Vec<String> = features
+        .iter()
+        .filter(|f| !health.features.contains(f))
+        .cloned()
+        .collect();
+    if health.version != config.version {
+        Some(format!(
+            "the running daemon is version {}, expected {}",
+            health.version, config.version
+        ))
+    } else if health.abi != ABI_VERSION {
+        Some(format!(
+            "the running daemon speaks ABI {}, ktx needs {ABI_VERSION}",
+            health.abi
+        ))
+    } else if !missing.is_empty() {
+        // Keep what the old daemon served: another caller may rely on it.
+        for f in &health.features {
+            if !features.contains(f) {
+                features.push(f.clone());
+            }
+        }
+        Some(format!(
+            "the running daemon serves {}; {} requested",
+            health.features.join(", "),
+            missing.join(", ")
+        ))
+    } else if config.force {
+        Some("restart forced".to_string())
+    } else {
+        None
+    }
 }
 
 /// Stop the daemon in `daemon_dir` with default timeouts.
@@ -587,12 +623,75 @@ fn abandon(child: &mut Child, paths: &DaemonPaths) {
     let _ = files::remove_owner_if(paths, Some(child.id()));
 }
 
+/// Spawn a new daemon and return it once it is healthy and proven to be the one we want:
+/// [`launch`] it, record its identity ([`record_owner`]), [`wait_healthy`], then
+/// [`verify_identity`] (ABI and version) and wait out a `loading` phase. A daemon that fails
+/// any step is killed and its leftovers removed.
 fn spawn(
     config: &StartConfig,
     paths: &DaemonPaths,
     features: &[String],
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(DaemonState, Health, Duration)> {
+    let mut child = launch(config, paths, features, progress)?;
+    let mut owner = record_owner(&mut child, paths)?;
+    let (client, health) = wait_healthy(&mut child, paths, config.start_timeout, progress)?;
+    if let Err(reason) = verify_identity(config, &health) {
+        abandon(&mut child.process, paths);
+        return Err(start_failed(paths, child.log_offset, reason));
+    }
+    owner.instance_id = Some(client.state().instance_id.clone());
+    let _ = write_owner(paths, &owner);
+    let health = if health.status == "loading" {
+        match wait_until_ok(
+            &client,
+            config.loading_timeout,
+            progress,
+            paths,
+            Some((&mut child.process, child.log_offset)),
+        ) {
+            Ok(h) => h,
+            Err(e) => {
+                abandon(&mut child.process, paths);
+                return Err(e);
+            }
+        }
+    } else {
+        health
+    };
+    let startup = child.began.elapsed();
+    // Reap the child when it exits, so a long-lived caller keeps no zombie (a zombie's pid
+    // would still look alive). The CLI usually exits first; then init adopts it.
+    let mut process = child.process;
+    std::thread::spawn(move || {
+        let _ = process.wait();
+    });
+    Ok((client.state().clone(), health, startup))
+}
+
+/// A daemon process we just spawned.
+struct Launched {
+    process: Child,
+    /// Where this run's output begins in `daemon.log`.
+    log_offset: u64,
+    /// When it was spawned.
+    began: Instant,
+}
+
+impl Launched {
+    fn pid(&self) -> u32 {
+        self.process.id()
+    }
+}
+
+/// Write a fresh token and spawn `python -m ktx_daemon serve`, detached (own session, stdin
+/// null, stdout and stderr appended to `daemon.log`).
+fn launch(
+    config: &StartConfig,
+    paths: &DaemonPaths,
+    features: &[String],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Launched> {
     files::write_new_token(paths)?;
     let (mut log, offset) = files::open_log(paths)?;
     {
@@ -600,7 +699,7 @@ fn spawn(
         let _ = writeln!(
             log,
             "{} ktx: starting daemon version {} features {} with {}",
-            files::now_rfc3339(),
+            now_rfc3339(),
             config.version,
             features.join(","),
             config.python.display()
@@ -630,7 +729,7 @@ fn spawn(
         .stderr(Stdio::from(log_err));
     detach(&mut command);
     let began = Instant::now();
-    let mut child = command.spawn().map_err(|e| {
+    let process = command.spawn().map_err(|e| {
         start_failed(
             paths,
             offset,
@@ -640,34 +739,59 @@ fn spawn(
             ),
         )
     })?;
-    let pid = child.id();
-    progress(Progress::Spawned { pid });
+    progress(Progress::Spawned { pid: process.id() });
+    Ok(Launched {
+        process,
+        log_offset: offset,
+        began,
+    })
+}
+
+/// Write `owner.json`: the child's pid and process start time, so that only this very
+/// process is ever treated as our daemon (and signalled).
+fn record_owner(child: &mut Launched, paths: &DaemonPaths) -> Result<OwnerRecord> {
+    let pid = child.pid();
+    if let Err(e) = ktx_base::process::require_support("tracking the daemon process") {
+        abandon(&mut child.process, paths);
+        return Err(start_failed(paths, child.log_offset, e.to_string()));
+    }
     let Some(info) = process::proc_info(pid) else {
-        abandon(&mut child, paths);
+        abandon(&mut child.process, paths);
         return Err(start_failed(
             paths,
-            offset,
+            child.log_offset,
             format!("daemon pid {pid} vanished right after spawn"),
         ));
     };
-    let mut owner = OwnerRecord {
+    let owner = OwnerRecord {
         schema_version: 1,
         pid,
         start_time: info.start_time,
-        spawned_at: files::now_rfc3339(),
+        spawned_at: now_rfc3339(),
         instance_id: None,
     };
     if let Err(e) = write_owner(paths, &owner) {
-        abandon(&mut child, paths);
+        abandon(&mut child.process, paths);
         return Err(e);
     }
+    Ok(owner)
+}
 
-    // Wait for the state file and a first /health answer.
-    let deadline = began + config.start_timeout;
+/// Wait (at most `timeout` from spawn) for the child's state file and a first `/health`
+/// answer carrying the state's identity. The child exiting, or the timeout, is an error (the
+/// child is then killed and its leftovers removed).
+fn wait_healthy(
+    child: &mut Launched,
+    paths: &DaemonPaths,
+    timeout: Duration,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Client, Health)> {
+    let (pid, offset, began) = (child.pid(), child.log_offset, child.began);
+    let deadline = began + timeout;
     let mut next_tick = began + Duration::from_secs(1);
     let mut delay = Duration::from_millis(5);
-    let client = loop {
-        match child.try_wait() {
+    loop {
+        match child.process.try_wait() {
             Ok(Some(status)) => {
                 let _ = files::remove_owner_if(paths, Some(pid));
                 return Err(start_failed(
@@ -678,7 +802,7 @@ fn spawn(
             }
             Ok(None) => {}
             Err(e) => {
-                abandon(&mut child, paths);
+                abandon(&mut child.process, paths);
                 return Err(start_failed(
                     paths,
                     offset,
@@ -686,26 +810,18 @@ fn spawn(
                 ));
             }
         }
-        if let Ok(Some(state)) = files::read_json::<DaemonState>(&paths.state) {
-            if state.pid == pid {
-                if let Ok(client) = Client::for_state(paths, state) {
-                    if let Ok(health) = client.health() {
-                        if client.check_identity(&health).is_ok() {
-                            break (client, health);
-                        }
-                    }
-                }
-            }
+        if let Some(answer) = first_answer(paths, pid) {
+            return Ok(answer);
         }
         let now = Instant::now();
         if now >= deadline {
-            abandon(&mut child, paths);
+            abandon(&mut child.process, paths);
             return Err(start_failed(
                 paths,
                 offset,
                 format!(
                     "daemon pid {pid} did not answer /health within {:.0} s",
-                    config.start_timeout.as_secs_f64()
+                    timeout.as_secs_f64()
                 ),
             ));
         }
@@ -718,59 +834,41 @@ fn spawn(
         }
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(20));
-    };
-    let (client, health) = client;
+    }
+}
+
+/// The client and first `/health` answer of daemon `pid`, once its state file names it and it
+/// answers with the state's identity.
+fn first_answer(paths: &DaemonPaths, pid: u32) -> Option<(Client, Health)> {
+    let state = files::read_json::<DaemonState>(&paths.state).ok()??;
+    if state.pid != pid {
+        return None;
+    }
+    let client = Client::for_state(paths, state).ok()?;
+    let health = client.health().ok()?;
+    client.check_identity(&health).ok()?;
+    Some((client, health))
+}
+
+/// The new daemon speaks our ABI and is the expected version: otherwise the runtime's
+/// interpreter runs another `ktx_daemon` than this ktx was built with (`Err`: why).
+fn verify_identity(config: &StartConfig, health: &Health) -> std::result::Result<(), String> {
     if health.abi != ABI_VERSION {
-        abandon(&mut child, paths);
-        return Err(start_failed(
-            paths,
-            offset,
-            format!(
-                "{} runs a ktx_daemon that speaks ABI {}, but ktx needs {ABI_VERSION}; reinstall the runtime with `ktx runtime install --force`",
-                config.python.display(),
-                health.abi
-            ),
+        return Err(format!(
+            "{} runs a ktx_daemon that speaks ABI {}, but ktx needs {ABI_VERSION}; reinstall the runtime with `ktx runtime install --force`",
+            config.python.display(),
+            health.abi
         ));
     }
     if health.version != config.version {
-        abandon(&mut child, paths);
-        return Err(start_failed(
-            paths,
-            offset,
-            format!(
-                "{} runs ktx_daemon version {}, but ktx expects {}; reinstall the runtime with `ktx runtime install --force`",
-                config.python.display(),
-                health.version,
-                config.version
-            ),
+        return Err(format!(
+            "{} runs ktx_daemon version {}, but ktx expects {}; reinstall the runtime with `ktx runtime install --force`",
+            config.python.display(),
+            health.version,
+            config.version
         ));
     }
-    owner.instance_id = Some(client.state().instance_id.clone());
-    let _ = write_owner(paths, &owner);
-    let health = if health.status == "loading" {
-        match wait_until_ok(
-            &client,
-            config.loading_timeout,
-            progress,
-            paths,
-            Some((&mut child, offset)),
-        ) {
-            Ok(h) => h,
-            Err(e) => {
-                abandon(&mut child, paths);
-                return Err(e);
-            }
-        }
-    } else {
-        health
-    };
-    let startup = began.elapsed();
-    // Reap the child when it exits, so a long-lived caller keeps no zombie (a zombie's pid
-    // would still look alive). The CLI usually exits first; then init adopts it.
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    });
-    Ok((client.state().clone(), health, startup))
+    Ok(())
 }
 
 fn write_owner(paths: &DaemonPaths, owner: &OwnerRecord) -> Result<()> {

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use ktx_base::duration::{self, FromEnv, Seconds};
+use ktx_base::env;
 use ktx_daemon::{Client, Progress, StartConfig, StartOutcome};
 use ktx_runtime::abi::{self, Reply};
 use ktx_runtime::{normalize_features, Feature, Receipt, Runtime, KTX_VERSION};
@@ -58,14 +60,10 @@ fn feature_names(features: &[Feature]) -> Vec<String> {
 /// `name` as a positive number of seconds. Unset or empty: None. Anything else that is not a
 /// positive number: a warning naming the variable and the default kept, then None.
 fn env_secs(name: &str, default: Duration) -> Option<Duration> {
-    let raw = std::env::var_os(name)?;
-    let text = raw.to_string_lossy();
-    if text.trim().is_empty() {
-        return None;
-    }
-    match parse_secs(&text) {
-        Some(d) => Some(d),
-        None => {
+    match duration::from_env(name, Seconds::POSITIVE_UP_TO_A_YEAR) {
+        FromEnv::Unset => None,
+        FromEnv::Valid(d) => Some(d),
+        FromEnv::Invalid(text) => {
             eprintln!(
                 "warning: ignoring {name}={text:?}: expected a positive number of seconds; using the default ({} s)",
                 default.as_secs_f64()
@@ -76,9 +74,9 @@ fn env_secs(name: &str, default: Duration) -> Option<Duration> {
 }
 
 /// A positive, finite number of seconds (`900`, `0.5`), at most a year.
+#[cfg(test)]
 fn parse_secs(text: &str) -> Option<Duration> {
-    let v: f64 = text.trim().parse().ok()?;
-    (v.is_finite() && v > 0.0 && v <= 366.0 * 86_400.0).then(|| Duration::from_secs_f64(v))
+    Seconds::POSITIVE_UP_TO_A_YEAR.parse(text)
 }
 
 /// Start configuration for this runtime: the receipt's interpreter, the runtime's daemon dir,
@@ -97,10 +95,10 @@ pub fn start_config(
     );
     cfg.features = feature_names(features);
     cfg.force = force;
-    if let Some(d) = env_secs("KTX_DAEMON_IDLE_TIMEOUT", cfg.idle_timeout) {
+    if let Some(d) = env_secs(env::DAEMON_IDLE_TIMEOUT, cfg.idle_timeout) {
         cfg.idle_timeout = d;
     }
-    if let Some(d) = env_secs("KTX_DAEMON_START_TIMEOUT", cfg.start_timeout) {
+    if let Some(d) = env_secs(env::DAEMON_START_TIMEOUT, cfg.start_timeout) {
         cfg.start_timeout = d;
     }
     cfg

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use crate::process::{run_bounded, Captured, Limits};
 
-/// The ABI version spoken by this ktx.
-pub const ABI_VERSION: u64 = 1;
+/// The ABI version spoken by this ktx (one definition, in `ktx-base`).
+pub use ktx_base::abi::ABI_VERSION;
 
 /// An ABI v1 request body.
 pub fn request(op: &str, payload: Value) -> Value {
@@ -41,7 +41,7 @@ pub fn parse_response(body: &[u8]) -> Result<Reply, String> {
             String::from_utf8_lossy(body).trim()
         )
     })?;
-    if v.get("abi").and_then(Value::as_u64) != Some(ABI_VERSION) {
+    if v.get("abi").and_then(Value::as_u64) != Some(u64::from(ABI_VERSION)) {
         return Err(format!(
             "response has abi {:?}, expected {ABI_VERSION}",
             v.get("abi")

@@ -56,7 +56,7 @@ const FIX_ASSETS: &str = "Reinstall ktx (`npm install -g @kaelio/ktx`), or in a 
 /// The asset dir: `KTX_ASSET_DIR` if set, else `<dir of current exe>/../../python` (the npm
 /// package layout `package/native/<platform>/ktx` + `package/python/`).
 pub fn discover_asset_dir() -> Result<PathBuf, RuntimeError> {
-    if let Some(dir) = non_empty_env("KTX_ASSET_DIR") {
+    if let Some(dir) = non_empty_env(ktx_base::env::ASSET_DIR) {
         return Ok(absolute(Path::new(&dir)));
     }
     let exe = std::env::current_exe().map_err(|e| {

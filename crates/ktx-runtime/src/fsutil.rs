@@ -2,7 +2,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::RuntimeError;
 
@@ -12,12 +11,12 @@ use crate::error::RuntimeError;
 /// any predictable temporary name is never followed. The directory must exist (create it with
 /// [`crate::trust::ensure_dir`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
-    ktx_fs::write_atomic(path, bytes, 0o644).map_err(|e| RuntimeError::io("write", path, &e))
+    ktx_base::write_atomic(path, bytes, 0o644).map_err(|e| RuntimeError::io("write", path, &e))
 }
 
 /// Best-effort fsync of a directory so a rename inside it survives a crash (no-op off Unix).
 pub fn sync_dir(dir: &Path) {
-    ktx_fs::sync_dir(dir)
+    ktx_base::sync_dir(dir)
 }
 
 /// Total size in bytes of the regular files under `path` (symlinks are not followed).
@@ -37,44 +36,12 @@ pub fn dir_size(path: &Path) -> u64 {
 /// Removes a directory tree (or a file), ignoring "not found". Never follows a symlink: a
 /// link is removed, not its target.
 pub fn remove_tree(path: &Path) -> std::io::Result<()> {
-    ktx_fs::remove_no_follow(path)
+    ktx_base::remove_no_follow(path)
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn utc_parts(t: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    (y, mo, d, rem / 3600, (rem % 3600) / 60, rem % 60)
-}
-
-/// The current time as RFC 3339 UTC, e.g. `2026-11-21T06:07:07Z`.
-pub fn now_rfc3339() -> String {
-    let (y, mo, d, h, mi, s) = utc_parts(SystemTime::now());
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-}
-
-/// The current time as a compact UTC stamp for file names, e.g. `20261121T060707Z`.
-pub fn now_stamp() -> String {
-    let (y, mo, d, h, mi, s) = utc_parts(SystemTime::now());
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
-}
+/// The current time as RFC 3339 UTC, e.g. `2026-11-21T06:07:07Z`; and as a compact UTC
+/// stamp for file names, e.g. `20261121T060707Z` (one definition, in `ktx-base`).
+pub use ktx_base::time::{now_rfc3339, now_stamp};
 
 /// A `file://` URL for an absolute path, percent-encoding everything but unreserved characters
 /// and `/` (Windows paths become `file:///C:/...`).
@@ -123,13 +90,6 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_413), (2025, 11, 21));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
 
     #[test]
     fn file_urls_are_encoded() {

@@ -22,14 +22,14 @@ use crate::assets::Assets;
 use crate::error::{ErrorKind, RuntimeError};
 use crate::features::{normalize, Feature};
 use crate::fsutil::{file_url, now_rfc3339, now_stamp, remove_tree, sha256_file, write_atomic};
-use crate::hints::hints_for;
+use crate::installer::{Ctx, Installer, PipInstaller, Target, UvInstaller};
 use crate::layout::{non_empty_env, venv_python, Layout};
 use crate::lock::{lock_timeout_from_env, lock_with_timeout};
 use crate::log::InstallLog;
 use crate::pep440::Specifiers;
-use crate::process::{display_command, installer_env, run_bounded, Captured, Limits};
+use crate::process::{run_bounded, Limits};
 use crate::progress::{Event, InstallerKind, Reporter};
-use crate::python::{self, Search};
+use crate::python::{self, Interpreter, Search};
 use crate::receipt::{
     read_receipt, InstallerRecord, InterpreterRecord, Receipt, RECEIPT_SCHEMA_VERSION,
 };
@@ -37,10 +37,6 @@ use crate::status::{status, StatusKind};
 use crate::uv::{self, Uv};
 use crate::venv_check::{import_check, precompile_embeddings};
 
-/// Time allowed to create a venv.
-const VENV_TIMEOUT: Duration = Duration::from_secs(300);
-/// Time allowed to install the packages (local-embeddings pulls large wheels).
-const PACKAGES_TIMEOUT: Duration = Duration::from_secs(1800);
 /// The step shown while the embedding model's modules are compiled.
 pub const PRECOMPILE_STEP: &str = "Precompiling the embedding model's modules";
 
@@ -75,7 +71,7 @@ impl InstallOptions {
         InstallOptions {
             features: features.to_vec(),
             force: false,
-            find_links: non_empty_env("KTX_FIND_LINKS").map(PathBuf::from),
+            find_links: non_empty_env(ktx_base::env::FIND_LINKS).map(PathBuf::from),
             lock_timeout: lock_timeout_from_env(),
         }
     }
@@ -130,17 +126,7 @@ pub fn install(
             return Ok(fast(r));
         }
     }
-    // Installer children run in the version dir: a relative wheelhouse must be made absolute.
-    let find_links = opts.find_links.as_deref().map(crate::fsutil::absolute);
-    if let Some(dir) = &find_links {
-        if !dir.is_dir() {
-            return Err(RuntimeError::new(
-                ErrorKind::Install,
-                format!("the --find-links directory {} does not exist", dir.display()),
-            )
-            .with_hint("Pass a directory of wheels (e.g. made with `python3 -m pip download -d DIR <bundled wheel>`)."));
-        }
-    }
+    let find_links = wheelhouse(opts)?;
     let vdir = crate::trust::ensure_version_dir(layout)?;
     let _guard = lock_with_timeout(&layout.install_lock_path(), opts.lock_timeout, |pid| {
         reporter.report(Event::Waiting { pid })
@@ -165,21 +151,14 @@ pub fn install(
     let log = InstallLog::create(&crate::trust::ensure_dir(layout, &layout.logs_dir())?)?;
     remove_unnamed_venvs(layout, current.as_ref().map(|r| r.venv_dir.as_path()), &log);
     uv::clean_interrupted_bootstraps(layout, &log);
-    log.line(&format!(
-        "ktx {} installing features [{}] into {}",
-        layout.version(),
-        crate::features::display_list(&features),
-        vdir.display()
-    ));
-    log.line(&format!(
-        "asset dir {}: {} sha256 {}",
-        assets.dir.display(),
-        assets.manifest.wheel.file,
-        assets.manifest.wheel.sha256
-    ));
-    if let Some(dir) = &find_links {
-        log.line(&format!("offline: --find-links {}", dir.display()));
-    }
+    log_attempt(
+        &log,
+        layout,
+        assets,
+        &features,
+        &vdir,
+        find_links.as_deref(),
+    );
     // Named here so a failure on a full disk can remove exactly this attempt's venv.
     let venv = layout
         .venvs_dir()
@@ -216,6 +195,48 @@ pub fn install(
             }
             Err(e)
         }
+    }
+}
+
+/// The offline wheelhouse, absolute (installer children run in the version dir); an error
+/// when it is not a directory.
+fn wheelhouse(opts: &InstallOptions) -> Result<Option<PathBuf>, RuntimeError> {
+    let find_links = opts.find_links.as_deref().map(crate::fsutil::absolute);
+    if let Some(dir) = &find_links {
+        if !dir.is_dir() {
+            return Err(RuntimeError::new(
+                ErrorKind::Install,
+                format!("the --find-links directory {} does not exist", dir.display()),
+            )
+            .with_hint("Pass a directory of wheels (e.g. made with `python3 -m pip download -d DIR <bundled wheel>`)."));
+        }
+    }
+    Ok(find_links)
+}
+
+/// The first lines of an attempt's log: what is installed where, from which wheel.
+fn log_attempt(
+    log: &InstallLog,
+    layout: &Layout,
+    assets: &Assets,
+    features: &[Feature],
+    vdir: &Path,
+    find_links: Option<&Path>,
+) {
+    log.line(&format!(
+        "ktx {} installing features [{}] into {}",
+        layout.version(),
+        crate::features::display_list(features),
+        vdir.display()
+    ));
+    log.line(&format!(
+        "asset dir {}: {} sha256 {}",
+        assets.dir.display(),
+        assets.manifest.wheel.file,
+        assets.manifest.wheel.sha256
+    ));
+    if let Some(dir) = find_links {
+        log.line(&format!("offline: --find-links {}", dir.display()));
     }
 }
 
@@ -304,91 +325,6 @@ fn collect_garbage(layout: &Layout, receipt: &Receipt, sha: &str, log: &InstallL
     }
 }
 
-struct Ctx<'a> {
-    layout: &'a Layout,
-    wheel: PathBuf,
-    log: &'a InstallLog,
-    reporter: &'a dyn Reporter,
-    offline: bool,
-}
-
-impl Ctx<'_> {
-    /// Runs one installer command (writing into `target`) with the cleaned environment, logs
-    /// it, maps failure to an error with the tail of its output and hints; a full disk to a
-    /// [`ErrorKind::DiskFull`] error naming `target` and its free space.
-    fn run(
-        &self,
-        step: &str,
-        target: &Path,
-        cmd: &mut Command,
-        allow_python_downloads: bool,
-        timeout: Duration,
-    ) -> Result<Captured, RuntimeError> {
-        self.reporter.report(Event::Step(step));
-        cmd.current_dir(self.layout.version_dir());
-        let env = installer_env(cmd, allow_python_downloads);
-        let out = run_bounded(cmd, None, &Limits::new(timeout)).map_err(|e| {
-            self.log.spawn_failed(cmd, &e);
-            if crate::disk::is_disk_full(&e) {
-                return crate::disk::error(&format!("{step}: starting"), target, &e.to_string());
-            }
-            RuntimeError::new(
-                ErrorKind::Install,
-                format!(
-                    "{step}: cannot run {}: {e}",
-                    cmd.get_program().to_string_lossy()
-                ),
-            )
-        })?;
-        self.log.command(cmd, &env, &out);
-        if out.success() {
-            return Ok(out);
-        }
-        let text = format!("{}\n{}", out.stdout_text(), out.stderr_text());
-        if crate::disk::mentions_disk_full(&text) {
-            // Not a reason to try anything else: every installer would fail the same way.
-            return Err(crate::disk::error(
-                &format!("{step} in"),
-                target,
-                &format!(
-                    "{} ({}): {}",
-                    Path::new(cmd.get_program())
-                        .file_name()
-                        .unwrap_or(cmd.get_program())
-                        .to_string_lossy(),
-                    out.describe_exit(),
-                    crate::disk::disk_full_line(&text)
-                ),
-            ));
-        }
-        let tail = out.tail(12);
-        let mut err = RuntimeError::new(
-            ErrorKind::Install,
-            format!(
-                "{step} failed: `{}` {}{}",
-                display_command(cmd),
-                out.describe_exit(),
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!("\n{}", indent(&tail))
-                }
-            ),
-        );
-        for h in hints_for(&text, self.offline, &self.wheel) {
-            err = err.with_hint(h);
-        }
-        Err(err)
-    }
-}
-
-fn indent(text: &str) -> String {
-    text.lines()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// `<wheels>/<sha256>/<file>`: a content-addressed copy (uv caches local wheels by path + mtime,
 /// and npm gives every packed file the same mtime).
 fn wheel_copy(layout: &Layout, assets: &Assets) -> Result<PathBuf, RuntimeError> {
@@ -432,6 +368,9 @@ fn requirement(wheel: &Path, dist: &str, features: &[Feature]) -> String {
     }
 }
 
+/// Builds a fresh venv at `venv` and writes the receipt naming it: discovery (Python and
+/// uv), the installer chosen from what was found, the venv and its packages, the import check,
+/// the receipt (written last).
 fn build(
     layout: &Layout,
     assets: &Assets,
@@ -446,7 +385,7 @@ fn build(
         wheel: assets.wheel_path(),
         log,
         reporter,
-        offline: find_links.is_some(),
+        find_links,
     };
     let spec = Specifiers::parse(&assets.manifest.requires_python).map_err(|e| {
         RuntimeError::new(
@@ -454,6 +393,69 @@ fn build(
             format!("bundled manifest requiresPython: {e}"),
         )
     })?;
+    let found = discover(layout, &spec, find_links, log, reporter)?;
+    let mut installer = choose_installer(&found, &spec)?;
+    let kind = installer.kind();
+    if found.interp.is_none() {
+        let what = if find_links.is_some() {
+            "uv will look for a Python it installed earlier (offline: no download)"
+        } else {
+            "uv will download one"
+        };
+        reporter.report(Event::Notice(&format!(
+            "No Python {} found on this machine; {what}.",
+            spec.as_str()
+        )));
+    }
+    reporter.report(Event::Started {
+        features,
+        installer: kind,
+    });
+    let wheel = wheel_copy(layout, assets)?;
+    crate::trust::ensure_dir(layout, &layout.venvs_dir())?;
+    let _ = remove_tree(venv);
+    let python = venv_python(venv);
+    let req = requirement(&wheel, &assets.manifest.distribution_name, features);
+    let target = Target {
+        venv,
+        python: &python,
+        requirement: &req,
+        features,
+    };
+    installer.create_venv(&ctx, &target)?;
+    installer.install_packages(&ctx, &target)?;
+    let info = check_imports(layout, assets, &python, features, log, reporter)?;
+    let receipt = write_receipt(
+        layout,
+        assets,
+        features,
+        venv,
+        &python,
+        found.interp.as_ref(),
+        installer.record(),
+        &info,
+        log,
+    )?;
+    Ok((receipt, kind))
+}
+
+/// What discovery found: an interpreter satisfying `requiresPython` on this machine, and uv.
+/// At least one of them is there (without a Python, uv finds or downloads one).
+struct Found {
+    interp: Option<Interpreter>,
+    uv: Option<Uv>,
+}
+
+/// Finds a Python satisfying `spec` and uv (found, or bootstrapped with the Python found;
+/// when that fails, the pip fallback is announced). Errors: no Python and no uv, an explicit
+/// `KTX_PYTHON`/`KTX_UV` that cannot be used, a full disk during the bootstrap.
+fn discover(
+    layout: &Layout,
+    spec: &Specifiers,
+    find_links: Option<&Path>,
+    log: &InstallLog,
+    reporter: &dyn Reporter,
+) -> Result<Found, RuntimeError> {
     // Probing the interpreter and uv each spawn a process (slow behind shims such as pyenv's):
     // do both at once.
     reporter.report(Event::Step("Looking for Python and uv"));
@@ -463,7 +465,7 @@ fn build(
             let found = uv::find_uv(layout, &mut notes);
             (found, notes)
         });
-        let search = python::find_interpreter(&spec);
+        let search = python::find_interpreter(spec);
         let uv_result = uv_probe.join().unwrap_or_else(|_| {
             let e = RuntimeError::new(ErrorKind::Uv, "uv discovery panicked");
             (Err(e), Vec::new())
@@ -491,7 +493,7 @@ fn build(
             }
             log.line(&format!("python: none satisfies {}", spec.as_str()));
             if found.is_none() {
-                return Err(python::no_python_error(&spec, &tried));
+                return Err(python::no_python_error(spec, &tried));
             }
             None
         }
@@ -507,26 +509,7 @@ fn build(
             Some(u)
         }
         (Some(u), None) => Some(u),
-        (None, Some(py)) => {
-            let pins_version = uv::pins().map(|p| p.version).unwrap_or_default();
-            reporter.report(Event::Step(&format!(
-                "Bootstrapping uv {pins_version} with pip"
-            )));
-            match uv::bootstrap(layout, py, find_links, log) {
-                Ok(u) => Some(u),
-                // A full disk fails the pip fallback too (and leaves more behind).
-                Err(e) if e.kind == ErrorKind::DiskFull => return Err(e),
-                Err(e) => {
-                    let why = e.message;
-                    log.line(&format!("uv: bootstrap failed: {why}"));
-                    let notice = format!(
-                        "uv is not available ({why}).\nFalling back to `python -m venv` + pip, which is slower. For faster installs, install uv: https://docs.astral.sh/uv/getting-started/installation/ (or `pip install uv`)."
-                    );
-                    reporter.report(Event::Notice(&notice));
-                    None
-                }
-            }
-        }
+        (None, Some(py)) => bootstrap_uv(layout, py, find_links, log, reporter)?,
         (None, None) => None,
     };
     if let Some(u) = &uv {
@@ -537,152 +520,101 @@ fn build(
             u.source.describe()
         ));
     }
-    let installer = if uv.is_some() {
-        InstallerKind::Uv
-    } else {
-        InstallerKind::Pip
-    };
-    if interp.is_none() {
-        let what = if find_links.is_some() {
-            "uv will look for a Python it installed earlier (offline: no download)"
-        } else {
-            "uv will download one"
-        };
-        reporter.report(Event::Notice(&format!(
-            "No Python {} found on this machine; {what}.",
-            spec.as_str()
-        )));
-    }
-    reporter.report(Event::Started {
-        features,
-        installer,
-    });
-    let wheel = wheel_copy(layout, assets)?;
-    crate::trust::ensure_dir(layout, &layout.venvs_dir())?;
-    let _ = remove_tree(venv);
-    let python = venv_python(venv);
-    let req = requirement(&wheel, &assets.manifest.distribution_name, features);
-    match (&uv, &interp) {
-        (Some(uv), interp) => {
-            let mut cmd = Command::new(&uv.path);
-            cmd.args(["venv", "--no-project", "--python"]);
-            match interp {
-                Some(i) => cmd.arg(&i.path),
-                None => cmd.arg(spec.as_str()),
-            };
-            cmd.arg(venv);
-            // Offline, uv may still use a Python it installed earlier, but never downloads one.
-            let download_python = interp.is_none() && find_links.is_none();
-            ctx.run(
-                "Creating virtual environment",
-                venv,
-                &mut cmd,
-                download_python,
-                VENV_TIMEOUT,
-            )
-            .map_err(|e| match interp {
-                Some(_) => e,
-                // The failure is about getting a Python, not the package index: say that first.
-                None => python_first(e, &spec, find_links.is_some()),
-            })?;
-            let mut cmd = Command::new(&uv.path);
-            cmd.args(["pip", "install", "--python"])
-                .arg(&python)
-                .arg(&req);
-            if let Some(dir) = find_links {
-                cmd.args(["--offline", "--no-index", "--find-links"])
-                    .arg(dir);
-            }
-            if features.contains(&Feature::LocalEmbeddings) {
-                // Drop triton (~1 GB, unused on the CPU): see LOCAL_EMBEDDINGS_UV_OVERRIDES.
-                let overrides = write_uv_overrides(log)?;
-                cmd.arg("--override").arg(&overrides);
-            }
-            ctx.run(
-                "Installing packages",
-                venv,
-                &mut cmd,
-                false,
-                PACKAGES_TIMEOUT,
-            )?;
+    Ok(Found { interp, uv })
+}
+
+/// Bootstraps uv with `py`'s pip. `Ok(None)` (after a notice) when that fails: the install
+/// falls back to pip. A full disk is an error: it fails the pip fallback too.
+fn bootstrap_uv(
+    layout: &Layout,
+    py: &Interpreter,
+    find_links: Option<&Path>,
+    log: &InstallLog,
+    reporter: &dyn Reporter,
+) -> Result<Option<Uv>, RuntimeError> {
+    let pins_version = uv::pins().map(|p| p.version).unwrap_or_default();
+    reporter.report(Event::Step(&format!(
+        "Bootstrapping uv {pins_version} with pip"
+    )));
+    match uv::bootstrap(layout, py, find_links, log) {
+        Ok(u) => Ok(Some(u)),
+        // A full disk fails the pip fallback too (and leaves more behind).
+        Err(e) if e.kind == ErrorKind::DiskFull => Err(e),
+        Err(e) => {
+            let why = e.message;
+            log.line(&format!("uv: bootstrap failed: {why}"));
+            let notice = format!(
+                "uv is not available ({why}).\nFalling back to `python -m venv` + pip, which is slower. For faster installs, install uv: https://docs.astral.sh/uv/getting-started/installation/ (or `pip install uv`)."
+            );
+            reporter.report(Event::Notice(&notice));
+            Ok(None)
         }
-        (None, Some(interp)) => {
-            // With pip >= 22.3 in the base interpreter, `pip --python VENV_PYTHON install`
-            // installs into a venv created without pip: this skips ensurepip, which is most
-            // of the cost of `python -m venv` (about 2 s instead of 7 s in all, measured).
-            let base_pip = base_pip_version(&interp.path, &layout.version_dir())
-                .filter(|v| pip_supports_python_option(v));
-            match &base_pip {
-                Some(v) => log.line(&format!(
-                    "pip: the base interpreter's pip {v} installs into a venv made --without-pip"
-                )),
-                None => log.line(
-                    "pip: the base interpreter has no pip >= 22.3: `python -m venv` with pip",
-                ),
-            }
-            let mut cmd = Command::new(&interp.path);
-            cmd.args(["-m", "venv"]);
-            if base_pip.is_some() {
-                cmd.arg("--without-pip");
-            }
-            cmd.arg(venv);
-            ctx.run(
-                "Creating virtual environment (python -m venv)",
-                venv,
-                &mut cmd,
-                false,
-                VENV_TIMEOUT,
-            )?;
-            // pip has no way to drop a dependency (its constraints can only narrow versions, and
-            // `--no-deps` would drop everything): with the pip fallback a local-embeddings
-            // install keeps triton (~1 GB more than with uv).
-            let mut cmd = match &base_pip {
-                Some(_) => {
-                    let mut cmd = Command::new(&interp.path);
-                    cmd.args(["-m", "pip", "--python"]).arg(&python);
-                    cmd
-                }
-                None => {
-                    let mut cmd = Command::new(&python);
-                    cmd.args(["-m", "pip"]);
-                    cmd
-                }
-            };
-            cmd.args(["install", "--disable-pip-version-check", "--no-input"])
-                .arg(&req);
-            if let Some(dir) = find_links {
-                cmd.args(["--no-index", "--find-links"]).arg(dir);
-            }
-            ctx.run(
-                "Installing packages with pip",
-                venv,
-                &mut cmd,
-                false,
-                PACKAGES_TIMEOUT,
-            )?;
-        }
-        (None, None) => unreachable_no_python(&spec)?,
     }
+}
+
+/// uv when there is one; else pip with the Python found.
+fn choose_installer<'a>(
+    found: &'a Found,
+    spec: &'a Specifiers,
+) -> Result<Box<dyn Installer + 'a>, RuntimeError> {
+    match (&found.uv, &found.interp) {
+        (Some(uv), interp) => Ok(Box::new(UvInstaller {
+            uv,
+            interp: interp.as_ref(),
+            spec,
+        })),
+        (None, Some(interp)) => Ok(Box::new(PipInstaller::new(interp))),
+        // `discover` never returns neither; said rather than assumed.
+        (None, None) => Err(python::no_python_error(spec, &[])),
+    }
+}
+
+/// Checks that the new venv imports the runtime (`runtime.info`, returned) and, with
+/// local-embeddings, precompiles the embedding model's modules.
+fn check_imports(
+    layout: &Layout,
+    assets: &Assets,
+    python: &Path,
+    features: &[Feature],
+    log: &InstallLog,
+    reporter: &dyn Reporter,
+) -> Result<serde_json::Value, RuntimeError> {
     reporter.report(Event::Step("Checking the runtime imports"));
-    let info = import_check(layout, assets, &python, features, log)?;
+    let info = import_check(layout, assets, python, features, log)?;
     if features.contains(&Feature::LocalEmbeddings) {
         // The first import of torch & co. writes their .pyc files (31 s on a 2-core box): pay it
         // now, under the install's progress, instead of in the user's first `ktx embed`.
         reporter.report(Event::Step(PRECOMPILE_STEP));
-        precompile_embeddings(layout, &python, log)?;
+        precompile_embeddings(layout, python, log)?;
     }
-    let py_version = info["python"]["version"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let interpreter = match &interp {
+    Ok(info)
+}
+
+/// Writes the receipt for the venv at `venv` (last: until it is renamed into place, the
+/// previous receipt, and so the previous runtime, stays in force) and returns it.
+#[allow(clippy::too_many_arguments)] // one value per receipt field source; a struct would only rename them
+fn write_receipt(
+    layout: &Layout,
+    assets: &Assets,
+    features: &[Feature],
+    venv: &Path,
+    python: &Path,
+    interp: Option<&Interpreter>,
+    installer: InstallerRecord,
+    info: &serde_json::Value,
+    log: &InstallLog,
+) -> Result<Receipt, RuntimeError> {
+    let interpreter = match interp {
         Some(i) => InterpreterRecord {
             path: i.path.clone(),
             version: i.version.clone(),
         },
         None => InterpreterRecord {
-            path: base_executable(&python).unwrap_or_default(),
-            version: py_version,
+            path: base_executable(python).unwrap_or_default(),
+            version: info["python"]["version"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         },
     };
     // What `status` stats to tell a damaged venv from a ready one (no Python start).
@@ -702,94 +634,16 @@ fn build(
         wheel_sha256: assets.manifest.wheel.sha256.clone(),
         features: features.iter().map(|f| f.as_str().to_string()).collect(),
         venv_dir: venv.to_path_buf(),
-        python_path: python.clone(),
+        python_path: python.to_path_buf(),
         interpreter,
-        installer: match &uv {
-            Some(Uv { version, .. }) => InstallerRecord {
-                name: "uv".into(),
-                version: Some(version.clone()),
-            },
-            None => InstallerRecord {
-                name: "pip".into(),
-                version: None,
-            },
-        },
+        installer,
         installed_at: now_rfc3339(),
         required_files,
     };
     let text = serde_json::to_string_pretty(&receipt)
         .map_err(|e| RuntimeError::new(ErrorKind::Io, format!("cannot encode the receipt: {e}")))?;
     write_atomic(&layout.receipt_path(), format!("{text}\n").as_bytes())?;
-    Ok((receipt, installer))
-}
-
-/// Writes [`LOCAL_EMBEDDINGS_UV_OVERRIDES`] next to this attempt's log (kept with it, so the
-/// log's `--override <file>` can be read back) and records it in the log.
-fn write_uv_overrides(log: &InstallLog) -> Result<PathBuf, RuntimeError> {
-    let path = log.path().with_extension("overrides.txt");
-    // create_new: a file (or symlink) already at that name is never written through.
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .and_then(|mut f| {
-            use std::io::Write;
-            f.write_all(LOCAL_EMBEDDINGS_UV_OVERRIDES.as_bytes())
-        })
-        .map_err(|e| RuntimeError::io("write uv overrides file", &path, &e))?;
-    log.line(&format!(
-        "uv overrides {} (drops triton: ~1 GB, not needed for CPU inference): {}",
-        path.display(),
-        LOCAL_EMBEDDINGS_UV_OVERRIDES.trim_end()
-    ));
-    Ok(path)
-}
-
-/// Puts the "install a Python" hint first on a venv failure where uv had to find or download
-/// the interpreter itself.
-fn python_first(mut e: RuntimeError, spec: &Specifiers, offline: bool) -> RuntimeError {
-    let how = if offline {
-        "offline, uv cannot download one"
-    } else {
-        "uv could not download one"
-    };
-    // uv fetches Pythons from GitHub, not the package index: the wheelhouse hint would mislead.
-    e.hints
-        .retain(|h| !h.starts_with("The package index could not be reached"));
-    e.hints.insert(
-        0,
-        format!(
-            "No Python {} was found on this machine and {how}. Install Python {} (https://www.python.org/downloads/, or e.g. `apt install python3 python3-venv`) or point KTX_PYTHON at one, then retry.",
-            spec.as_str(),
-            spec.as_str()
-        ),
-    );
-    e
-}
-
-fn unreachable_no_python(spec: &Specifiers) -> Result<(), RuntimeError> {
-    Err(python::no_python_error(spec, &[]))
-}
-
-/// The version of the pip that `python -m pip` would run from `cwd` with the installer
-/// environment (`None`: no pip, or it is broken). Imports `pip` instead of running
-/// `pip --version`: 0.05 s instead of 0.3 s.
-fn base_pip_version(python: &Path, cwd: &Path) -> Option<String> {
-    let mut cmd = Command::new(python);
-    cmd.args(["-c", "import pip; print(pip.__version__)"])
-        .current_dir(cwd);
-    installer_env(&mut cmd, false);
-    let out = run_bounded(&mut cmd, None, &Limits::new(Duration::from_secs(30))).ok()?;
-    out.success()
-        .then(|| out.stdout_text().trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
-/// Whether pip `version` has the `--python` option (22.3 and later).
-fn pip_supports_python_option(version: &str) -> bool {
-    let v = crate::pep440::parse_release(version).unwrap_or_default();
-    let get = |i: usize| v.get(i).copied().unwrap_or(0);
-    (get(0), get(1)) >= (22, 3)
+    Ok(receipt)
 }
 
 fn base_executable(python: &Path) -> Option<PathBuf> {
@@ -818,37 +672,6 @@ mod tests {
         assert_eq!(
             requirement(w, "kaelio-ktx", &[Feature::Core, Feature::LocalEmbeddings]),
             "kaelio-ktx[local-embeddings] @ file:///r/wheels/ab/k-0.1-py3-none-any.whl"
-        );
-    }
-
-    #[test]
-    fn pip_python_option_needs_22_3() {
-        for v in ["22.3", "22.3.1", "23.2.1", "24.0", "25.1.dev0"] {
-            assert!(pip_supports_python_option(v), "{v}");
-        }
-        for v in ["22.2.2", "21.3", "9.0.1", "", "junk"] {
-            assert!(!pip_supports_python_option(v), "{v}");
-        }
-    }
-
-    #[test]
-    fn uv_overrides_drop_triton_next_to_the_attempts_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = InstallLog::create(dir.path()).unwrap();
-        let path = write_uv_overrides(&log).unwrap();
-        assert_eq!(path.parent(), log.path().parent());
-        assert!(
-            path.to_string_lossy().ends_with(".overrides.txt"),
-            "{path:?}"
-        );
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            "triton ; python_version < \"0\"\n"
-        );
-        let text = fs::read_to_string(log.path()).unwrap();
-        assert!(
-            text.contains(&path.display().to_string()) && text.contains("drops triton"),
-            "{text}"
         );
     }
 }

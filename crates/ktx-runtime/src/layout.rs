@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ErrorKind, RuntimeError};
 use crate::fsutil::absolute;
+use ktx_base::daemon_files;
 
 /// The marker file ktx writes in every version dir it creates (`<root>/<version>/.ktx-runtime`).
 pub const MARKER_FILE: &str = ".ktx-runtime";
@@ -96,27 +97,27 @@ impl Layout {
 
     /// `<root>/<version>/daemon/`.
     pub fn daemon_dir(&self) -> PathBuf {
-        self.version_dir().join("daemon")
+        self.version_dir().join(daemon_files::DIR)
     }
 
     /// `<root>/<version>/daemon/state.json`.
     pub fn daemon_state_path(&self) -> PathBuf {
-        self.daemon_dir().join("state.json")
+        self.daemon_dir().join(daemon_files::STATE)
     }
 
     /// `<root>/<version>/daemon/token`.
     pub fn daemon_token_path(&self) -> PathBuf {
-        self.daemon_dir().join("token")
+        self.daemon_dir().join(daemon_files::TOKEN)
     }
 
     /// `<root>/<version>/daemon/daemon.log`.
     pub fn daemon_log_path(&self) -> PathBuf {
-        self.daemon_dir().join("daemon.log")
+        self.daemon_dir().join(daemon_files::LOG)
     }
 
     /// `<root>/<version>/daemon/lifecycle.lock`.
     pub fn daemon_lifecycle_lock_path(&self) -> PathBuf {
-        self.daemon_dir().join("lifecycle.lock")
+        self.daemon_dir().join(daemon_files::LOCK)
     }
 
     /// `<root>/tools/uv/`: bootstrapped uv binaries, one directory per uv version.
@@ -148,7 +149,7 @@ pub fn venv_python(venv: &Path) -> PathBuf {
 /// Linux `$XDG_DATA_HOME/kaelio/ktx/runtime` (default `~/.local/share/...`), macOS
 /// `~/Library/Application Support/kaelio/ktx/runtime`, Windows `%LOCALAPPDATA%\Kaelio\KTX\runtime`.
 pub fn runtime_root_from_env() -> Result<PathBuf, RuntimeError> {
-    if let Some(root) = non_empty_env("KTX_RUNTIME_ROOT") {
+    if let Some(root) = non_empty_env(ktx_base::env::RUNTIME_ROOT) {
         return Ok(absolute(Path::new(&root)));
     }
     let no_home = || {
@@ -177,10 +178,8 @@ pub fn runtime_root_from_env() -> Result<PathBuf, RuntimeError> {
     Ok(data.join("kaelio").join("ktx").join("runtime"))
 }
 
-/// The value of an environment variable when it is set, valid Unicode and not empty.
-pub(crate) fn non_empty_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
+/// The value of an environment variable when it is set, valid Unicode and not blank.
+pub(crate) use ktx_base::env::non_empty as non_empty_env;
 
 #[cfg(test)]
 mod tests {

@@ -26,6 +26,7 @@ mod features;
 pub mod fsutil;
 pub mod hints;
 pub mod install;
+mod installer;
 pub mod layout;
 pub mod lock;
 pub mod log;

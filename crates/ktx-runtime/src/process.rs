@@ -325,46 +325,7 @@ pub fn run_bounded(
         let _ = exited.recv();
     }
     let elapsed = start.elapsed();
-    // A grandchild may keep the pipes open: give the readers a bounded time, then kill the
-    // group (the leader is not reaped yet, so the pid is still ours), then give up on them.
-    let (mut stdout, mut stderr) = (None, None);
-    let mut abandoned = false;
-    for (grace, kill_first) in [
-        (Duration::from_secs(5), false),
-        (Duration::from_secs(2), true),
-    ] {
-        if pending == 0 {
-            break;
-        }
-        if kill_first {
-            kill_tree(pid);
-        }
-        let until = Instant::now() + grace;
-        while pending > 0 {
-            let left = until.saturating_duration_since(Instant::now());
-            match outputs.recv_timeout(left) {
-                Ok((Stream::Stdout, got)) => stdout = Some(got),
-                Ok((Stream::Stderr, got)) => stderr = Some(got),
-                Err(_) => break,
-            }
-            pending -= 1;
-        }
-    }
-    if pending > 0 {
-        abandoned = true;
-    }
-    let take = |got: Option<(Vec<u8>, bool)>| -> (Vec<u8>, bool) {
-        match got {
-            Some(g) => g,
-            None if abandoned => (
-                b"[output abandoned: a descendant kept the pipe open]".to_vec(),
-                true,
-            ),
-            None => (Vec::new(), false),
-        }
-    };
-    let (stdout, t1) = take(stdout.take());
-    let (stderr, t2) = take(stderr.take());
+    let ((stdout, t1), (stderr, t2)) = collect_outputs(&outputs, pending, pid);
     if let Some(w) = writer {
         let _ = w.join();
     }
@@ -386,6 +347,53 @@ pub fn run_bounded(
         timed_out,
         elapsed,
     })
+}
+
+/// One stream's capture: the bytes, and whether they were cut (at the cap, or abandoned).
+type Capture = (Vec<u8>, bool);
+
+/// Collects what the `pending` reader threads send on `outputs` (stdout, stderr). A grandchild
+/// may keep the pipes open: give the readers a bounded time, then kill the group of `pid` (the
+/// leader is not reaped yet, so the pid is still ours), then give up on them.
+fn collect_outputs(
+    outputs: &mpsc::Receiver<(Stream, Capture)>,
+    mut pending: usize,
+    pid: u32,
+) -> (Capture, Capture) {
+    let (mut stdout, mut stderr) = (None, None);
+    for (grace, kill_first) in [
+        (Duration::from_secs(5), false),
+        (Duration::from_secs(2), true),
+    ] {
+        if pending == 0 {
+            break;
+        }
+        if kill_first {
+            kill_tree(pid);
+        }
+        let until = Instant::now() + grace;
+        while pending > 0 {
+            let left = until.saturating_duration_since(Instant::now());
+            match outputs.recv_timeout(left) {
+                Ok((Stream::Stdout, got)) => stdout = Some(got),
+                Ok((Stream::Stderr, got)) => stderr = Some(got),
+                Err(_) => break,
+            }
+            pending -= 1;
+        }
+    }
+    let abandoned = pending > 0;
+    let take = |got: Option<Capture>| -> Capture {
+        match got {
+            Some(g) => g,
+            None if abandoned => (
+                b"[output abandoned: a descendant kept the pipe open]".to_vec(),
+                true,
+            ),
+            None => (Vec::new(), false),
+        }
+    };
+    (take(stdout), take(stderr))
 }
 
 #[cfg(unix)]

@@ -8,15 +8,16 @@
 //! interrupted prune renamed aside. Symlinks in the root are never listed, and nothing is
 //! listed or removed under a root that fails the [`crate::trust`] checks.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use fs4::fs_std::FileExt;
 use serde::Serialize;
 
 use crate::error::RuntimeError;
 use crate::fsutil::{dir_size, remove_tree};
 use crate::layout::{Layout, MARKER_FILE};
+/// Whether another process holds a lock (kept here for callers of the old path).
+pub use crate::lock::held_by_other;
 use crate::lock::{try_lock, LockGuard};
 use crate::uv;
 
@@ -78,48 +79,16 @@ pub struct PruneResult {
     pub failed: Vec<PruneSkip>,
 }
 
-/// Whether another process holds the lock at `path` (a missing file is not held; nothing is
-/// created).
-pub fn held_by_other(path: &Path) -> bool {
-    // Read-only: flock works on any descriptor, and a probe must not need write access.
-    let Ok(file) = OpenOptions::new().read(true).open(path) else {
-        return false;
-    };
-    match FileExt::try_lock_exclusive(&file) {
-        Ok(true) => {
-            let _ = FileExt::unlock(&file);
-            false
-        }
-        Ok(false) => true,
-        Err(_) => false,
-    }
-}
-
-/// The pid of a live daemon recorded in `<dir>/daemon/state.json`, if any.
+/// The pid of a daemon that may be running from the version dir `version_dir`: our recorded
+/// daemon process (pid and start time) or, without such a record, the state file's pid while
+/// it runs (see [`ktx_daemon::running_pid`]; a recycled pid is not a daemon).
 pub(crate) fn live_daemon(version_dir: &Path) -> Option<u32> {
-    let text = fs::read_to_string(version_dir.join("daemon").join("state.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
-    pid_alive(pid).then_some(pid)
+    ktx_daemon::running_pid(&ktx_daemon::DaemonPaths::of_version_dir(version_dir).dir)
 }
 
-/// Whether process `pid` exists (Unix: signal 0; elsewhere assumed alive, conservatively).
-#[cfg(unix)]
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence/permission.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-#[cfg(not(unix))]
-pub(crate) fn pid_alive(_: u32) -> bool {
-    true // conservative: never prune a version whose daemon might run
+/// The lifecycle lock of the daemon of the version dir `version_dir`.
+fn lifecycle_lock(version_dir: &Path) -> PathBuf {
+    ktx_daemon::DaemonPaths::of_version_dir(version_dir).lock
 }
 
 fn in_use(dir: &Path) -> Option<String> {
@@ -130,7 +99,7 @@ fn in_use(dir: &Path) -> Option<String> {
             install.display()
         ));
     }
-    let lifecycle = dir.join("daemon").join("lifecycle.lock");
+    let lifecycle = lifecycle_lock(dir);
     if held_by_other(&lifecycle) {
         return Some(format!(
             "in use: {} is held by another process",
@@ -170,8 +139,16 @@ fn is_pruned_aside(name: &str) -> bool {
 /// the fix) when the root fails the [`crate::trust`] checks.
 pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
     let base =
-        ktx_fs::TrustedBase::verify(layout.root()).map_err(|u| crate::trust::error(layout, u))?;
+        ktx_base::TrustedBase::verify(layout.root()).map_err(|u| crate::trust::error(layout, u))?;
     let mut plan = PrunePlan::default();
+    plan_versions(layout, &mut plan);
+    plan_uv_copies(layout, &base, &mut plan);
+    plan_staging(layout, &mut plan);
+    Ok(plan)
+}
+
+/// Other ktx versions' runtime directories (and ones an interrupted prune renamed aside).
+fn plan_versions(layout: &Layout, plan: &mut PrunePlan) {
     if let Ok(entries) = fs::read_dir(layout.root()) {
         let mut entries: Vec<_> = entries.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
@@ -214,6 +191,10 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
             }
         }
     }
+}
+
+/// Bootstrapped uv copies other than the pinned one (all kept while another version is used).
+fn plan_uv_copies(layout: &Layout, base: &ktx_base::TrustedBase, plan: &mut PrunePlan) {
     let pinned = uv::pins().map(|p| p.version).ok();
     let versions_in_use = plan.skip.iter().any(|s| s.reason.starts_with("in use"));
     // tools/uv/ itself must be a real, private directory before anything in it is listed.
@@ -249,6 +230,10 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
             }
         }
     }
+}
+
+/// What interrupted uv bootstraps left, unless a bootstrap runs now.
+fn plan_staging(layout: &Layout, plan: &mut PrunePlan) {
     // What interrupted uv bootstraps left (a download dir, a half-placed binary, even empty):
     // removed unless a bootstrap runs now.
     let lock = uv::bootstrap_lock_path(layout);
@@ -265,7 +250,7 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
                     lock.display()
                 ),
             });
-        } else if let Some(pid) = owner.filter(|pid| pid_alive(*pid)) {
+        } else if let Some(pid) = owner.filter(|pid| ktx_base::process::may_be_running(*pid)) {
             plan.skip.push(PruneSkip {
                 path,
                 reason: format!("in use: a uv bootstrap by pid {pid} is in progress"),
@@ -278,7 +263,45 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
             });
         }
     }
-    Ok(plan)
+}
+
+/// Takes the locks of the version dir `dir` (its install lock, created if missing, and its
+/// daemon's lifecycle lock when there is one) and checks that its daemon is not running.
+/// `Err`: why the directory is in use.
+fn lock_version(dir: &Path) -> Result<Vec<LockGuard>, String> {
+    let mut guards = Vec::new();
+    let mut busy = None;
+    for (lock, create) in [
+        (dir.join("install.lock"), true),
+        (lifecycle_lock(dir), false),
+    ] {
+        // The install lock is taken even if it does not exist yet (the directory is
+        // about to go): an install of that version starting now then waits for us.
+        // Never through a symlinked directory (the lock is truncated and written),
+        // and never a lock that is itself a symlink (`try_lock` refuses it: busy).
+        let parent_is_dir = lock
+            .parent()
+            .is_some_and(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()));
+        if !parent_is_dir || (!create && fs::symlink_metadata(&lock).is_err()) {
+            continue;
+        }
+        match try_lock(&lock) {
+            Ok(Some(g)) => guards.push(g),
+            _ => {
+                busy = Some(format!(
+                    "in use: {} is held by another process",
+                    lock.display()
+                ))
+            }
+        }
+    }
+    if busy.is_none() {
+        busy = live_daemon(dir).map(|pid| format!("in use: its daemon is running (pid {pid})"));
+    }
+    match busy {
+        Some(reason) => Err(reason),
+        None => Ok(guards),
+    }
 }
 
 /// Removes what `plan` lists, re-checking each version directory under its locks (a directory
@@ -287,7 +310,7 @@ pub fn plan(layout: &Layout) -> Result<PrunePlan, RuntimeError> {
 pub fn execute(layout: &Layout, plan: &PrunePlan) -> PruneResult {
     let mut result = PruneResult::default();
     // The root is re-verified: nothing is removed from one that became untrusted since.
-    if let Err(u) = ktx_fs::TrustedBase::verify(layout.root()) {
+    if let Err(u) = ktx_base::TrustedBase::verify(layout.root()) {
         let reason = crate::trust::describe(layout, u);
         for entry in &plan.remove {
             result.failed.push(PruneSkip {
@@ -298,43 +321,18 @@ pub fn execute(layout: &Layout, plan: &PrunePlan) -> PruneResult {
         return result;
     }
     for entry in &plan.remove {
+        // Held until the entry is gone: a process starting to use it meanwhile waits.
         let mut guards: Vec<LockGuard> = Vec::new();
         if entry.kind == PruneKind::Version {
-            let mut busy = None;
-            for (lock, create) in [
-                (entry.path.join("install.lock"), true),
-                (entry.path.join("daemon").join("lifecycle.lock"), false),
-            ] {
-                // The install lock is taken even if it does not exist yet (the directory is
-                // about to go): an install of that version starting now then waits for us.
-                // Never through a symlinked directory (the lock is truncated and written),
-                // and never a lock that is itself a symlink (`try_lock` refuses it: busy).
-                let parent_is_dir = lock
-                    .parent()
-                    .is_some_and(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()));
-                if !parent_is_dir || (!create && fs::symlink_metadata(&lock).is_err()) {
+            match lock_version(&entry.path) {
+                Ok(held) => guards = held,
+                Err(reason) => {
+                    result.skipped.push(PruneSkip {
+                        path: entry.path.clone(),
+                        reason,
+                    });
                     continue;
                 }
-                match try_lock(&lock) {
-                    Ok(Some(g)) => guards.push(g),
-                    _ => {
-                        busy = Some(format!(
-                            "in use: {} is held by another process",
-                            lock.display()
-                        ))
-                    }
-                }
-            }
-            if busy.is_none() {
-                busy = live_daemon(&entry.path)
-                    .map(|pid| format!("in use: its daemon is running (pid {pid})"));
-            }
-            if let Some(reason) = busy {
-                result.skipped.push(PruneSkip {
-                    path: entry.path.clone(),
-                    reason,
-                });
-                continue;
             }
         }
         let name = entry

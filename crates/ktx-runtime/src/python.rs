@@ -98,7 +98,7 @@ pub enum Search {
 /// Searches for an interpreter satisfying `spec`. `Err` only when `KTX_PYTHON` is set but
 /// unusable (an explicit choice is never silently replaced).
 pub fn find_interpreter(spec: &Specifiers) -> Result<Search, RuntimeError> {
-    if let Some(p) = non_empty_env("KTX_PYTHON") {
+    if let Some(p) = non_empty_env(ktx_base::env::PYTHON) {
         let fail = |why: String| {
             RuntimeError::new(
                 ErrorKind::NoPython,

@@ -216,29 +216,7 @@ pub fn status(
     let receipt = match read_receipt(&layout.receipt_path()) {
         Ok(Some(r)) => r,
         Ok(None) => {
-            let leftovers = fs::read_dir(layout.venvs_dir())
-                .map(|d| d.flatten().count())
-                .unwrap_or(0);
-            if leftovers > 0 && crate::prune::held_by_other(&layout.install_lock_path()) {
-                // Not interrupted: another process is building it right now.
-                st.kind = StatusKind::Incomplete;
-                let who = crate::lock::holder_pid(&layout.install_lock_path())
-                    .map(|pid| format!(" (pid {pid})"))
-                    .unwrap_or_default();
-                st.detail = format!(
-                    "an install is in progress{who}: {} is held; it is ready when that install finishes",
-                    layout.install_lock_path().display()
-                );
-            } else if leftovers > 0 {
-                st.kind = StatusKind::Incomplete;
-                st.detail = format!(
-                    "{} holds {leftovers} venv(s) but there is no receipt: an install was interrupted; {}",
-                    layout.venvs_dir().display(),
-                    repair(layout, "repairs")
-                );
-            } else {
-                st.detail = format!("not installed in {}", layout.version_dir().display());
-            }
+            (st.kind, st.detail) = without_receipt(layout);
             return st;
         }
         Err(why) => {
@@ -251,9 +229,60 @@ pub fn status(
     st.layout.python_path = Some(receipt.python_path.clone());
     // The directories ktx executes the venv's python from must be private too.
     let venv_trust = crate::trust::check(layout, &receipt.venv_dir.join(VENV_BIN));
-    let (kind, detail) = if let Err(u) = venv_trust {
-        (StatusKind::Broken, crate::trust::describe(layout, u))
-    } else if receipt.ktx_version != layout.version() {
+    let (kind, detail) = match venv_trust {
+        Err(u) => (StatusKind::Broken, crate::trust::describe(layout, u)),
+        Ok(()) => judge(layout, &receipt, wheel_sha256, required),
+    };
+    st.kind = kind;
+    st.detail = detail;
+    st.manifest = Some(receipt);
+    st
+}
+
+/// The state of a version dir without a receipt: an install in progress (its lock is held),
+/// an interrupted one (venvs but no receipt), or nothing installed.
+fn without_receipt(layout: &Layout) -> (StatusKind, String) {
+    let leftovers = fs::read_dir(layout.venvs_dir())
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    if leftovers > 0 && crate::lock::held_by_other(&layout.install_lock_path()) {
+        // Not interrupted: another process is building it right now.
+        let who = crate::lock::holder_pid(&layout.install_lock_path())
+            .map(|pid| format!(" (pid {pid})"))
+            .unwrap_or_default();
+        (
+            StatusKind::Incomplete,
+            format!(
+                "an install is in progress{who}: {} is held; it is ready when that install finishes",
+                layout.install_lock_path().display()
+            ),
+        )
+    } else if leftovers > 0 {
+        (
+            StatusKind::Incomplete,
+            format!(
+                "{} holds {leftovers} venv(s) but there is no receipt: an install was interrupted; {}",
+                layout.venvs_dir().display(),
+                repair(layout, "repairs")
+            ),
+        )
+    } else {
+        (
+            StatusKind::Missing,
+            format!("not installed in {}", layout.version_dir().display()),
+        )
+    }
+}
+
+/// What a readable receipt in a trusted venv says: mismatched (another ktx, another wheel,
+/// missing features), broken (files missing) or ready.
+fn judge(
+    layout: &Layout,
+    receipt: &Receipt,
+    wheel_sha256: Option<&str>,
+    required: &[Feature],
+) -> (StatusKind, String) {
+    if receipt.ktx_version != layout.version() {
         (
             StatusKind::Mismatched,
             format!(
@@ -271,7 +300,7 @@ pub fn status(
                 wheel_sha256.unwrap_or_default()
             ),
         )
-    } else if let Some(problem) = venv_problem(layout, &receipt) {
+    } else if let Some(problem) = venv_problem(layout, receipt) {
         (
             StatusKind::Broken,
             format!("{problem}; {}", repair(layout, "rebuilds")),
@@ -301,9 +330,5 @@ pub fn status(
                 receipt.installed_at
             ),
         )
-    };
-    st.kind = kind;
-    st.detail = detail;
-    st.manifest = Some(receipt);
-    st
+    }
 }

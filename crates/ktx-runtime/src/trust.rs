@@ -3,7 +3,7 @@
 //! ktx runs programs from under the root (the receipt's venv `python`, a bootstrapped
 //! `tools/uv/<version>/uv`) and reads the daemon's token there: a directory another local
 //! user can write would let that user run code as whoever runs ktx. Before anything under the
-//! root is read or executed, [`check_layout`] verifies (through `ktx-fs`, which the daemon
+//! root is read or executed, [`check_layout`] verifies (through `ktx-base`, which the daemon
 //! crate uses too) that the root and its ancestors up to `/`, the version dir and its
 //! `venvs/`, `daemon/`, `logs/` and `wheels/` are owned by the current user or root, are not
 //! writable by others (a root-owned sticky dir such as `/tmp` is fine as an ancestor) and,
@@ -19,7 +19,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use ktx_fs::{Problem, TrustedBase, Untrusted};
+pub use ktx_base::{Problem, TrustedBase, Untrusted};
 
 use crate::error::{ErrorKind, RuntimeError};
 use crate::layout::{non_empty_env, Layout};
@@ -112,7 +112,7 @@ pub fn error(layout: &Layout, u: Untrusted) -> RuntimeError {
 
 /// The message for a runtime root that is a file.
 fn root_is_a_file(root: &Path) -> String {
-    if non_empty_env("KTX_RUNTIME_ROOT").is_some() {
+    if non_empty_env(ktx_base::env::RUNTIME_ROOT).is_some() {
         format!(
             "KTX_RUNTIME_ROOT {} is a file, not a directory: remove it or point KTX_RUNTIME_ROOT elsewhere",
             root.display()

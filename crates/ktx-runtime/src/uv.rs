@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{ErrorKind, RuntimeError};
-use crate::fsutil::{absolute, remove_tree, sha256_file, sync_dir};
+use crate::fsutil::{absolute, remove_tree, sha256_file};
 use crate::layout::{exe_name, non_empty_env, Layout};
 use crate::log::InstallLog;
 use crate::pep440::parse_release;
@@ -140,7 +140,7 @@ fn at_least_min(version: &str) -> bool {
 /// Finds an existing uv without downloading anything. `Ok(None)`: none; `Err`: `KTX_UV` is set
 /// but unusable. `notes` collects what was skipped and why (for the log).
 pub fn find_uv(layout: &Layout, notes: &mut Vec<String>) -> Result<Option<Uv>, RuntimeError> {
-    if let Some(p) = non_empty_env("KTX_UV") {
+    if let Some(p) = non_empty_env(ktx_base::env::UV) {
         // Installer children run in the version dir: make a relative path absolute first.
         let path = if p.contains(['/', '\\']) {
             absolute(Path::new(&p))
@@ -325,7 +325,7 @@ pub(crate) fn remove_entry(path: &Path) -> std::io::Result<()> {
 fn remove_stale_staging(layout: &Layout, log: &InstallLog) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     for (path, owner) in staging_entries(layout) {
-        if owner.is_some_and(crate::prune::pid_alive) {
+        if owner.is_some_and(ktx_base::process::may_be_running) {
             continue; // an older ktx (which takes no lock) may be bootstrapping right now
         }
         match remove_entry(&path) {
@@ -536,16 +536,15 @@ fn bootstrap_in(
     }
     let dest_dir = crate::trust::ensure_dir(layout, &layout.uv_tools_dir().join(version))?;
     let dest = dest_dir.join(exe_name("uv"));
-    // O_EXCL with a random name next to the destination; removed on drop if not persisted.
-    let mut part = tempfile::Builder::new()
-        .prefix(&format!("{PART_PREFIX}{}-", std::process::id()))
-        .tempfile_in(&dest_dir)
+    // O_EXCL with a random name next to the destination (tagged with our pid, so cleanup can
+    // tell a live bootstrap's file); removed on drop if not persisted.
+    let prefix = format!("{PART_PREFIX}{}-", std::process::id());
+    let mut part = ktx_base::fs::temp_file_in(&dest_dir, &prefix, "", 0o600)
         .map_err(|e| RuntimeError::io("create a temporary file in", &dest_dir, &e))?;
     let part_path = part.path().to_path_buf();
     extract_uv(&wheel, version, part.as_file_mut(), &part_path)?;
-    part.persist(&dest)
-        .map_err(|e| RuntimeError::io("move uv into place at", &dest, &e.error))?;
-    sync_dir(&dest_dir);
+    ktx_base::fs::persist(part, &dest)
+        .map_err(|e| RuntimeError::io("move uv into place at", &dest, &e))?;
     let got = uv_version(&dest).map_err(uv_err)?;
     log.line(&format!(
         "bootstrapped uv {got} at {} from {}",

@@ -1,10 +1,10 @@
-//! Filesystem safety for everything ktx keeps under its runtime root.
+//! Trust checks for everything ktx keeps under its runtime root.
 //!
 //! ktx executes programs it finds under the root (a venv's `python`, a bootstrapped `uv`) and
 //! reads secrets there (the daemon token). A directory another local user can write is
-//! therefore a way to run code as whoever runs ktx. This crate is the one place that decides
-//! whether a directory may be trusted, and the one way ktx creates, writes and removes things
-//! under the root:
+//! therefore a way to run code as whoever runs ktx. This module is the one place that decides
+//! whether a directory may be trusted, and (with [`crate::fs`]) the one way ktx creates,
+//! writes and removes things under the root:
 //!
 //! - [`TrustedBase::verify`] walks from `/` to a base directory (the runtime root, or a daemon
 //!   directory's parent), resolving symlinks itself. Every directory on the way must be owned
@@ -17,7 +17,7 @@
 //!   more than the umask-independent mode it is given) and verifies each one afterwards.
 //! - [`TrustedBase::remove`] removes a path without following a symlink: a link is unlinked,
 //!   never its target.
-//! - [`write_atomic`] writes through a temporary file created with `O_EXCL` under a random
+//! - [`crate::fs::write_atomic`] writes through a temporary file created with `O_EXCL` under a random
 //!   name (nothing can be pre-planted at a predictable path), then renames it into place.
 //!
 //! A group-writable directory is accepted when its group is the user's private group (the
@@ -29,8 +29,10 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Component, Path, PathBuf};
+
+use crate::fs::remove_no_follow;
 
 /// How many symlinks a walk follows before giving up (the kernel's own limit is 40).
 #[cfg(unix)]
@@ -436,80 +438,6 @@ fn set_mode(b: &mut fs::DirBuilder, mode: u32) {
 #[cfg(not(unix))]
 fn set_mode(_: &mut fs::DirBuilder, _: u32) {}
 
-/// Removes `path` without following it: a symlink or a file is unlinked; a directory is
-/// removed with its content (`std::fs::remove_dir_all` unlinks the links inside, never their
-/// targets). A missing path is not an error.
-pub fn remove_no_follow(path: &Path) -> io::Result<()> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let result = if meta.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
-    match result {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
-}
-
-/// Makes `opts` refuse to open a symlink as the last path component (`O_NOFOLLOW`; no-op off
-/// Unix): for the lock and log files ktx opens by a fixed name.
-pub fn no_follow(opts: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.custom_flags(libc::O_NOFOLLOW);
-    }
-    opts
-}
-
-/// Writes `bytes` to `path` atomically with permission bits `mode`: a temporary file created
-/// in the same directory with `O_EXCL` under a random name (`.<name>.<random>.tmp`), fsync,
-/// rename over `path` (a symlink at `path` is replaced, never followed), fsync of the
-/// directory. A reader sees the old file or the new one, never half. The directory must exist.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp").rand_bytes(10);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(mode));
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    // tempfile opens with O_CREAT | O_EXCL (retrying on a name collision) and removes the
-    // file again if anything below fails.
-    let mut tmp = builder.tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir);
-    Ok(())
-}
-
-/// Best-effort fsync of a directory so a rename inside it survives a crash (no-op off Unix).
-pub fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-}
-
 /// The login name of `uid`, if the user database knows it.
 #[cfg(unix)]
 pub fn user_name(uid: u32) -> Option<String> {
@@ -522,12 +450,25 @@ pub fn user_name(_: u32) -> Option<String> {
     None
 }
 
+/// Calls a `get*_r` user-database function with a buffer that grows (from 4 KiB up to
+/// 1 MiB) while it answers `ERANGE`; `call` reads the record out while the buffer lives.
+#[cfg(unix)]
+fn with_growing_buffer<T>(mut call: impl FnMut(&mut [u8]) -> Result<T, libc::c_int>) -> Option<T> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match call(&mut buf) {
+            Err(libc::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            Err(_) => return None,
+            Ok(value) => return Some(value),
+        }
+    }
+}
+
 /// `(name, primary gid)` of `uid` from the user database.
 #[cfg(unix)]
 fn passwd(uid: u32) -> Option<(String, u32)> {
     use std::ffi::CStr;
-    let mut buf = vec![0u8; 4096];
-    loop {
+    with_growing_buffer(|buf| {
         // SAFETY: `pwd` and `buf` outlive the call; getpwuid_r writes only into them and
         // sets `result` to null or to `&pwd`.
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -541,19 +482,19 @@ fn passwd(uid: u32) -> Option<(String, u32)> {
                 &mut result,
             )
         };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
+        if rc != 0 {
+            return Err(rc);
         }
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return None;
+        if result.is_null() || pwd.pw_name.is_null() {
+            return Ok(None);
         }
         // SAFETY: pw_name points into `buf`, NUL-terminated by getpwuid_r.
         let name = unsafe { CStr::from_ptr(pwd.pw_name) }
             .to_string_lossy()
             .into_owned();
-        return Some((name, pwd.pw_gid));
-    }
+        Ok(Some((name, pwd.pw_gid)))
+    })
+    .flatten()
 }
 
 /// Whether `gid` is `uid`'s private group: its primary group, named like the user, with no
@@ -567,8 +508,7 @@ fn is_private_group(gid: u32, uid: u32) -> bool {
     if primary != gid {
         return false;
     }
-    let mut buf = vec![0u8; 4096];
-    loop {
+    with_growing_buffer(|buf| {
         // SAFETY: as in `passwd`: every pointer written points into `buf`.
         let mut grp: libc::group = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::group = std::ptr::null_mut();
@@ -581,35 +521,36 @@ fn is_private_group(gid: u32, uid: u32) -> bool {
                 &mut result,
             )
         };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
+        if rc != 0 {
+            return Err(rc);
         }
-        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
-            return false;
+        if result.is_null() || grp.gr_name.is_null() {
+            return Ok(false);
         }
         // SAFETY: gr_name and the gr_mem array (NULL-terminated) point into `buf`.
         let name = unsafe { CStr::from_ptr(grp.gr_name) }.to_string_lossy();
         if name != user.as_str() {
-            return false;
+            return Ok(false);
         }
         let mut i = 0;
         loop {
             let member = unsafe { *grp.gr_mem.add(i) };
             if member.is_null() {
-                return true;
+                return Ok(true);
             }
             if unsafe { CStr::from_ptr(member) }.to_string_lossy() != user.as_str() {
-                return false;
+                return Ok(false);
             }
             i += 1;
         }
-    }
+    })
+    .unwrap_or(false)
 }
 
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use crate::fs::*;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn chmod(p: &Path, mode: u32) {
