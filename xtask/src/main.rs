@@ -65,6 +65,13 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // Bounded children (see `proc`) run in their own process group, out of the terminal's
+    // reach: an interrupt kills them before xtask exits, so none is left running.
+    let _ = ctrlc::set_handler(|| {
+        ktx_runtime::process::kill_active_children();
+        eprintln!("\ninterrupted");
+        std::process::exit(130);
+    });
     let cli = Cli::parse();
     let result = match &cli.cmd {
         Cmd::BuildWheel(args) => build_wheel::run(args),

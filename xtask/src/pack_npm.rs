@@ -9,7 +9,6 @@ use crate::wheel::{self, BuiltWheel};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Flags of `pack-npm`.
 #[derive(Debug, clap::Args)]
@@ -92,14 +91,13 @@ pub fn print_packed(p: &Packed) {
 
 /// `cargo build --release -p ktx`; returns the binary's path.
 pub fn build_release_binary(root: &Path) -> Result<PathBuf> {
-    let status = Command::new(crate::cargo())
-        .args(["build", "--release", "-p", "ktx"])
-        .current_dir(root)
-        .status()
-        .context("cannot run `cargo build --release -p ktx`")?;
-    if !status.success() {
-        bail!("`cargo build --release -p ktx` failed ({status}); fix the build and retry");
-    }
+    let sh = crate::proc::shell()?;
+    sh.change_dir(root);
+    let cargo = crate::cargo();
+    xshell::cmd!(sh, "{cargo} build --release -p ktx")
+        .quiet()
+        .run()
+        .map_err(|e| anyhow::anyhow!("{e}; fix the build and retry"))?;
     let exe = format!("ktx{}", std::env::consts::EXE_SUFFIX);
     Ok(crate::target_dir(root).join("release").join(exe))
 }

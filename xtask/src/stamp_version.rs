@@ -10,7 +10,6 @@ use crate::ordered_json;
 use crate::version;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Flags of `stamp-version`.
 #[derive(Debug, clap::Args)]
@@ -190,19 +189,19 @@ pub fn stamp(root: &Path, semver: &str) -> Result<()> {
 
 /// Updates the workspace members' entries in Cargo.lock (`cargo update --workspace --offline`).
 pub fn refresh_lock(root: &Path) -> Result<()> {
-    let status = Command::new(crate::cargo())
-        .args(["update", "--workspace", "--offline", "--quiet"])
-        .current_dir(root)
-        .status()
-        .context("cannot run `cargo update --workspace --offline`")?;
-    if !status.success() {
-        bail!(
-            "`cargo update --workspace --offline` failed ({status}) in {}; Cargo.toml, \
-             package.json and _version.py are stamped; run `cargo update --workspace` by hand",
-            root.display()
-        );
-    }
-    Ok(())
+    let sh = crate::proc::shell()?;
+    sh.change_dir(root);
+    let cargo = crate::cargo();
+    xshell::cmd!(sh, "{cargo} update --workspace --offline --quiet")
+        .quiet()
+        .run()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e} in {}; Cargo.toml, package.json and _version.py are stamped; run `cargo \
+                 update --workspace` by hand",
+                root.display()
+            )
+        })
 }
 
 /// One place a version lives, and what it holds.

@@ -43,6 +43,9 @@ pub struct Captured {
     pub truncated: bool,
     /// Whether the deadline passed and the child was killed.
     pub timed_out: bool,
+    /// Whether a descendant kept stdout or stderr open past the first grace period after the
+    /// child exited (its process group was then killed, or its output abandoned).
+    pub lingering_pipe: bool,
     /// Wall time from spawn to exit.
     pub elapsed: Duration,
 }
@@ -329,6 +332,7 @@ pub fn run_bounded(
     // group (the leader is not reaped yet, so the pid is still ours), then give up on them.
     let (mut stdout, mut stderr) = (None, None);
     let mut abandoned = false;
+    let mut lingered = false;
     for (grace, kill_first) in [
         (Duration::from_secs(5), false),
         (Duration::from_secs(2), true),
@@ -337,6 +341,7 @@ pub fn run_bounded(
             break;
         }
         if kill_first {
+            lingered = true;
             kill_tree(pid);
         }
         let until = Instant::now() + grace;
@@ -353,6 +358,7 @@ pub fn run_bounded(
     if pending > 0 {
         abandoned = true;
     }
+    let lingering_pipe = lingered;
     let take = |got: Option<(Vec<u8>, bool)>| -> (Vec<u8>, bool) {
         match got {
             Some(g) => g,
@@ -384,6 +390,7 @@ pub fn run_bounded(
         stderr,
         truncated: t1 || t2,
         timed_out,
+        lingering_pipe,
         elapsed,
     })
 }

@@ -3,6 +3,7 @@ use crate::npm_sandbox::NpmSandbox;
 use crate::testutil::{self, run_ok};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// A stand-in native binary for structure tests: a script printing a marker.

@@ -396,15 +396,12 @@ fn native_version(tar: &BTreeMap<String, TarFile>) -> Result<String> {
     }
     let mut cmd = Command::new(&exe);
     cmd.arg("--version");
-    let out = super::npm::run_bounded(
-        cmd,
-        &format!("package/{rel} --version"),
-        Duration::from_secs(30),
-    )?;
+    let out = crate::proc::run(&mut cmd, Duration::from_secs(30))
+        .with_context(|| format!("package/{rel} --version"))?;
     if !out.success() {
         bail!(
             "package/{rel} --version exited {:?}\n{}",
-            out.code,
+            out.code(),
             out.stderr_tail()
         );
     }
@@ -621,15 +618,11 @@ fn check_git_tag(inputs: &Inputs, f: &Facts) -> Check {
     top.arg("-C")
         .arg(&inputs.root)
         .args(["rev-parse", "--show-toplevel"]);
-    let is_top = super::npm::run_bounded(
-        top,
-        "git rev-parse --show-toplevel",
-        Duration::from_secs(30),
-    )
-    .ok()
-    .filter(|o| o.success())
-    .and_then(|o| std::fs::canonicalize(o.stdout.trim()).ok())
-    .is_some_and(|t| std::fs::canonicalize(&inputs.root).is_ok_and(|r| r == t));
+    let is_top = crate::proc::run(&mut top, Duration::from_secs(30))
+        .ok()
+        .filter(|o| o.success())
+        .and_then(|o| std::fs::canonicalize(o.stdout.trim()).ok())
+        .is_some_and(|t| std::fs::canonicalize(&inputs.root).is_ok_and(|r| r == t));
     if !is_top && found.is_empty() {
         return check(
             id,
@@ -644,7 +637,7 @@ fn check_git_tag(inputs: &Inputs, f: &Facts) -> Check {
     cmd.arg("-C")
         .arg(&inputs.root)
         .args(["tag", "--points-at", "HEAD", "--list", "v*"]);
-    match super::npm::run_bounded(cmd, "git tag --points-at HEAD", Duration::from_secs(30)) {
+    match crate::proc::run(&mut cmd, Duration::from_secs(30)) {
         Ok(_) if !is_top => {}
         Ok(out) if out.success() => {
             for tag in out.stdout.lines().map(str::trim).filter(|t| !t.is_empty()) {
