@@ -30,6 +30,7 @@ mod testutil;
 mod uv_pins;
 mod version;
 mod wheel;
+mod workspace;
 
 /// Release tooling for ktx (run as `cargo xtask <command>`).
 #[derive(Debug, Parser)]
@@ -110,13 +111,4 @@ pub fn cargo() -> PathBuf {
     std::env::var_os("CARGO")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("cargo"))
-}
-
-/// The cargo target directory (`$CARGO_TARGET_DIR`, relative to `root` if relative, else
-/// `<root>/target`).
-pub fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => root.join(dir),
-        _ => root.join("target"),
-    }
 }

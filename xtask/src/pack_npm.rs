@@ -98,8 +98,10 @@ pub fn build_release_binary(root: &Path) -> Result<PathBuf> {
         .quiet()
         .run()
         .map_err(|e| anyhow::anyhow!("{e}; fix the build and retry"))?;
-    let exe = format!("ktx{}", std::env::consts::EXE_SUFFIX);
-    Ok(crate::target_dir(root).join("release").join(exe))
+    Ok(crate::workspace::ktx_binary_in(
+        &crate::workspace::target_dir(root),
+        "release",
+    ))
 }
 
 /// npm's `<process.platform>-<process.arch>` for this host (what the launcher looks for).

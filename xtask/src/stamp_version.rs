@@ -213,53 +213,23 @@ struct Place {
     expected: String,
 }
 
-/// Names of the workspace members that inherit the workspace version (`version.workspace = true`).
+/// Names of the workspace members that inherit the workspace version (`version.workspace =
+/// true`): the members as cargo lists them, each manifest read for the inheritance (which
+/// cargo's metadata does not record).
 fn inheriting_members(root: &Path) -> Result<Vec<String>> {
-    let path = cargo_toml(root);
-    let doc: toml::Table = toml::from_str(&crate::fsx::read_to_string(&path)?)
-        .with_context(|| format!("{} is not valid TOML", path.display()))?;
-    let members: Vec<String> = doc
-        .get("workspace")
-        .and_then(|w| w.get("members"))
-        .and_then(|m| m.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut dirs = Vec::new();
-    for m in members {
-        if let Some(parent) = m.strip_suffix("/*") {
-            if let Ok(entries) = std::fs::read_dir(root.join(parent)) {
-                for e in entries.flatten() {
-                    dirs.push(e.path());
-                }
-            }
-        } else {
-            dirs.push(root.join(m));
-        }
-    }
+    let ws = crate::workspace::Workspace::load(root)?;
     let mut names = Vec::new();
-    for dir in dirs {
-        let manifest = dir.join("Cargo.toml");
-        let Ok(text) = std::fs::read_to_string(&manifest) else {
-            continue;
-        };
-        let Ok(doc) = toml::from_str::<toml::Table>(&text) else {
-            continue;
-        };
-        let pkg = doc.get("package");
-        let inherits = pkg
+    for member in &ws.members {
+        let doc: toml::Table = toml::from_str(&crate::fsx::read_to_string(&member.manifest)?)
+            .with_context(|| format!("{} is not valid TOML", member.manifest.display()))?;
+        let inherits = doc
+            .get("package")
             .and_then(|p| p.get("version"))
             .and_then(|v| v.get("workspace"))
             .and_then(|w| w.as_bool())
             == Some(true);
-        if let (true, Some(name)) = (
-            inherits,
-            pkg.and_then(|p| p.get("name")).and_then(|n| n.as_str()),
-        ) {
-            names.push(name.to_string());
+        if inherits {
+            names.push(member.name.clone());
         }
     }
     names.sort();

@@ -44,7 +44,7 @@ pub fn run(args: &Args) -> Result<()> {
     let venv = root.join(".dev-venv");
     let bin = venv.join("bin");
     let path = prepend_path(&bin)?;
-    let assets = crate::target_dir(&root).join("test-assets/python");
+    let assets = crate::workspace::target_dir(&root).join("test-assets/python");
     let sh = crate::proc::shell()?;
     let mut outcomes: Vec<Outcome> = Vec::new();
 

@@ -24,7 +24,7 @@ fn real_ktx() -> PathBuf {
                 .args(["build", "-q", "-p", "ktx"])
                 .current_dir(&root),
         );
-        crate::target_dir(&root).join("debug/ktx")
+        crate::workspace::ktx_binary_in(&crate::workspace::target_dir(&root), "debug")
     })
     .clone()
 }

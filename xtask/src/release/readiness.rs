@@ -86,11 +86,10 @@ impl Inputs {
             .unwrap_or_else(crate::project_root);
         let native = match native {
             Some(p) => BuiltNative::Given(cwd.join(p)),
-            None => BuiltNative::Default(
-                crate::target_dir(&root)
-                    .join("release")
-                    .join(format!("ktx{}", std::env::consts::EXE_SUFFIX)),
-            ),
+            None => BuiltNative::Default(crate::workspace::ktx_binary_in(
+                &crate::workspace::target_dir(&root),
+                "release",
+            )),
         };
         Inputs {
             dist: dist
