@@ -236,25 +236,32 @@ fn inheriting_members(root: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn places(root: &Path, semver: &str) -> Result<Vec<Place>> {
+/// Every place that carries the version, except the files in `skip` (not even read: a caller
+/// that already checked them, like release readiness, passes them).
+fn places(root: &Path, semver: &str, skip: &[PathBuf]) -> Result<Vec<Place>> {
     let pep440 = version::semver_to_pep440(semver)?;
-    let mut out = vec![Place {
-        file: cargo_toml(root),
-        what: format!("{} [workspace.package] version", cargo_toml(root).display()),
-        found: version::workspace_version(root).ok(),
-        expected: semver.to_string(),
-    }];
+    let mut out = Vec::new();
+    if !skip.contains(&cargo_toml(root)) {
+        out.push(Place {
+            file: cargo_toml(root),
+            what: format!("{} [workspace.package] version", cargo_toml(root).display()),
+            found: version::workspace_version(root).ok(),
+            expected: semver.to_string(),
+        });
+    }
     let pj = package_json(root);
-    let found = ordered_json::Object::parse(&crate::fsx::read_to_string(&pj)?, &pj)?
-        .get("version")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
-    out.push(Place {
-        what: format!("{} \"version\"", pj.display()),
-        file: pj,
-        found,
-        expected: semver.to_string(),
-    });
+    if !skip.contains(&pj) {
+        let found = ordered_json::Object::parse(&crate::fsx::read_to_string(&pj)?, &pj)?
+            .get("version")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        out.push(Place {
+            what: format!("{} \"version\"", pj.display()),
+            file: pj,
+            found,
+            expected: semver.to_string(),
+        });
+    }
     let vp = version_py(root);
     let found = crate::fsx::read_to_string(&vp)?.lines().find_map(|l| {
         let rest = l
@@ -271,15 +278,18 @@ fn places(root: &Path, semver: &str) -> Result<Vec<Place>> {
         expected: pep440,
     });
     let policy = policy_json(root);
-    let found = serde_json::from_str::<serde_json::Value>(&crate::fsx::read_to_string(&policy)?)
-        .ok()
-        .and_then(|v| v.pointer("/npm/tag")?.as_str().map(str::to_string));
-    out.push(Place {
-        what: format!("{} npm.tag", policy.display()),
-        file: policy,
-        found,
-        expected: crate::release::policy::expected_dist_tag(semver).to_string(),
-    });
+    if !skip.contains(&policy) {
+        let found =
+            serde_json::from_str::<serde_json::Value>(&crate::fsx::read_to_string(&policy)?)
+                .ok()
+                .and_then(|v| v.pointer("/npm/tag")?.as_str().map(str::to_string));
+        out.push(Place {
+            what: format!("{} npm.tag", policy.display()),
+            file: policy,
+            found,
+            expected: crate::release::policy::expected_dist_tag(semver).to_string(),
+        });
+    }
     let lock = root.join("Cargo.lock");
     if lock.exists() {
         let doc: toml::Table = toml::from_str(&crate::fsx::read_to_string(&lock)?)
@@ -310,8 +320,12 @@ fn places(root: &Path, semver: &str) -> Result<Vec<Place>> {
 
 /// Each place whose version is not `semver` (PEP 440 mapped for Python), as `(file, message)`:
 /// the file the place lives in, and `<place>: found `x`, expected y`.
-pub fn disagreements(root: &Path, semver: &str) -> Result<Vec<(PathBuf, String)>> {
-    Ok(places(root, semver)?
+pub fn disagreements(
+    root: &Path,
+    semver: &str,
+    skip: &[PathBuf],
+) -> Result<Vec<(PathBuf, String)>> {
+    Ok(places(root, semver, skip)?
         .into_iter()
         .filter(|p| p.found.as_deref() != Some(p.expected.as_str()))
         .map(|p| {
@@ -330,7 +344,7 @@ pub fn disagreements(root: &Path, semver: &str) -> Result<Vec<(PathBuf, String)>
 
 /// Fails naming each place whose version is not `semver` (PEP 440 mapped for Python).
 pub fn check(root: &Path, semver: &str) -> Result<()> {
-    let bad: Vec<String> = disagreements(root, semver)?
+    let bad: Vec<String> = disagreements(root, semver, &[])?
         .into_iter()
         .map(|(_, msg)| format!("  {msg}"))
         .collect();
