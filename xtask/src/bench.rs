@@ -308,14 +308,7 @@ pub fn run(args: &Args) -> Result<()> {
         sizes,
         notes,
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("cannot encode the report")?
-        );
-    } else {
-        print!("{}", report.to_table());
-    }
+    crate::print_report(args.json, &report, Report::to_table)?;
     if args.keep {
         let kept = tmp.keep();
         eprintln!("bench: kept {}", kept.display());

@@ -112,3 +112,19 @@ pub fn cargo() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("cargo"))
 }
+
+/// Prints a command's report on stdout: pretty JSON with `--json`, else its text form.
+pub fn print_report<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    text: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        let rendered = serde_json::to_string_pretty(report)
+            .map_err(|e| anyhow::anyhow!("cannot render the report as JSON: {e}"))?;
+        println!("{rendered}");
+    } else {
+        print!("{}", text(report));
+    }
+    Ok(())
+}

@@ -91,12 +91,7 @@ pub fn print_packed(p: &Packed) {
 
 /// `cargo build --release -p ktx`; returns the binary's path.
 pub fn build_release_binary(root: &Path) -> Result<PathBuf> {
-    let sh = crate::proc::shell()?;
-    sh.change_dir(root);
-    let cargo = crate::cargo();
-    xshell::cmd!(sh, "{cargo} build --release -p ktx")
-        .quiet()
-        .run()
+    crate::proc::cargo(root, &["build", "--release", "-p", "ktx"])
         .map_err(|e| anyhow::anyhow!("{e}; fix the build and retry"))?;
     Ok(crate::workspace::ktx_binary_in(
         &crate::workspace::target_dir(root),

@@ -64,6 +64,18 @@ pub fn shell() -> Result<xshell::Shell> {
     Ok(sh)
 }
 
+/// Runs `cargo <args>` (the cargo that runs xtask) in `dir` as a plain command: its output goes
+/// to the terminal; a failure names the command and its status.
+pub fn cargo(dir: &std::path::Path, args: &[&str]) -> Result<()> {
+    let sh = shell()?;
+    sh.change_dir(dir);
+    let cargo = crate::cargo();
+    xshell::cmd!(sh, "{cargo} {args...}")
+        .quiet()
+        .run()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// Renders a command line for messages (program and arguments, space-separated).
 pub fn display(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();

@@ -189,19 +189,13 @@ pub fn stamp(root: &Path, semver: &str) -> Result<()> {
 
 /// Updates the workspace members' entries in Cargo.lock (`cargo update --workspace --offline`).
 pub fn refresh_lock(root: &Path) -> Result<()> {
-    let sh = crate::proc::shell()?;
-    sh.change_dir(root);
-    let cargo = crate::cargo();
-    xshell::cmd!(sh, "{cargo} update --workspace --offline --quiet")
-        .quiet()
-        .run()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{e} in {}; Cargo.toml, package.json and _version.py are stamped; run `cargo \
+    crate::proc::cargo(root, &["update", "--workspace", "--offline", "--quiet"]).map_err(|e| {
+        anyhow::anyhow!(
+            "{e} in {}; Cargo.toml, package.json and _version.py are stamped; run `cargo \
                  update --workspace` by hand",
-                root.display()
-            )
-        })
+            root.display()
+        )
+    })
 }
 
 /// One place a version lives, and what it holds.

@@ -1,3 +1,6 @@
+//! Tests of `pack-npm`: the tarball's layout, modes and stamps, byte-identity with `npm pack`,
+//! and the packed launcher run by real node and npm.
+
 use super::*;
 use crate::npm_sandbox::NpmSandbox;
 use crate::testutil::{self, run_ok};

@@ -181,14 +181,7 @@ pub fn run(args: &Args) -> Result<()> {
         args.native.as_deref(),
     );
     let report = evaluate(&inputs);
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("cannot render the report")?
-        );
-    } else {
-        print!("{}", report.render());
-    }
+    crate::print_report(args.json, &report, Report::render)?;
     if report.ready {
         if !args.json {
             println!(
