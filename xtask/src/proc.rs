@@ -210,14 +210,15 @@ mod tests {
             )
             .unwrap_err()
         );
-        assert!(
-            err.contains("command: sh -c 'echo out; echo bad >&2; exit 7'"),
-            "{err}"
-        );
-        assert!(
-            err.contains("exit status: 7") && err.contains("    out") && err.contains("    bad"),
-            "{err}"
-        );
+        expect_test::expect![[r#"
+            command failed
+              command: sh -c 'echo out; echo bad >&2; exit 7'
+              exit: exit status: 7
+              stdout (tail):
+                out
+              stderr (tail):
+                bad"#]]
+        .assert_eq(&err);
     }
 
     #[test]
