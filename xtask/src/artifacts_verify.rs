@@ -213,6 +213,16 @@ impl Ctx {
         Ok((ran, v))
     }
 
+    /// [`Ctx::status`], failing unless its `kind` is `want`.
+    pub fn status_of_kind(&self, want: &str) -> Result<(Ran, Value)> {
+        let (ran, st) = self.status()?;
+        ran.require(
+            st["kind"] == want,
+            format!("`kind` is {}, expected \"{want}\"", st["kind"]),
+        )?;
+        Ok((ran, st))
+    }
+
     /// Arms the guard that stops the daemon if the run ends early (call before starting one).
     pub fn arm_daemon_guard(&mut self) {
         if self.daemon.is_none() {

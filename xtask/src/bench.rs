@@ -14,6 +14,7 @@ mod report;
 mod stats;
 mod timer;
 
+use crate::proc::run_ok_input as run_ok;
 use anyhow::{bail, Context, Result};
 use report::{Machine, Report, Row, Series, Size};
 use serde_json::{json, Value};
@@ -23,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use timer::{interleave, run_ok, Subject};
+use timer::{interleave, Subject};
 
 /// Flags of `bench`.
 #[derive(Debug, clap::Args)]
@@ -307,14 +308,7 @@ pub fn run(args: &Args) -> Result<()> {
         sizes,
         notes,
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("cannot encode the report")?
-        );
-    } else {
-        print!("{}", report.to_table());
-    }
+    crate::print_report(args.json, &report, Report::to_table)?;
     if args.keep {
         let kept = tmp.keep();
         eprintln!("bench: kept {}", kept.display());
@@ -394,7 +388,7 @@ fn prepare(tmp: &Path, tgz: &Path, target: &str, notes: &mut Vec<String>) -> Res
     let mut cmd = ctx.ktx(&ctx.main_root);
     cmd.args(["runtime", "status", "--json"]);
     let out = run_ok(&mut cmd, None, SHORT)?;
-    let status: Value = serde_json::from_slice(&out.stdout)
+    let status: Value = serde_json::from_str(&out.stdout)
         .context("`ktx runtime status --json` printed invalid JSON")?;
     let path = |key: &str| -> Result<PathBuf> {
         status["layout"][key]
@@ -665,7 +659,7 @@ impl Drop for DaemonGuard<'_> {
     fn drop(&mut self) {
         let mut cmd = self.0.ktx(&self.0.main_root);
         cmd.args(["runtime", "stop"]);
-        let _ = timer::run(&mut cmd, None, SHORT);
+        let _ = crate::proc::run(&mut cmd, SHORT);
     }
 }
 
@@ -835,7 +829,7 @@ fn resolve_python() -> Result<PathBuf> {
     let mut cmd = Command::new("python3");
     cmd.args(["-I", "-c", "import sys; print(sys.executable)"]);
     let out = run_ok(&mut cmd, None, SHORT).context("the bench needs python3 on PATH")?;
-    let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let p = out.stdout.trim().to_string();
     if p.is_empty() {
         bail!("python3 printed no sys.executable");
     }
@@ -858,7 +852,7 @@ fn resolve_uv(on_path: Option<&Path>, python: &Path) -> Result<PathBuf> {
     let mut cmd = Command::new(python);
     cmd.args(["-I", "-c", "import uv; print(uv.find_uv_bin())"]);
     if let Ok(out) = run_ok(&mut cmd, None, SHORT) {
-        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let p = PathBuf::from(out.stdout.trim());
         if p.is_file() {
             return Ok(p);
         }
@@ -921,7 +915,7 @@ fn loadavg() -> String {
 }
 
 fn first_line(cmd: &mut Command) -> String {
-    timer::run(cmd, None, SHORT)
+    crate::proc::run(cmd, SHORT)
         .ok()
         .filter(|t| t.status.success())
         .map(|t| {
@@ -930,12 +924,7 @@ fn first_line(cmd: &mut Command) -> String {
             } else {
                 t.stdout
             };
-            String::from_utf8_lossy(&text)
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string()
+            text.lines().next().unwrap_or_default().trim().to_string()
         })
         .unwrap_or_else(|| "unknown".into())
 }

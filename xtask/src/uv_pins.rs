@@ -82,17 +82,13 @@ fn curl(url: &str, accept: Option<&str>) -> Result<String> {
     if let Some(a) = accept {
         cmd.args(["-H", &format!("Accept: {a}")]);
     }
-    let out = cmd
-        .arg(url)
-        .output()
+    // curl's own --max-time bounds each try; the outer bound covers the retries.
+    let out = crate::proc::run(cmd.arg(url), std::time::Duration::from_secs(300))
         .context("running curl (is it installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "curl {url} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    if !out.success() {
+        bail!("curl {url} failed: {}", out.stderr.trim());
     }
-    String::from_utf8(out.stdout).with_context(|| format!("{url} returned non-UTF-8"))
+    Ok(out.stdout)
 }
 
 /// (file, sha256) of every file of `uv==version`.

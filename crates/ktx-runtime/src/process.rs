@@ -43,6 +43,9 @@ pub struct Captured {
     pub truncated: bool,
     /// Whether the deadline passed and the child was killed.
     pub timed_out: bool,
+    /// Whether a descendant kept stdout or stderr open past the first grace period after the
+    /// child exited (its process group was then killed, or its output abandoned).
+    pub lingering_pipe: bool,
     /// Wall time from spawn to exit.
     pub elapsed: Duration,
 }
@@ -325,7 +328,7 @@ pub fn run_bounded(
         let _ = exited.recv();
     }
     let elapsed = start.elapsed();
-    let ((stdout, t1), (stderr, t2)) = collect_outputs(&outputs, pending, pid);
+    let ((stdout, t1), (stderr, t2), lingering_pipe) = collect_outputs(&outputs, pending, pid);
     if let Some(w) = writer {
         let _ = w.join();
     }
@@ -345,6 +348,7 @@ pub fn run_bounded(
         stderr,
         truncated: t1 || t2,
         timed_out,
+        lingering_pipe,
         elapsed,
     })
 }
@@ -359,8 +363,9 @@ fn collect_outputs(
     outputs: &mpsc::Receiver<(Stream, Capture)>,
     mut pending: usize,
     pid: u32,
-) -> (Capture, Capture) {
+) -> (Capture, Capture, bool) {
     let (mut stdout, mut stderr) = (None, None);
+    let mut lingered = false;
     for (grace, kill_first) in [
         (Duration::from_secs(5), false),
         (Duration::from_secs(2), true),
@@ -369,6 +374,7 @@ fn collect_outputs(
             break;
         }
         if kill_first {
+            lingered = true;
             kill_tree(pid);
         }
         let until = Instant::now() + grace;
@@ -393,7 +399,7 @@ fn collect_outputs(
             None => (Vec::new(), false),
         }
     };
-    (take(stdout), take(stderr))
+    (take(stdout), take(stderr), lingered)
 }
 
 #[cfg(unix)]

@@ -152,35 +152,92 @@ class _Aliases:
         return alias
 
 
+class _Scope:
+    """What every phase of one compilation reads: the connection's sources and dialect, the
+    alias allocator (shared, so aliases stay unique across phases) and the known names (for
+    "did you mean" suggestions)."""
+
+    __slots__ = ("sources", "conn", "dialect", "alias", "all_measures", "all_dims")
+
+    def __init__(self, sources: dict[str, Source], conn: Connection) -> None:
+        self.sources = sources
+        self.conn = conn
+        self.dialect = conn.dialect
+        self.alias = _Aliases()
+        self.all_measures = sorted(f"{s.name}.{m}" for s in sources.values() for m in s.measures)
+        self.all_dims = sorted(f"{s.name}.{c}" for s in sources.values() for c in s.columns)
+
+
+class _Rows(Record):
+    """Row conditions (``WHERE``: segments and column filters) and the sources they touch."""
+
+    __slots__ = ("conditions", "sources")
+
+    def __init__(self, conditions: list[exp.Expression], sources: set[str]) -> None:
+        self.conditions = conditions
+        self.sources = sources
+
+
 def compile_query(project: Project, conn: Connection, req: QueryRequest) -> CompiledQuery:
-    """Compile ``req`` against ``conn``'s sources; raises SemanticError for bad queries."""
-    sources = project.sources.get(conn.id, {})
-    dialect = conn.dialect
-    _alias = _Aliases()
+    """Compile ``req`` against ``conn``'s sources; raises SemanticError for bad queries.
+
+    One function per phase, in the order they run (each refuses what it cannot resolve):
+    measures, dimensions, segments, filters, order, then the aggregate statement.
+    """
+    scope = _Scope(project.sources.get(conn.id, {}), conn)
     if not req.measures:
         raise SemanticError("invalid_query", "give at least one measure (source.measure)")
-
-    # Measures.
-    all_measures = sorted(f"{s.name}.{m}" for s in sources.values() for m in s.measures)
-    measures: list[_MeasureRef] = []
     headers_seen: set[str] = set()
-    for text in req.measures:
+    measures = _resolve_measures(scope, req.measures, headers_seen)
+    dims = _resolve_dimensions(scope, req.dimensions, headers_seen)
+    rows = _resolve_segments(scope, req.segments, dims)
+    havings, hidden = _resolve_filters(scope, req.filters, measures, rows)
+    headers, order = _resolve_order(req.order_by, dims, measures)
+    final, ctes, strategy, plan_sources = _aggregate_statement(
+        scope, dims, measures, hidden, havings, rows
+    )
+    for alias, desc in order:
+        final = final.order_by(exp.Ordered(this=exp.column(alias), desc=desc), copy=False)
+    final = final.limit(req.limit, copy=False)
+    for name, query in ctes:
+        final = final.with_(name, as_=query, copy=False)
+
+    dialect = scope.dialect
+    sql = final.sql(dialect=dialect, pretty=True)
+    plan = {
+        "strategy": strategy,
+        "measureSources": plan_sources,
+        "where": [c.sql(dialect=dialect) for c in rows.conditions],
+        "having": [h.tree.sql(dialect=dialect) for h in havings],
+        "orderBy": [{"field": a, "desc": d} for a, d in order],
+        "limit": req.limit,
+    }
+    return CompiledQuery(sql=sql, dialect=dialect, headers=headers, plan=plan)
+
+
+def _resolve_measures(scope: _Scope, texts: list[str], headers_seen: set[str]) -> list[_MeasureRef]:
+    """``source.measure`` references, each listed once."""
+    measures: list[_MeasureRef] = []
+    for text in texts:
         if not isinstance(text, str) or text.count(".") != 1:
-            raise _unknown("unknown_measure", "measure", str(text), all_measures, conn)
+            raise _unknown("unknown_measure", "measure", str(text), scope.all_measures, scope.conn)
         sname, mname = text.split(".")
-        source = sources.get(sname)
+        source = scope.sources.get(sname)
         measure = source.measures.get(mname) if source else None
         if source is None or measure is None or measure.sql is None:
-            raise _unknown("unknown_measure", "measure", text, all_measures, conn)
+            raise _unknown("unknown_measure", "measure", text, scope.all_measures, scope.conn)
         if text in headers_seen:
             raise SemanticError("invalid_query", f"measure {text!r} is listed twice")
         headers_seen.add(text)
-        measures.append(_MeasureRef(source, mname, measure.sql, text, _alias(sname, mname)))
+        measures.append(_MeasureRef(source, mname, measure.sql, text, scope.alias(sname, mname)))
+    return measures
 
-    # Dimensions.
-    all_dims = sorted(f"{s.name}.{c}" for s in sources.values() for c in s.columns)
+
+def _resolve_dimensions(scope: _Scope, texts: list[str], headers_seen: set[str]) -> list[_DimRef]:
+    """``source.column[:granularity]`` references, each listed once; a granularity truncates a
+    time column in the connection's dialect."""
     dims: list[_DimRef] = []
-    for text in req.dimensions:
+    for text in texts:
         if not isinstance(text, str):
             raise SemanticError("invalid_query", f"dimension {text!r} must be a string")
         ref, colon, gran = text.partition(":")
@@ -191,12 +248,12 @@ def compile_query(project: Project, conn: Connection, req: QueryRequest) -> Comp
                 " or drop the ':'",
             )
         if ref.count(".") != 1:
-            raise _unknown("unknown_dimension", "dimension", text, all_dims, conn)
+            raise _unknown("unknown_dimension", "dimension", text, scope.all_dims, scope.conn)
         sname, cname = ref.split(".")
-        source = sources.get(sname)
+        source = scope.sources.get(sname)
         column = source.columns.get(cname) if source else None
         if source is None or column is None or column.sql is None:
-            raise _unknown("unknown_dimension", "dimension", ref, all_dims, conn)
+            raise _unknown("unknown_dimension", "dimension", ref, scope.all_dims, scope.conn)
         if text in headers_seen:
             raise SemanticError("invalid_query", f"dimension {text!r} is listed twice")
         headers_seen.add(text)
@@ -213,32 +270,43 @@ def compile_query(project: Project, conn: Connection, req: QueryRequest) -> Comp
                     "invalid_query",
                     f"{text!r}: granularity needs a time column, {ref} is {column.type}",
                 )
-            sql = granularity.truncate(sql, gran, dialect)
-            alias = _alias(sname, cname, gran)
+            sql = granularity.truncate(sql, gran, scope.dialect)
+            alias = scope.alias(sname, cname, gran)
         else:
-            alias = _alias(sname, cname)
+            alias = scope.alias(sname, cname)
         dims.append(_DimRef(source, cname, gran or None, text, alias, sql))
+    return dims
 
-    # Segments.
-    all_segments = sorted(f"{s.name}.{g}" for s in sources.values() for g in s.segments)
-    row_conditions: list[exp.Expression] = []
-    row_sources: set[str] = {d.source.name for d in dims}
-    for text in req.segments:
+
+def _resolve_segments(scope: _Scope, texts: list[str], dims: list[_DimRef]) -> _Rows:
+    """``source.segment`` references: the first row conditions. The row sources start with the
+    dimensions' sources."""
+    all_segments = sorted(f"{s.name}.{g}" for s in scope.sources.values() for g in s.segments)
+    rows = _Rows([], {d.source.name for d in dims})
+    for text in texts:
         if not isinstance(text, str) or text.count(".") != 1:
-            raise _unknown("unknown_segment", "segment", str(text), all_segments, conn)
+            raise _unknown("unknown_segment", "segment", str(text), all_segments, scope.conn)
         sname, gname = text.split(".")
-        source = sources.get(sname)
+        source = scope.sources.get(sname)
         segment = source.segments.get(gname) if source else None
         if source is None or segment is None or segment.sql is None:
-            raise _unknown("unknown_segment", "segment", text, all_segments, conn)
-        row_conditions.append(segment.sql.copy())
-        row_sources.add(sname)
+            raise _unknown("unknown_segment", "segment", text, all_segments, scope.conn)
+        rows.conditions.append(segment.sql.copy())
+        rows.sources.add(sname)
+    return rows
 
-    # Filters: row conditions (WHERE) or measure conditions (HAVING).
+
+def _resolve_filters(
+    scope: _Scope, texts: list[str], measures: list[_MeasureRef], rows: _Rows
+) -> tuple[list[_Having], dict[str, _MeasureRef]]:
+    """Filters, split into conjuncts: column conditions join ``rows`` (WHERE), measure
+    conditions become HAVINGs. Returns the HAVINGs and the measures they need that the query
+    does not list (computed but hidden from the output)."""
+    sources, dialect = scope.sources, scope.dialect
     havings: list[_Having] = []
     hidden: dict[str, _MeasureRef] = {}
     by_header = {m.header: m for m in measures}
-    for text in req.filters:
+    for text in texts:
         try:
             tree = sqlexpr.parse_fragment(text, dialect, "filter")
             sqlexpr.check_nodes(tree, text, aggregates=False)
@@ -252,7 +320,7 @@ def compile_query(project: Project, conn: Connection, req: QueryRequest) -> Comp
         for part in sqlexpr.conjuncts(tree):
             kinds = set()
             for col in part.find_all(exp.Column):
-                kinds.add(_classify_column(col, text, sources, all_dims, all_measures))
+                kinds.add(_classify_column(col, text, sources, scope.all_dims, scope.all_measures))
             if "measure" in kinds and "column" in kinds:
                 raise SemanticError(
                     "invalid_filter",
@@ -270,25 +338,30 @@ def compile_query(project: Project, conn: Connection, req: QueryRequest) -> Comp
                             col.name,
                             source.measures[col.name].sql,
                             header,
-                            _alias(col.table, col.name),
+                            scope.alias(col.table, col.name),
                             hidden=True,
                         )
                 havings.append(_Having(part, text))
             else:
                 for col in part.find_all(exp.Column):
-                    row_sources.add(col.table)
-                row_conditions.append(
+                    rows.sources.add(col.table)
+                rows.conditions.append(
                     sqlexpr.map_columns(
                         part, lambda c: sqlexpr.wrap(sources[c.table].columns[c.name].sql.copy())
                     )
                 )
-    computed = measures + list(hidden.values())
+    return havings, hidden
 
-    # Order.
+
+def _resolve_order(
+    texts: list[str], dims: list[_DimRef], measures: list[_MeasureRef]
+) -> tuple[list[str], list[tuple[str, bool]]]:
+    """The output headers and the ORDER BY as (alias, descending); without ``orderBy``, the
+    dimensions ascending."""
     headers = [d.header for d in dims] + [m.header for m in measures]
     alias_of = {d.header: d.alias for d in dims} | {m.header: m.alias for m in measures}
     order: list[tuple[str, bool]] = []
-    for text in req.order_by:
+    for text in texts:
         if not isinstance(text, str):
             raise SemanticError("invalid_query", f"orderBy entry {text!r} must be a string")
         field_name, desc = text, False
@@ -313,12 +386,25 @@ def compile_query(project: Project, conn: Connection, req: QueryRequest) -> Comp
                 {"orderBy": text, "fields": headers},
             )
         order.append((alias_of[field_name], desc))
-    if not req.order_by:
+    if not texts:
         order = [(d.alias, False) for d in dims]
+    return headers, order
 
-    # Per measure source.
+
+def _aggregate_statement(
+    scope: _Scope,
+    dims: list[_DimRef],
+    measures: list[_MeasureRef],
+    hidden: dict[str, _MeasureRef],
+    havings: list[_Having],
+    rows: _Rows,
+) -> tuple[exp.Select, list[tuple[str, exp.Expression]], str, list[dict[str, Any]]]:
+    """One aggregate per measure source, then the statement over them (see the module doc).
+    Returns the statement (without ORDER BY and LIMIT), its CTEs, the strategy and the plan's
+    per-source entries."""
+    sources = scope.sources
     by_source: dict[str, list[_MeasureRef]] = {}
-    for m in computed:
+    for m in measures + list(hidden.values()):
         by_source.setdefault(m.source.name, []).append(m)
     edges = join_edges(sources)
     reserved = _reserved_names(sources)
@@ -327,10 +413,10 @@ def compile_query(project: Project, conn: Connection, req: QueryRequest) -> Comp
     plan_sources = []
     for sname, refs in by_source.items():
         root = sources[sname]
-        tree = _join_tree(sname, sorted(row_sources - {sname}), edges)
+        tree = _join_tree(sname, sorted(rows.sources - {sname}), edges)
         fanned = [step for step in tree if step[2] == "one_to_many"]
         select, keys_cte = _aggregate(
-            root, sources, tree, dims, refs, row_conditions, bool(fanned), reserved
+            root, sources, tree, dims, refs, rows.conditions, bool(fanned), reserved
         )
         if keys_cte is not None:
             ctes.append(keys_cte)
@@ -344,59 +430,55 @@ def compile_query(project: Project, conn: Connection, req: QueryRequest) -> Comp
                 "strategy": "distinct_grain_keys" if fanned else "direct",
             }
         )
-
     if len(aggregates) == 1:
-        sname, select, refs = aggregates[0]
-        measure_sql = {m.header: m.sql for m in refs}
-        if havings and not dims:
-            # HAVING without GROUP BY needs SQLite >= 3.39 (Python 3.10 may bring 3.37): filter
-            # the single aggregate row in an outer query instead, in every dialect.
-            totals = _fresh("ktx_totals", reserved)
-            alias_by_header = {m.header: m.alias for m in refs}
-            final = exp.select(
-                *[_as(exp.column(m.alias, table=totals), m.alias) for m in measures]
-            ).from_(exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier(totals))))
-            for h in havings:
-                final = final.where(
-                    sqlexpr.map_columns(
-                        h.tree,
-                        lambda c: exp.column(alias_by_header[f"{c.table}.{c.name}"], table=totals),
-                    ),
-                    copy=False,
-                )
-        else:
-            for h in havings:
-                select = select.having(
-                    sqlexpr.map_columns(
-                        h.tree, lambda c: sqlexpr.wrap(measure_sql[f"{c.table}.{c.name}"].copy())
-                    ),
-                    copy=False,
-                )
-            if hidden:
-                keep = {d.alias for d in dims} | {m.alias for m in measures}
-                select.set("expressions", [e for e in select.expressions if e.alias in keep])
-            final = select
-        strategy = "single_source"
-    else:
-        final, extra = _combine(aggregates, dims, measures, havings, reserved)
-        ctes.extend(extra)
-        strategy = "per_source_ctes"
-    for alias, desc in order:
-        final = final.order_by(exp.Ordered(this=exp.column(alias), desc=desc), copy=False)
-    final = final.limit(req.limit, copy=False)
-    for name, query in ctes:
-        final = final.with_(name, as_=query, copy=False)
+        _, select, refs = aggregates[0]
+        final = _single_source(select, refs, dims, measures, bool(hidden), havings, reserved)
+        return final, ctes, "single_source", plan_sources
+    final, extra = _combine(aggregates, dims, measures, havings, reserved)
+    ctes.extend(extra)
+    return final, ctes, "per_source_ctes", plan_sources
 
-    sql = final.sql(dialect=dialect, pretty=True)
-    plan = {
-        "strategy": strategy,
-        "measureSources": plan_sources,
-        "where": [c.sql(dialect=dialect) for c in row_conditions],
-        "having": [h.tree.sql(dialect=dialect) for h in havings],
-        "orderBy": [{"field": a, "desc": d} for a, d in order],
-        "limit": req.limit,
-    }
-    return CompiledQuery(sql=sql, dialect=dialect, headers=headers, plan=plan)
+
+def _single_source(
+    select: exp.Select,
+    refs: list[_MeasureRef],
+    dims: list[_DimRef],
+    measures: list[_MeasureRef],
+    has_hidden: bool,
+    havings: list[_Having],
+    reserved: set[str],
+) -> exp.Select:
+    """The statement when one source holds every measure: its aggregate, with the measure
+    filters as HAVING (or an outer WHERE without dimensions) and hidden measures dropped."""
+    if havings and not dims:
+        # HAVING without GROUP BY needs SQLite >= 3.39 (Python 3.10 may bring 3.37): filter
+        # the single aggregate row in an outer query instead, in every dialect.
+        totals = _fresh("ktx_totals", reserved)
+        alias_by_header = {m.header: m.alias for m in refs}
+        final = exp.select(
+            *[_as(exp.column(m.alias, table=totals), m.alias) for m in measures]
+        ).from_(exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier(totals))))
+        for h in havings:
+            final = final.where(
+                sqlexpr.map_columns(
+                    h.tree,
+                    lambda c: exp.column(alias_by_header[f"{c.table}.{c.name}"], table=totals),
+                ),
+                copy=False,
+            )
+        return final
+    measure_sql = {m.header: m.sql for m in refs}
+    for h in havings:
+        select = select.having(
+            sqlexpr.map_columns(
+                h.tree, lambda c: sqlexpr.wrap(measure_sql[f"{c.table}.{c.name}"].copy())
+            ),
+            copy=False,
+        )
+    if has_hidden:
+        keep = {d.alias for d in dims} | {m.alias for m in measures}
+        select.set("expressions", [e for e in select.expressions if e.alias in keep])
+    return select
 
 
 def _is_boolean_column(tree: exp.Expression, sources: dict[str, Source]) -> bool:

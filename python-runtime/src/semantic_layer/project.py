@@ -565,6 +565,13 @@ def _load_source_shape(conn: Connection, data: Any, ctx: _FileContext) -> Source
             else:
                 source.segments[iname] = Segment(iname, name)
 
+    _load_joins(source, data, ctx)
+    return source
+
+
+def _load_joins(source: Source, data: dict[str, Any], ctx: _FileContext) -> None:
+    """The `joins:` list: target, relationship (the `on` condition comes in phase 3)."""
+    name = source.name
     for i, join in enumerate(_as_list(data.get("joins"), ctx, "joins")):
         path = ("joins", i)
         if not isinstance(join, dict):
@@ -587,7 +594,6 @@ def _load_source_shape(conn: Connection, data: Any, ctx: _FileContext) -> Source
             ctx.add((*path, "to"), "a source cannot join itself")
             continue
         source.joins.append(Join(name, to, rel, key=f"joins[{i}]"))
-    return source
 
 
 def _unknown_keys(item: dict[Any, Any], allowed: tuple[str, ...], ctx: _FileContext, path) -> None:
@@ -731,6 +737,25 @@ def _resolve_expressions(
             source.segments[item["name"]].sql = sqlexpr.map_columns(tree, own(text), copy=False)
         except ExprError as exc:
             ctx.add(("segments", i, "expr"), str(exc))
+    _resolve_joins(conn, source, data, ctx, by_name, broken)
+
+
+def _resolve_joins(
+    conn: Connection,
+    source: Source,
+    data: dict[str, Any],
+    ctx: _FileContext,
+    by_name: dict[str, Source],
+    broken: set[str],
+) -> None:
+    """Resolve each join's `on` against its own and the target's columns (phase 3)."""
+    from sqlglot import exp
+
+    from semantic_layer import sqlexpr
+    from semantic_layer.sqlexpr import ExprError
+
+    dialect = conn.dialect
+    alias = source.name
 
     for join in source.joins:
         idx = int(join.key[len("joins[") : -1])

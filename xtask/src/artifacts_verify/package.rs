@@ -6,43 +6,17 @@
 use crate::dist_manifest::DistManifest;
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::io::Read;
-
-/// The regular files of an npm tarball, keyed by path without the `package/` prefix.
-pub fn read_tgz(data: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(data));
-    let mut files = BTreeMap::new();
-    for entry in archive.entries().context("not a gzipped tar archive")? {
-        let mut entry = entry.context("corrupt tar entry")?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let path = entry
-            .path()
-            .context("tar entry with an unreadable path")?
-            .to_string_lossy()
-            .into_owned();
-        let Some(rel) = path.strip_prefix("package/") else {
-            bail!("tar entry `{path}` is outside `package/`");
-        };
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("cannot read tar entry `{path}`"))?;
-        files.insert(rel.to_string(), bytes);
-    }
-    Ok(files)
-}
 
 /// Checks the tarball `data` (the file `tgz_rel`, as named in messages) against its manifests
 /// and `dist`.
 pub fn check(tgz_rel: &str, data: &[u8], dist: &DistManifest) -> Result<()> {
-    let files = read_tgz(data).with_context(|| format!("cannot read {tgz_rel}"))?;
+    let files =
+        crate::npm_tarball::read_files(data).with_context(|| format!("cannot read {tgz_rel}"))?;
     let inside = |p: &str| format!("package/{p} inside {tgz_rel}");
     let get = |p: &str| {
         files
             .get(p)
+            .map(|f| f.data.as_slice())
             .with_context(|| format!("{} is missing", inside(p)))
     };
     let json = |p: &str| -> Result<Value> {
@@ -184,8 +158,8 @@ mod tests {
     fn a_consistent_package_passes() {
         let (tgz, dist) = package(b"PK wheel bytes", b"PK wheel bytes");
         check("npm/x.tgz", &tgz, &dist).unwrap();
-        let files = read_tgz(&tgz).unwrap();
-        assert_eq!(files[&format!("python/{WHEEL}")], b"PK wheel bytes");
+        let files = crate::npm_tarball::read_files(&tgz).unwrap();
+        assert_eq!(files[&format!("python/{WHEEL}")].data, b"PK wheel bytes");
     }
 
     #[test]
@@ -211,6 +185,10 @@ mod tests {
         dist.version = "0.2.0".into();
         let err = format!("{:#}", check("npm/x.tgz", &tgz, &dist).unwrap_err());
         assert!(err.contains("`cliVersion`"), "{err}");
-        assert!(read_tgz(b"not a tarball").is_err());
+        let err = format!(
+            "{:#}",
+            check("npm/x.tgz", b"not a tarball", &dist).unwrap_err()
+        );
+        assert!(err.contains("cannot read npm/x.tgz"), "{err}");
     }
 }

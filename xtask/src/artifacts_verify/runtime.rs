@@ -79,11 +79,7 @@ fn is_empty_dir(dir: &Path) -> Result<bool> {
 /// Step 2: `ktx runtime status --json` -> kind `missing`, `layout.runtimeRoot` the isolated
 /// root, `layout.assetDir` the installed package's `python/`, and nothing written.
 pub fn status_missing(ctx: &mut Ctx) -> Result<()> {
-    let (ran, st) = ctx.status()?;
-    ran.require(
-        st["kind"] == "missing",
-        format!("`kind` is {}, expected \"missing\"", st["kind"]),
-    )?;
+    let (ran, st) = ctx.status_of_kind("missing")?;
     let root = ctx.runtime_root();
     let got = str_at(&st, "/layout/runtimeRoot");
     ran.require(
@@ -152,11 +148,7 @@ pub fn first_query(ctx: &mut Ctx) -> Result<()> {
 
 /// Step 4a: status `ready` with features `["core"]`, installed with uv.
 pub fn status_ready(ctx: &mut Ctx) -> Result<()> {
-    let (ran, st) = ctx.status()?;
-    ran.require(
-        st["kind"] == "ready",
-        format!("`kind` is {}, expected \"ready\"", st["kind"]),
-    )?;
+    let (ran, st) = ctx.status_of_kind("ready")?;
     let features = st.pointer("/manifest/features");
     ran.require(
         features == Some(&json!(["core"])),

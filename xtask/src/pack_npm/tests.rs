@@ -1,8 +1,11 @@
+//! Tests of `pack-npm`: the tarball's layout, modes and stamps, byte-identity with `npm pack`,
+//! and the packed launcher run by real node and npm.
+
 use super::*;
 use crate::npm_sandbox::NpmSandbox;
 use crate::testutil::{self, run_ok};
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// A stand-in native binary for structure tests: a script printing a marker.
@@ -23,7 +26,7 @@ fn real_ktx() -> PathBuf {
                 .args(["build", "-q", "-p", "ktx"])
                 .current_dir(&root),
         );
-        crate::target_dir(&root).join("debug/ktx")
+        crate::workspace::ktx_binary_in(&crate::workspace::target_dir(&root), "debug")
     })
     .clone()
 }
@@ -50,26 +53,25 @@ fn id_field(field: &[u8; 8]) -> u64 {
     u64::from_str_radix(digits, 8).unwrap_or_else(|e| panic!("uid/gid {field:?}: {e}"))
 }
 
+/// Every entry through the one tarball reader ([`crate::npm_tarball::read`]), as rows with
+/// the `package/` prefix back on the path; each must be a regular file with a ustar header.
 fn read_tgz(bytes: &[u8]) -> Vec<TarRow> {
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
-    ar.entries()
+    crate::npm_tarball::read(bytes)
         .unwrap()
+        .into_iter()
         .map(|e| {
-            let mut e = e.unwrap();
-            let h = e.header().clone();
+            let h = &e.header;
             assert_eq!(h.entry_type(), tar::EntryType::Regular, "files only");
             assert!(h.as_ustar().is_some(), "ustar headers");
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
             (
-                e.path().unwrap().display().to_string(),
-                h.mode().unwrap(),
+                format!("package/{}", e.path),
+                e.mode,
                 h.mtime().unwrap(),
                 id_field(&h.as_old().uid),
                 id_field(&h.as_old().gid),
                 h.username().unwrap().unwrap_or("?").to_string(),
                 h.groupname().unwrap().unwrap_or("?").to_string(),
-                data,
+                e.data,
             )
         })
         .collect()

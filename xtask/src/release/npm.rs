@@ -1,103 +1,12 @@
-//! The npm client as the release commands use it: bounded subprocesses, `--registry` on every
+//! The npm client as the release commands use it: bounded subprocesses ([`crate::proc::run`]), `--registry` on every
 //! call when one is given, and `npm view` answers read fail-closed.
 
+use crate::proc::Finished;
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Output of a finished, bounded subprocess.
-#[derive(Debug)]
-pub struct Finished {
-    /// Exit code (`None` when killed by a signal).
-    pub code: Option<i32>,
-    /// Captured stdout (at most [`MAX_CAPTURE`] bytes).
-    pub stdout: String,
-    /// Captured stderr (at most [`MAX_CAPTURE`] bytes).
-    pub stderr: String,
-}
-
-/// Bytes of stdout/stderr kept per stream.
-pub const MAX_CAPTURE: usize = 4 << 20;
-
-impl Finished {
-    /// True when the process exited with status 0.
-    pub fn success(&self) -> bool {
-        self.code == Some(0)
-    }
-
-    /// The last lines of stderr, for error messages.
-    pub fn stderr_tail(&self) -> String {
-        tail(&self.stderr, 15)
-    }
-}
-
-/// The last `n` lines of `text`, indented for an error message.
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(n);
-    lines[start..]
-        .iter()
-        .map(|l| format!("    {l}\n"))
-        .collect()
-}
-
-/// Runs `cmd` with stdin null, captured (bounded) output and a time limit; a child that outlives
-/// `timeout` is killed and reported as an error naming `what`.
-pub fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Result<Finished> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {what}"))?;
-    let reader = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(p) = pipe {
-                let _ = p.take(MAX_CAPTURE as u64).read_to_end(&mut buf);
-            }
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = reader(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err = reader(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let start = Instant::now();
-    let status = loop {
-        match child
-            .try_wait()
-            .with_context(|| format!("cannot wait for {what}"))?
-        {
-            Some(status) => break status,
-            None if start.elapsed() > timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "{what} did not finish within {}s and was killed",
-                    timeout.as_secs()
-                );
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
-    Ok(Finished {
-        code: status.code(),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    })
-}
+use std::process::Command;
+use std::time::Duration;
 
 /// What the registry says about `NAME@VERSION`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,8 +49,7 @@ impl Npm {
         if let Some(r) = &self.registry {
             cmd.arg("--registry").arg(r);
         }
-        let shown = self.display(args);
-        run_bounded(cmd, &format!("`{shown}`"), timeout)
+        crate::proc::run(&mut cmd, timeout)
             .map_err(|e| anyhow::anyhow!("{e:#}\nIs npm installed and on PATH (or set KTX_NPM)?"))
     }
 
@@ -173,7 +81,7 @@ impl Npm {
             bail!(
                 "`{shown}` failed (exit {:?}) with something other than E404; refusing to go on \
                  (fail closed). Check the registry URL, network and credentials.\n{}",
-                out.code,
+                out.code(),
                 out.stderr_tail()
             );
         }
@@ -220,7 +128,7 @@ impl Npm {
         if !out.success() {
             bail!(
                 "`{shown}` failed (exit {:?})\n{}",
-                out.code,
+                out.code(),
                 out.stderr_tail()
             );
         }
@@ -259,10 +167,14 @@ mod tests {
 
     #[test]
     fn error_code_from_json_or_stderr() {
-        let f = |stdout: &str, stderr: &str| Finished {
-            code: Some(1),
-            stdout: stdout.into(),
-            stderr: stderr.into(),
+        let f = |stdout: &str, stderr: &str| {
+            let mut f = crate::proc::run(
+                Command::new("sh").args(["-c", "exit 1"]),
+                Duration::from_secs(10),
+            )
+            .unwrap();
+            (f.stdout, f.stderr) = (stdout.into(), stderr.into());
+            f
         };
         assert_eq!(
             npm_error_code(&f(r#"{"error":{"code":"E404","summary":"x"}}"#, "")).as_deref(),
@@ -273,13 +185,5 @@ mod tests {
             Some("ECONNREFUSED")
         );
         assert_eq!(npm_error_code(&f("", "boom")), None);
-    }
-
-    #[test]
-    fn bounded_run_kills_on_timeout() {
-        let mut cmd = Command::new("sleep");
-        cmd.arg("5");
-        let err = run_bounded(cmd, "sleep", Duration::from_millis(200)).unwrap_err();
-        assert!(format!("{err}").contains("killed"), "{err}");
     }
 }

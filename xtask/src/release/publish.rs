@@ -207,7 +207,7 @@ pub fn run(args: &Args) -> Result<()> {
     print!("{}", out.stdout);
     eprint!("{}", out.stderr);
     if !out.success() {
-        bail!("`{}` failed (exit {:?})", npm.display(&publish), out.code);
+        bail!("`{}` failed (exit {:?})", npm.display(&publish), out.code());
     }
     if !args.live {
         println!("dry run done: nothing was published (pass --live in CI to publish)");

@@ -8,6 +8,7 @@
 
 use super::policy::{self, Policy, ReleaseMode};
 use crate::dist_manifest::DistManifest;
+use crate::npm_tarball::TarEntry;
 use crate::version::{self, Versions};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -86,11 +87,10 @@ impl Inputs {
             .unwrap_or_else(crate::project_root);
         let native = match native {
             Some(p) => BuiltNative::Given(cwd.join(p)),
-            None => BuiltNative::Default(
-                crate::target_dir(&root)
-                    .join("release")
-                    .join(format!("ktx{}", std::env::consts::EXE_SUFFIX)),
-            ),
+            None => BuiltNative::Default(crate::workspace::ktx_binary_in(
+                &crate::workspace::target_dir(&root),
+                "release",
+            )),
         };
         Inputs {
             dist: dist
@@ -181,14 +181,7 @@ pub fn run(args: &Args) -> Result<()> {
         args.native.as_deref(),
     );
     let report = evaluate(&inputs);
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("cannot render the report")?
-        );
-    } else {
-        print!("{}", report.render());
-    }
+    crate::print_report(args.json, &report, Report::render)?;
     if report.ready {
         if !args.json {
             println!(
@@ -207,48 +200,28 @@ pub fn run(args: &Args) -> Result<()> {
     }
 }
 
-/// One file of an npm tarball.
-#[derive(Debug, Clone)]
-pub struct TarFile {
-    /// Unix mode bits.
-    pub mode: u32,
-    /// Contents.
-    pub data: Vec<u8>,
-}
-
-/// Reads an npm `.tgz` into a map from path (without the `package/` prefix) to file.
-pub fn read_tarball(tgz: &[u8]) -> Result<BTreeMap<String, TarFile>> {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
-    let mut out = BTreeMap::new();
-    for entry in archive.entries().context("not a gzipped tar archive")? {
-        let mut entry = entry.context("corrupt tar entry")?;
-        let path = entry.path().context("tar entry with an unreadable path")?;
-        let path = path.to_string_lossy().into_owned();
-        let Some(rel) = path.strip_prefix("package/") else {
-            bail!("tar entry `{path}` is outside `package/`");
-        };
-        let rel = rel.to_string();
-        let mode = entry.header().mode().context("tar entry without a mode")?;
-        let mut data = Vec::new();
-        entry
-            .read_to_end(&mut data)
-            .with_context(|| format!("cannot read tar entry `{path}`"))?;
-        out.insert(rel, TarFile { mode, data });
-    }
-    if out.is_empty() {
+/// The regular files of an npm `.tgz` (see [`crate::npm_tarball::read_files`]); an empty
+/// archive is an error.
+pub fn read_tarball(tgz: &[u8]) -> Result<BTreeMap<String, TarEntry>> {
+    let files = crate::npm_tarball::read_files(tgz)?;
+    if files.is_empty() {
         bail!("the archive is empty");
     }
-    Ok(out)
+    Ok(files)
 }
 
 /// Facts read once and shared by the checks; each is the value or why it could not be read.
+/// Every file is read and parsed here, once per run: the checks only look at these.
 struct Facts {
     versions: Result<Versions>,
     policy: Result<Policy>,
+    /// `npm-package/package.json`.
     source_pj: Result<serde_json::Value>,
     tgz_path: Result<PathBuf>,
     tgz: Result<Vec<u8>>,
-    tar: Result<BTreeMap<String, TarFile>>,
+    tar: Result<BTreeMap<String, TarEntry>>,
+    /// The tarball's `package/package.json`.
+    tar_pj: Result<serde_json::Value>,
 }
 
 fn err_text(e: &anyhow::Error) -> String {
@@ -277,6 +250,7 @@ pub fn evaluate(inputs: &Inputs) -> Report {
         }),
         Err(e) => Err(anyhow::anyhow!("{}", err_text(e))),
     };
+    let tar_pj = tar_json(&tar, "package.json");
     let facts = Facts {
         versions,
         policy,
@@ -284,6 +258,7 @@ pub fn evaluate(inputs: &Inputs) -> Report {
         tgz_path,
         tgz,
         tar,
+        tar_pj,
     };
 
     let checks = vec![
@@ -302,6 +277,17 @@ pub fn evaluate(inputs: &Inputs) -> Report {
         version: facts.versions.as_ref().ok().map(|v| v.semver.clone()),
         checks,
     }
+}
+
+/// The JSON file `rel` (without `package/`) of the read tarball.
+fn tar_json(tar: &Result<BTreeMap<String, TarEntry>>, rel: &str) -> Result<serde_json::Value> {
+    let tar = tar
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{}", err_text(e)))?;
+    let file = tar
+        .get(rel)
+        .with_context(|| format!("the tarball has no package/{rel}"))?;
+    serde_json::from_slice(&file.data).with_context(|| format!("package/{rel} is not valid JSON"))
 }
 
 /// `<dist>/npm/<name>-<version>.tgz`, named from the policy's package and Cargo's version.
@@ -373,7 +359,7 @@ fn wheel_metadata_version(whl: &[u8]) -> Result<String> {
 }
 
 /// The tarball path (without `package/`) of this host's native binary.
-fn host_native_entry(tar: &BTreeMap<String, TarFile>) -> Result<String> {
+fn host_native_entry(tar: &BTreeMap<String, TarEntry>) -> Result<String> {
     let target = crate::pack_npm::host_npm_target()?;
     tar.keys()
         .find(|k| k.starts_with(&format!("native/{target}/ktx")))
@@ -382,7 +368,7 @@ fn host_native_entry(tar: &BTreeMap<String, TarFile>) -> Result<String> {
 }
 
 /// Writes the host's native binary from the tarball to a temp dir and runs `--version`.
-fn native_version(tar: &BTreeMap<String, TarFile>) -> Result<String> {
+fn native_version(tar: &BTreeMap<String, TarEntry>) -> Result<String> {
     let rel = host_native_entry(tar)?;
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let exe = tmp.path().join(rel.rsplit('/').next().unwrap_or("ktx"));
@@ -396,15 +382,12 @@ fn native_version(tar: &BTreeMap<String, TarFile>) -> Result<String> {
     }
     let mut cmd = Command::new(&exe);
     cmd.arg("--version");
-    let out = super::npm::run_bounded(
-        cmd,
-        &format!("package/{rel} --version"),
-        Duration::from_secs(30),
-    )?;
+    let out = crate::proc::run(&mut cmd, Duration::from_secs(30))
+        .with_context(|| format!("package/{rel} --version"))?;
     if !out.success() {
         bail!(
             "package/{rel} --version exited {:?}\n{}",
-            out.code,
+            out.code(),
             out.stderr_tail()
         );
     }
@@ -475,24 +458,12 @@ fn check_versions(inputs: &Inputs, f: &Facts) -> Check {
         pv.clone(),
     ));
 
-    let tar_json = |rel: &str| -> Result<serde_json::Value> {
-        let tar = f
-            .tar
-            .as_ref()
-            .map_err(|e| anyhow::anyhow!("{}", err_text(e)))?;
-        let file = tar
-            .get(rel)
-            .with_context(|| format!("the tarball has no package/{rel}"))?;
-        serde_json::from_slice(&file.data)
-            .with_context(|| format!("package/{rel} is not valid JSON"))
-    };
-    let tar_pj = tar_json("package.json");
     seen.push((
         "tarball package/package.json version".into(),
-        str_at(&tar_pj, "/version"),
+        str_at(&f.tar_pj, "/version"),
         sv.clone(),
     ));
-    let tar_py = tar_json("python/manifest.json");
+    let tar_py = tar_json(&f.tar, "python/manifest.json");
     seen.push((
         "tarball package/python/manifest.json version".into(),
         str_at(&tar_py, "/version"),
@@ -529,13 +500,8 @@ fn check_versions(inputs: &Inputs, f: &Facts) -> Check {
         inputs.root.join("npm-package/package.json"),
         inputs.root.join("release-policy.json"),
     ];
-    match crate::stamp_version::disagreements(&inputs.root, sv) {
-        Ok(found) => problems.extend(
-            found
-                .into_iter()
-                .filter(|(file, _)| !covered.contains(file))
-                .map(|(_, msg)| msg),
-        ),
+    match crate::stamp_version::disagreements(&inputs.root, sv, &covered) {
+        Ok(found) => problems.extend(found.into_iter().map(|(_, msg)| msg)),
         Err(e) => problems.push(format!("sources: {}", err_text(&e))),
     }
     if problems.is_empty() {
@@ -621,15 +587,11 @@ fn check_git_tag(inputs: &Inputs, f: &Facts) -> Check {
     top.arg("-C")
         .arg(&inputs.root)
         .args(["rev-parse", "--show-toplevel"]);
-    let is_top = super::npm::run_bounded(
-        top,
-        "git rev-parse --show-toplevel",
-        Duration::from_secs(30),
-    )
-    .ok()
-    .filter(|o| o.success())
-    .and_then(|o| std::fs::canonicalize(o.stdout.trim()).ok())
-    .is_some_and(|t| std::fs::canonicalize(&inputs.root).is_ok_and(|r| r == t));
+    let is_top = crate::proc::run(&mut top, Duration::from_secs(30))
+        .ok()
+        .filter(|o| o.success())
+        .and_then(|o| std::fs::canonicalize(o.stdout.trim()).ok())
+        .is_some_and(|t| std::fs::canonicalize(&inputs.root).is_ok_and(|r| r == t));
     if !is_top && found.is_empty() {
         return check(
             id,
@@ -644,7 +606,7 @@ fn check_git_tag(inputs: &Inputs, f: &Facts) -> Check {
     cmd.arg("-C")
         .arg(&inputs.root)
         .args(["tag", "--points-at", "HEAD", "--list", "v*"]);
-    match super::npm::run_bounded(cmd, "git tag --points-at HEAD", Duration::from_secs(30)) {
+    match crate::proc::run(&mut cmd, Duration::from_secs(30)) {
         Ok(_) if !is_top => {}
         Ok(out) if out.success() => {
             for tag in out.stdout.lines().map(str::trim).filter(|t| !t.is_empty()) {
@@ -933,21 +895,11 @@ pub fn github_slug(repository: &serde_json::Value) -> Option<String> {
 
 fn check_repository_url(f: &Facts) -> Check {
     let id = "repository-url";
-    let tar_pj: Result<serde_json::Value> = f
-        .tar
-        .as_ref()
-        .map_err(|e| anyhow::anyhow!("{}", err_text(e)))
-        .and_then(|t| {
-            let file = t
-                .get("package.json")
-                .context("the tarball has no package/package.json")?;
-            serde_json::from_slice(&file.data).context("package/package.json is not valid JSON")
-        });
     let mut slugs = Vec::new();
     let mut problems = Vec::new();
     for (place, pj) in [
         ("npm-package/package.json", &f.source_pj),
-        ("tarball package/package.json", &tar_pj),
+        ("tarball package/package.json", &f.tar_pj),
     ] {
         match pj {
             Err(e) => problems.push(format!("{place}: {}", err_text(e))),
@@ -1020,10 +972,11 @@ fn check_policy_mode(f: &Facts) -> Check {
         )),
         None => problems.push("npm-package/package.json has no `name`".into()),
     }
-    if let Ok(tar) = &f.tar {
-        let packed_name = tar
-            .get("package.json")
-            .and_then(|file| serde_json::from_slice::<serde_json::Value>(&file.data).ok())
+    if f.tar.is_ok() {
+        let packed_name = f
+            .tar_pj
+            .as_ref()
+            .ok()
             .and_then(|j| j.get("name").and_then(|n| n.as_str()).map(str::to_string));
         if packed_name.as_deref() != Some(name) {
             problems.push(format!(

@@ -1,3 +1,6 @@
+//! Tests of the wheel builder: contents, RECORD, reproducibility, and an install into a real
+//! venv.
+
 use super::*;
 use crate::testutil::{self, run_ok};
 use std::collections::BTreeMap;

@@ -211,6 +211,8 @@ pub fn readiness(root: &Path, extra: &[&str], envs: &[(&str, &str)]) -> (bool, s
         .arg("--root")
         .arg(root)
         .args(extra);
+    // The copy's default build is `<root>/target/release/ktx` unless a test says otherwise.
+    cmd.env_remove("CARGO_TARGET_DIR");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -247,4 +249,18 @@ pub fn detail<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {
         .unwrap()["detail"]
         .as_str()
         .unwrap()
+}
+
+/// A readiness report's verdict, for a snapshot: `ready`, then every check's `id: status` in
+/// report order (the details carry paths and versions, and are asserted on separately).
+pub fn verdict(report: &serde_json::Value) -> String {
+    let mut s = format!("ready: {}\n", report["ready"]);
+    for c in report["checks"].as_array().unwrap() {
+        s.push_str(&format!(
+            "{}: {}\n",
+            c["id"].as_str().unwrap(),
+            c["status"].as_str().unwrap()
+        ));
+    }
+    s
 }
