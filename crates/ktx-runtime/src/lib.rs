@@ -29,6 +29,8 @@ pub mod install;
 pub mod layout;
 pub mod lock;
 pub mod log;
+pub mod messages;
+pub mod ops;
 pub mod pep440;
 pub mod process;
 pub mod progress;

@@ -71,6 +71,21 @@ impl From<ktx_runner::RunError> for CliError {
     }
 }
 
+/// An op failure as the user sees it (for the ops whose errors are sentences, e.g.
+/// `semantic.query`): the message, then `did you mean: a, b?` on a line of its own when the op
+/// suggested close names (`details.suggestions`). Other errors as [`From`] makes them.
+pub fn op_error(err: ktx_runner::RunError) -> CliError {
+    let suggestions = err.suggestions();
+    let ktx_runner::RunError::Abi { message, .. } = err else {
+        return CliError::from(err);
+    };
+    let mut text = message;
+    if !suggestions.is_empty() {
+        text.push_str(&format!("\n  did you mean: {}?", suggestions.join(", ")));
+    }
+    CliError::failure(text)
+}
+
 impl From<ktx_runtime::RuntimeError> for CliError {
     fn from(e: ktx_runtime::RuntimeError) -> Self {
         CliError::failure(e.to_string())
@@ -224,6 +239,34 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn suggestions_become_a_did_you_mean_line() {
+        use ktx_runner::RunError;
+        use serde_json::json;
+        let err = op_error(RunError::Abi {
+            code: "unknown_measure".into(),
+            message: "unknown measure 'orders.revenu'".into(),
+            details: json!({"suggestions": ["orders.revenue", "orders.x"]}),
+        });
+        assert_eq!(
+            err.message,
+            "unknown measure 'orders.revenu'\n  did you mean: orders.revenue, orders.x?"
+        );
+        let err = op_error(RunError::Abi {
+            code: "invalid_filter".into(),
+            message: "bad filter".into(),
+            details: json!({"suggestions": ["orders.id"]}),
+        });
+        assert_eq!(err.message, "bad filter\n  did you mean: orders.id?");
+        let err = op_error(RunError::Abi {
+            code: "x".into(),
+            message: "plain".into(),
+            details: json!({}),
+        });
+        assert_eq!((err.code, err.message.as_str()), (1, "plain"));
+        assert_eq!(op_error(RunError::Usage("u".into())).code, 2);
     }
 
     #[test]
