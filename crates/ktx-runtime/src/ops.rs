@@ -303,6 +303,9 @@ impl Op for RuntimePing {
 pub struct PingResult {
     /// The payload as the runtime received it.
     pub echo: Value,
+    /// Keys this version does not know.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// `runtime.info`: the package version, the interpreter, and which features import.
