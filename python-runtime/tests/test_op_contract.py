@@ -221,3 +221,22 @@ def test_the_rust_fixtures_are_real_responses(semantic_shop: Path, tmp_path: Pat
             f"{name}: the op's response changed shape; rerun with KTX_UPDATE_OP_FIXTURES=1 "
             "and make the Rust types in ktx_runtime::ops match"
         )
+
+
+# -- the ABI version ---------------------------------------------------------------------------
+
+
+def test_abi_version_is_defined_once() -> None:
+    import re
+
+    definitions = []
+    literals = []
+    for path in sorted(SRC.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        rel = path.relative_to(SRC).as_posix()
+        definitions += [rel for _ in re.finditer(r"^ABI_VERSION\s*=", text, re.M)]
+        literals += [rel for _ in re.finditer(r"""["']abi["']\s*:\s*\d""", text)]
+    assert definitions == ["ktx_daemon/__init__.py"]
+    assert literals == [], "responses take the version from ABI_VERSION"
+    assert abi.ABI_VERSION == 1
+    assert abi.ok({})["abi"] == abi.ABI_VERSION
