@@ -41,7 +41,9 @@ def _name(func: ast.expr) -> str | None:
 
 
 def _strings(node: ast.AST) -> list[str]:
-    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return [
+        n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
 
 
 def _error_calls_violations(path: Path) -> list[str]:
@@ -130,9 +132,21 @@ def _query(root: Path, **payload: Any) -> dict[str, Any]:
             "unknown_dimension",
             "customers.segment",
         ),
-        ({"measures": ["orders.revenue"], "filters": ["orders.statu = 'x'"]}, "invalid_filter", "orders.status"),
-        ({"measures": ["orders.revenue"], "filters": ["status = 'x'"]}, "invalid_filter", "orders.status"),
-        ({"measures": ["orders.revenue"], "connectionId": "warehous"}, "unknown_connection", "warehouse"),
+        (
+            {"measures": ["orders.revenue"], "filters": ["orders.statu = 'x'"]},
+            "invalid_filter",
+            "orders.status",
+        ),
+        (
+            {"measures": ["orders.revenue"], "filters": ["status = 'x'"]},
+            "invalid_filter",
+            "orders.status",
+        ),
+        (
+            {"measures": ["orders.revenue"], "connectionId": "warehous"},
+            "unknown_connection",
+            "warehouse",
+        ),
     ],
 )
 def test_suggestions_travel_as_data(semantic_shop: Path, payload, code, suggested) -> None:
@@ -174,13 +188,17 @@ def _responses(root: Path, demo: Path, monkeypatch) -> dict[str, dict[str, Any]]
             root, measures=["orders.revenue"], dimensions=["orders.created_at:month"]
         ),
         "semantic_query_unknown_measure": _query(root, measures=["orders.revenu"]),
-        "demo_scaffold": abi.handle({"abi": 1, "op": "demo.scaffold", "payload": {"dir": str(demo)}}),
+        "demo_scaffold": abi.handle(
+            {"abi": 1, "op": "demo.scaffold", "payload": {"dir": str(demo)}}
+        ),
         "runtime_ping": abi.handle({"abi": 1, "op": "runtime.ping", "payload": {"x": 1}}),
         "runtime_info": abi.handle({"abi": 1, "op": "runtime.info", "payload": {}}),
     }
     validate = {"abi": 1, "op": "semantic.validate", "payload": {"projectDir": str(root)}}
     out["semantic_validate_ok"] = abi.handle(validate)
-    bad.write_text(bad.read_text(encoding="utf-8").replace("sum(amount)", "sum(amont)", 1), encoding="utf-8")
+    bad.write_text(
+        bad.read_text(encoding="utf-8").replace("sum(amount)", "sum(amont)", 1), encoding="utf-8"
+    )
     out["semantic_validate_errors"] = abi.handle(validate)
     monkeypatch.setattr(embedding, "missing_modules", lambda: [])
     monkeypatch.setattr(embedding, "_ensure_model", lambda: _FakeModel())
@@ -202,7 +220,9 @@ def _shape(v: Any) -> Any:
     return type(v).__name__
 
 
-def test_the_rust_fixtures_are_real_responses(semantic_shop: Path, tmp_path: Path, monkeypatch) -> None:
+def test_the_rust_fixtures_are_real_responses(
+    semantic_shop: Path, tmp_path: Path, monkeypatch
+) -> None:
     responses = _responses(semantic_shop, tmp_path / "demo", monkeypatch)
     for name, response in responses.items():
         expect_ok = name != "semantic_query_unknown_measure"

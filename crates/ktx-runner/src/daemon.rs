@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use ktx_daemon::{Client, Progress, StartConfig, StartOutcome, StatusKind as DaemonStatus};
-use ktx_runtime::doctor::{Check, Outcome};
 use ktx_runtime::abi::{self, Reply};
+use ktx_runtime::doctor::{Check, Outcome};
 use ktx_runtime::{normalize_features, Feature, Receipt, Runtime, KTX_VERSION};
 
 use crate::transport::{OneShot, Transport};

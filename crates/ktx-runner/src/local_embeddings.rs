@@ -123,7 +123,10 @@ mod tests {
     #[test]
     fn prompt_says_what_and_how_much() {
         let text = prompt_text("ktx embed", true, Path::new("/r/0.1.0"));
-        assert!(text.starts_with("`ktx embed` needs the local-embeddings"), "{text}");
+        assert!(
+            text.starts_with("`ktx embed` needs the local-embeddings"),
+            "{text}"
+        );
         assert!(text.contains("only the `core` feature"), "{text}");
         assert!(
             text.contains("3 GB to download") && text.contains("/r/0.1.0"),
@@ -148,7 +151,9 @@ mod tests {
         );
         let text = not_installed("", true, true).to_string();
         assert!(
-            text.contains("without the local-embeddings feature\n  hint: Install it when you are ready"),
+            text.contains(
+                "without the local-embeddings feature\n  hint: Install it when you are ready"
+            ),
             "{text}"
         );
         assert!(text.contains(INSTALL_COMMAND));

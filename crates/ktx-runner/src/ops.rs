@@ -25,9 +25,8 @@ pub fn call<O: Op>(req: &O, opts: &CallOptions) -> Result<O::Result, RunError> {
 
 /// [`call`] with an explicit runtime handle.
 pub fn call_with<O: Op>(rt: &Runtime, req: &O, opts: &CallOptions) -> Result<O::Result, RunError> {
-    let payload = serde_json::to_value(req).map_err(|e| {
-        RunError::Transport(format!("cannot encode the {} request: {e}", O::NAME))
-    })?;
+    let payload = serde_json::to_value(req)
+        .map_err(|e| RunError::Transport(format!("cannot encode the {} request: {e}", O::NAME)))?;
     let result = crate::call_with(rt, O::NAME, payload, opts)?;
     decode::<O>(result).map_err(|detail| RunError::Reply {
         op: O::NAME.to_string(),

@@ -90,7 +90,10 @@ mod tests {
         let err = resolve_project_dir(None, &deep).unwrap_err().to_string();
         assert!(err.contains(&deep.display().to_string()), "{err}");
         assert!(err.contains("`ktx demo`"), "{err}");
-        assert!(err.contains("\n  hint: run this inside a ktx project"), "{err}");
+        assert!(
+            err.contains("\n  hint: run this inside a ktx project"),
+            "{err}"
+        );
 
         std::fs::write(root.join("a/ktx.yaml"), "connections: {}\n").unwrap();
         assert_eq!(resolve_project_dir(None, &deep).unwrap(), root.join("a"));

@@ -14,7 +14,10 @@ use ktx_runtime::ops::{
 };
 
 fn fixture(name: &str) -> Reply {
-    let path = format!("{}/tests/fixtures/ops/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/ops/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     parse_response(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -41,7 +44,11 @@ where
         .unwrap()
         .insert("addedLater".into(), json!({"x": [1, 2.5]}));
     let again = decode::<O>(future.clone()).unwrap();
-    assert_eq!(serde_json::to_value(&again).unwrap(), future, "{name}: unknown keys survive");
+    assert_eq!(
+        serde_json::to_value(&again).unwrap(),
+        future,
+        "{name}: unknown keys survive"
+    );
     typed
 }
 
@@ -156,7 +163,10 @@ fn op_errors_carry_suggestions_as_data() {
     };
     assert_eq!(code, "unknown_measure");
     assert_eq!(message, "unknown measure 'orders.revenu'");
-    assert_eq!(suggestions(&details).first().map(String::as_str), Some("orders.revenue"));
+    assert_eq!(
+        suggestions(&details).first().map(String::as_str),
+        Some("orders.revenue")
+    );
     assert!(suggestions(&json!({})).is_empty());
     assert!(suggestions(&json!({"suggestions": "x"})).is_empty());
 }

@@ -19,7 +19,10 @@ fn plan(n: usize) -> PrunePlan {
 
 #[test]
 fn removing_needs_confirmation_and_the_refusal_says_how() {
-    assert!(plan(0).confirm(false).is_ok(), "nothing to remove: nothing to confirm");
+    assert!(
+        plan(0).confirm(false).is_ok(),
+        "nothing to remove: nothing to confirm"
+    );
     assert!(plan(2).confirm(true).is_ok());
     let e = plan(1).confirm(false).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Refused);

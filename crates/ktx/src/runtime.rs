@@ -349,7 +349,11 @@ fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError>
         .map(|s| json!({"path": s.path, "reason": s.reason}))
         .collect();
     // The library decides whether removing needs a confirmation it did not get.
-    let refusal = if dry_run { None } else { plan.confirm(yes).err() };
+    let refusal = if dry_run {
+        None
+    } else {
+        plan.confirm(yes).err()
+    };
     if dry_run || plan.remove.is_empty() || refusal.is_some() {
         let refused = refusal.is_some();
         if json {

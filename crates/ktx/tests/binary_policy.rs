@@ -50,17 +50,41 @@ fn the_binary_crate_holds_no_policy() {
     assert!(files.len() >= 6, "{files:?}");
     // (what must not appear, why), checked in every file of the binary crate.
     let banned = [
-        ("ktx.yaml", "project discovery belongs to ktx_runner::project"),
-        (".ancestors()", "project discovery belongs to ktx_runner::project"),
+        (
+            "ktx.yaml",
+            "project discovery belongs to ktx_runner::project",
+        ),
+        (
+            ".ancestors()",
+            "project discovery belongs to ktx_runner::project",
+        ),
         ("ktx_runner::ask", "prompts belong to the runner's policies"),
         ("Policy::Prompt", "the install policy belongs to the runner"),
         ("Check::new", "doctor checks belong to the libraries"),
-        ("refusing to remove", "the prune refusal is ktx_runtime::prune's"),
-        ("; did you mean", "suggestions are data (details.suggestions)"),
-        ("strip_suffix(&inline", "suggestions are data, never stripped from messages"),
-        ("pub use crate::output", "commands use crate::output directly"),
-        ("ktx_runner::call_with(", "ops are called through ktx_runner::ops (typed)"),
-        (".as_array()", "op results are typed (ktx_runner::ops), not checked by hand"),
+        (
+            "refusing to remove",
+            "the prune refusal is ktx_runtime::prune's",
+        ),
+        (
+            "; did you mean",
+            "suggestions are data (details.suggestions)",
+        ),
+        (
+            "strip_suffix(&inline",
+            "suggestions are data, never stripped from messages",
+        ),
+        (
+            "pub use crate::output",
+            "commands use crate::output directly",
+        ),
+        (
+            "ktx_runner::call_with(",
+            "ops are called through ktx_runner::ops (typed)",
+        ),
+        (
+            ".as_array()",
+            "op results are typed (ktx_runner::ops), not checked by hand",
+        ),
     ];
     let mut offenders = Vec::new();
     for (path, code) in &files {
@@ -118,5 +142,10 @@ fn the_stable_sentences_are_defined_once() {
         "use ktx_runtime::messages instead of a copy:\n{}",
         offenders.join("\n")
     );
-    assert_eq!(defined, sentences, "each sentence is defined in {}", home.display());
+    assert_eq!(
+        defined,
+        sentences,
+        "each sentence is defined in {}",
+        home.display()
+    );
 }

@@ -207,7 +207,9 @@ def project_root_from_payload(payload: dict[str, Any]) -> Path:
     """
     project_dir = payload.get("projectDir")
     if project_dir is None:
-        raise SemanticError("invalid_payload", "payload needs 'projectDir'", {"field": "projectDir"})
+        raise SemanticError(
+            "invalid_payload", "payload needs 'projectDir'", {"field": "projectDir"}
+        )
     if not isinstance(project_dir, str) or not Path(project_dir).is_absolute():
         raise SemanticError(
             "invalid_payload",
