@@ -14,11 +14,17 @@ use crate::{ask, CallOptions, Policy, RunError, LOCAL_EMBEDDINGS_SIZE as FEATURE
 /// The exact command that installs the feature (named by every refusal).
 pub const INSTALL_COMMAND: &str = "ktx runtime install --feature local-embeddings --yes";
 
-/// Makes sure the runtime can get the `local-embeddings` feature, per `opts.policy`, with a
-/// prompt of its own naming `command` (e.g. `ktx embed`). On acceptance the policy becomes
+/// Prepares `opts` for calls that need the `local-embeddings` feature: the features, the
+/// daemon preferred (it loads the model once instead of once per command) unless
+/// `KTX_DAEMON` says otherwise, and consent to the install per `opts.policy`, with a prompt of
+/// its own naming `command` (e.g. `ktx embed`). On acceptance the policy becomes
 /// [`Policy::Yes`] so the runner installs without asking again; the install itself happens in
 /// the call.
 pub fn ensure(rt: &Runtime, opts: &mut CallOptions, command: &str) -> Result<(), RunError> {
+    opts.features = vec![Feature::Core, Feature::LocalEmbeddings];
+    if std::env::var_os("KTX_DAEMON").is_none() {
+        opts.daemon = true;
+    }
     let st = rt.status(&[Feature::Core, Feature::LocalEmbeddings]);
     if st.kind == StatusKind::Ready {
         return Ok(());

@@ -12,6 +12,8 @@
 //! # Ok::<(), ktx_runner::RunError>(())
 //! ```
 
+use std::time::Duration;
+
 pub use ktx_runtime::ops::*;
 use ktx_runtime::Runtime;
 
@@ -34,9 +36,27 @@ pub fn call_with<O: Op>(rt: &Runtime, req: &O, opts: &CallOptions) -> Result<O::
     })
 }
 
-/// `semantic.query`.
+/// Time the runner waits beyond a query's `timeoutSeconds` for the answer: the runtime needs
+/// a moment to start, stop the query and reply, and it must be the one that reports the
+/// timeout.
+pub const QUERY_CALL_MARGIN: Duration = Duration::from_secs(30);
+
+/// `semantic.query`. The call's time limit is at least `opts.timeout` and always longer than
+/// the query's own `timeoutSeconds` (see [`query_call_timeout`]).
 pub fn semantic_query(req: &SemanticQuery, opts: &CallOptions) -> Result<QueryResult, RunError> {
-    call(req, opts)
+    let mut opts = opts.clone();
+    opts.timeout = query_call_timeout(opts.timeout, req.timeout_seconds);
+    call(req, &opts)
+}
+
+/// The runner's time limit for a query call: at least `default`, and always longer than the
+/// query's own `timeoutSeconds` (by [`QUERY_CALL_MARGIN`]), so the runtime reports an
+/// execution timeout itself.
+pub fn query_call_timeout(default: Duration, query_timeout: Option<f64>) -> Duration {
+    match query_timeout.and_then(|s| Duration::try_from_secs_f64(s).ok()) {
+        Some(t) => default.max(t + QUERY_CALL_MARGIN),
+        None => default,
+    }
 }
 
 /// `semantic.validate`.
@@ -77,4 +97,24 @@ pub fn runtime_info(opts: &CallOptions) -> Result<InfoResult, RunError> {
 /// `runtime.ping`.
 pub fn runtime_ping(req: &RuntimePing, opts: &CallOptions) -> Result<PingResult, RunError> {
     call(req, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_outlives_the_query_timeout() {
+        let default = Duration::from_secs(300);
+        assert_eq!(query_call_timeout(default, None), default);
+        assert_eq!(query_call_timeout(default, Some(5.0)), default);
+        assert_eq!(
+            query_call_timeout(default, Some(1000.0)),
+            Duration::from_secs(1000) + QUERY_CALL_MARGIN
+        );
+        assert_eq!(
+            query_call_timeout(default, Some(86_400.0)),
+            Duration::from_secs(86_400) + QUERY_CALL_MARGIN
+        );
+    }
 }

@@ -3,8 +3,8 @@
 //! `embedding.compute` op.
 //!
 //! The feature is large (PyTorch), so it is never installed silently with `core`: the consent
-//! policy (its own sized prompt, `--yes`, `--no-input`) is `ktx_runner::local_embeddings`. This
-//! command prefers the daemon, which loads the model once, unless `KTX_DAEMON` says otherwise.
+//! policy (its own sized prompt, `--yes`, `--no-input`) and the preference for the daemon,
+//! which loads the model once, are `ktx_runner::local_embeddings`'s.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use serde_json::{json, Number};
 use ktx_runner::local_embeddings;
 use ktx_runner::ops::{self, EmbeddingCompute};
 use ktx_runner::RunError;
-use ktx_runtime::{Feature, Runtime};
+use ktx_runtime::Runtime;
 
 use crate::output::{emit, emit_json_line};
 use crate::{CliError, GlobalArgs};
@@ -55,10 +55,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             code: 2,
             message: "nothing to embed: pass one or more TEXT arguments or --file FILE".into(),
         });
-    }
-    opts.features = vec![Feature::Core, Feature::LocalEmbeddings];
-    if std::env::var_os("KTX_DAEMON").is_none() {
-        opts.daemon = true; // the model loads once per daemon instead of once per command
     }
     let rt = Runtime::from_env()?;
     local_embeddings::ensure(&rt, &mut opts, "ktx embed")?;

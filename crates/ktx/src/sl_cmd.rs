@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 use serde_json::Value;
@@ -173,13 +172,10 @@ fn project_dir(explicit: Option<&Path>) -> Result<PathBuf, CliError> {
 
 // ---------------------------------------------------------------- query
 
-/// The largest `--timeout`: a day. A bound keeps the runner's own call timeout (the query
-/// timeout plus [`CALL_MARGIN`]) a representable duration.
+/// The largest `--timeout`: a day (the op's own bound). A bound keeps the runner's call
+/// timeout (the query timeout plus a margin, see `ktx_runner::ops::semantic_query`) a
+/// representable duration.
 const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
-
-/// Time the runner waits beyond `--timeout` for the answer: the runtime needs a moment to
-/// start, stop the query and reply, and it must be the one that reports the timeout.
-const CALL_MARGIN: Duration = Duration::from_secs(30);
 
 /// `--timeout`: a finite number of seconds, > 0 and at most [`MAX_TIMEOUT_SECONDS`].
 fn parse_timeout(text: &str) -> Result<f64, String> {
@@ -193,15 +189,6 @@ fn parse_timeout(text: &str) -> Result<f64, String> {
         return Err(bad());
     }
     Ok(seconds)
-}
-
-/// The runner's time limit for a query call: at least its default, and always longer than the
-/// query's own `timeoutSeconds`, so the runtime reports an execution timeout itself.
-fn call_timeout(default: Duration, query_timeout: Option<f64>) -> Duration {
-    match query_timeout.and_then(|s| Duration::try_from_secs_f64(s).ok()) {
-        Some(t) => default.max(t + CALL_MARGIN),
-        None => default,
-    }
 }
 
 /// The `semantic.query` request for these arguments.
@@ -223,8 +210,7 @@ fn query_request(a: &QueryArgs, project: &Path) -> SemanticQuery {
 
 fn query(a: QueryArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let project = project_dir(a.project_dir.as_deref())?;
-    let mut opts = global.call_options()?;
-    opts.timeout = call_timeout(opts.timeout, a.timeout);
+    let opts = global.call_options()?;
     let out = ops::semantic_query(&query_request(&a, &project), &opts).map_err(op_error)?;
     let format = if a.json { Format::Json } else { a.format };
     match format {
@@ -466,21 +452,6 @@ mod tests {
             let err = parse_timeout(bad).unwrap_err();
             assert!(err.contains("greater than 0"), "{bad:?}: {err}");
         }
-    }
-
-    #[test]
-    fn the_call_outlives_the_query_timeout() {
-        let default = Duration::from_secs(300);
-        assert_eq!(call_timeout(default, None), default);
-        assert_eq!(call_timeout(default, Some(5.0)), default);
-        assert_eq!(
-            call_timeout(default, Some(1000.0)),
-            Duration::from_secs(1000) + CALL_MARGIN
-        );
-        assert_eq!(
-            call_timeout(default, Some(MAX_TIMEOUT_SECONDS)),
-            Duration::from_secs(86_400) + CALL_MARGIN
-        );
     }
 
     #[test]
