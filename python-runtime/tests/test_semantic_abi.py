@@ -70,13 +70,13 @@ def test_semantic_query_one_shot_executed(semantic_shop: Path, tmp_path: Path) -
     assert result["plan"]["execution"]["mode"] == "executed"
 
 
-def test_semantic_query_one_shot_compile_only_from_cwd(semantic_shop: Path) -> None:
+def test_semantic_query_one_shot_compile_only(semantic_shop: Path) -> None:
     response = call(
         {
             "abi": 1,
             "op": "semantic.query",
             "payload": {
-                "cwd": str(semantic_shop / "semantic-layer"),
+                "projectDir": str(semantic_shop),
                 "measures": ["orders.order_count"],
                 "dimensions": ["orders.created_at:week"],
             },

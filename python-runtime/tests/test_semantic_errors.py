@@ -54,10 +54,17 @@ def test_fixture_project_is_valid(semantic_shop: Path) -> None:
     }
 
 
-def test_discovery_from_a_subdirectory(semantic_shop: Path) -> None:
-    start = semantic_shop / "semantic-layer" / "warehouse"
-    result = ops.validate({"cwd": str(start)})
+def test_the_op_takes_the_project_the_cli_found(semantic_shop: Path) -> None:
+    # Discovery (upwards from the current directory) is the CLI's, in Rust: the op takes its
+    # result, an absolute projectDir, and does no search of its own.
+    result = ops.validate({"projectDir": str(semantic_shop)})
     assert result["projectDir"] == str(semantic_shop.resolve())
+    start = semantic_shop / "semantic-layer" / "warehouse"
+    for payload in ({"cwd": str(start)}, {"projectDir": "semantic-layer"}):
+        with pytest.raises(OpError) as info:
+            ops.validate(payload)
+        assert info.value.code == "invalid_payload", payload
+        assert info.value.details == {"field": "projectDir"}
 
 
 def test_project_not_found(tmp_path: Path) -> None:
@@ -66,7 +73,7 @@ def test_project_not_found(tmp_path: Path) -> None:
     assert info.value.code == "project_not_found"
     assert str(tmp_path) in info.value.message
     with pytest.raises(OpError) as info:
-        ops.query({"cwd": str(tmp_path), "measures": ["orders.revenue"]})
+        ops.query({"projectDir": str(tmp_path), "measures": ["orders.revenue"]})
     assert info.value.code == "project_not_found"
 
 
@@ -222,7 +229,8 @@ def test_unknown_measure_suggests_closest(semantic_shop: Path) -> None:
     error = query_error(semantic_shop, measures=["orders.revenu"])
     assert error.code == "unknown_measure"
     assert error.details["suggestions"][0] == "orders.revenue"
-    assert "did you mean orders.revenue" in error.message
+    # The suggestions are data; the CLI prints them (the message says what is wrong only).
+    assert error.message == "unknown measure 'orders.revenu'"
     error = query_error(semantic_shop, measures=["revenue"])
     assert error.code == "unknown_measure"
     assert "orders.revenue" in error.details["suggestions"]

@@ -16,8 +16,9 @@ use serde_json::Value;
 
 use ktx_base::duration::{self, FromEnv, Seconds};
 use ktx_base::env;
-use ktx_daemon::{Client, Progress, StartConfig, StartOutcome};
+use ktx_daemon::{Client, Progress, StartConfig, StartOutcome, StatusKind as DaemonStatus};
 use ktx_runtime::abi::{self, Reply};
+use ktx_runtime::doctor::{Check, Outcome};
 use ktx_runtime::{normalize_features, Feature, Receipt, Runtime, KTX_VERSION};
 
 use crate::transport::{OneShot, Transport};
@@ -231,7 +232,8 @@ pub fn select(
     }
     if !outcome.reused {
         eprintln!(
-            "Started KTX Python daemon (pid {}, {})",
+            "{} (pid {}, {})",
+            ktx_runtime::messages::DAEMON_STARTED,
             outcome.state.pid,
             outcome.state.url()
         );
@@ -247,6 +249,47 @@ pub fn select(
             );
             Ok(None)
         }
+    }
+}
+
+/// The stable id of the daemon doctor check.
+pub const DAEMON_CHECK: &str = "daemon";
+
+/// The `daemon` doctor check (`ktx runtime doctor` appends it to the runtime's checks): PASS
+/// when running or stopped, WARN with a fix when stale, FAIL (not checked) under a runtime
+/// root that fails the permissions check. Read-only.
+pub fn doctor_check(rt: &Runtime) -> Check {
+    if ktx_runtime::trust::check_layout(rt.layout()).is_err() {
+        // The daemon's files are not read there; the permissions check says what to fix.
+        return Check::new(
+            DAEMON_CHECK,
+            "daemon",
+            Outcome::Fail,
+            "not checked: ktx does not use a runtime root that fails the `runtime root permissions` check",
+            Some("Fix the `runtime root permissions` failure above.".into()),
+        );
+    }
+    let st = ktx_daemon::status(&daemon_dir(rt), &expected_version(rt));
+    match st.kind {
+        DaemonStatus::Running => Check::new(DAEMON_CHECK, "daemon", Outcome::Pass, st.detail, None),
+        DaemonStatus::Stopped => Check::new(
+            DAEMON_CHECK,
+            "daemon",
+            Outcome::Pass,
+            "not running (optional: `ktx runtime start`, or --daemon / KTX_DAEMON=1)",
+            None,
+        ),
+        DaemonStatus::Stale => Check::new(
+            DAEMON_CHECK,
+            "daemon",
+            Outcome::Warn,
+            format!(
+                "{} (log: {})",
+                st.detail,
+                rt.layout().daemon_log_path().display()
+            ),
+            Some("Run `ktx runtime stop` to clean up, then `ktx runtime start`.".into()),
+        ),
     }
 }
 

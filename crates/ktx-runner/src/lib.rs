@@ -13,10 +13,19 @@
 //! [`call`] ensures the runtime per the [`Policy`] (install with `--yes`, fail with the exact
 //! command under `--no-input`, ask on a terminal), then sends the request over a
 //! [`Transport`] picked by [`select_transport`]: a healthy running daemon ([`daemon`]), one
-//! started on demand (`--daemon` / `KTX_DAEMON=1`), else the one-shot process ([`OneShot`]). Bounded subprocesses come from [`process`] (re-exported from
-//! `ktx-runtime`, which needs them for installs).
+//! started on demand (`--daemon` / `KTX_DAEMON=1`), else the one-shot process ([`OneShot`]).
+//! Bounded subprocesses come from [`process`] (re-exported from `ktx-runtime`, which needs
+//! them for installs).
+//!
+//! The policy a command needs beyond that lives here too, so the binary only parses, calls
+//! and prints: typed op calls ([`ops`]), project discovery ([`project`]), the consent policy
+//! of the large `local-embeddings` feature ([`local_embeddings`]), and the doctor report with
+//! the daemon check ([`doctor`]).
 
 pub mod daemon;
+pub mod local_embeddings;
+pub mod ops;
+pub mod project;
 mod reporter;
 mod transport;
 
@@ -129,6 +138,14 @@ pub enum RunError {
     },
     /// The transport failed (the process crashed, timed out, answered garbage).
     Transport(String),
+    /// The op answered `ok: true` with a result that does not match its contract
+    /// ([`ops`]).
+    Reply {
+        /// The op.
+        op: String,
+        /// What is wrong with the result (the key and why).
+        detail: String,
+    },
 }
 
 impl RunError {
@@ -137,6 +154,15 @@ impl RunError {
         match self {
             RunError::Usage(_) => 2,
             _ => 1,
+        }
+    }
+
+    /// The close names an op error suggests (`details.suggestions`, see
+    /// [`ktx_runtime::ops::suggestions`]); empty for every other error.
+    pub fn suggestions(&self) -> Vec<String> {
+        match self {
+            RunError::Abi { details, .. } => ktx_runtime::ops::suggestions(details),
+            _ => Vec::new(),
         }
     }
 }
@@ -168,6 +194,10 @@ impl std::fmt::Display for RunError {
             RunError::Runtime(e) => write!(f, "{e}"),
             RunError::Abi { code, message, .. } => write!(f, "{message} ({code})"),
             RunError::Transport(m) => f.write_str(m),
+            RunError::Reply { op, detail } => write!(
+                f,
+                "unexpected reply from the runtime's {op} op: {detail}\n  hint: check the runtime with `ktx runtime doctor`"
+            ),
         }
     }
 }
@@ -206,6 +236,14 @@ pub fn install_command(features: &[Feature]) -> String {
 pub const LOCAL_EMBEDDINGS_SIZE: &str =
     "up to about 3 GB to download and 4.7 GB on disk (5.7 GB with the pip fallback; measured \
      on Linux x86-64, where PyTorch from PyPI brings its CUDA libraries)";
+
+/// `ktx runtime doctor`'s report: the runtime's checks, then the daemon's
+/// ([`daemon::doctor_check`]). Read-only.
+pub fn doctor(rt: &Runtime) -> ktx_runtime::doctor::DoctorReport {
+    let mut report = rt.doctor();
+    report.checks.push(daemon::doctor_check(rt));
+    report
+}
 
 /// Installs with terminal progress (spinner on a TTY, plain lines otherwise); used by
 /// `ktx runtime install` and by lazy installs.

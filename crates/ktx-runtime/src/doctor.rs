@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::abi::{self, Reply};
 use crate::disk;
+use crate::ops::{Op, RuntimeInfo};
 use crate::python::{self, Search};
 use crate::receipt::{read_receipt, Receipt};
 use crate::status::StatusKind;
@@ -517,7 +518,7 @@ fn check_runtime(rt: &Runtime) -> Check {
                     None,
                 );
             };
-            let req = abi::request("runtime.info", json!({}));
+            let req = abi::request(RuntimeInfo::NAME, json!({}));
             match abi::oneshot(&receipt.python_path, &req, Duration::from_secs(120), None) {
                 Ok((Reply::Ok(info), _)) => Check::new(
                     RUNTIME_CHECK,
@@ -527,7 +528,11 @@ fn check_runtime(rt: &Runtime) -> Check {
                         "ready at {}: ktx {} runtime, features [{}], Python {}, installed with {}",
                         receipt.venv_dir.display(),
                         // Users see ktx's SemVer, not the Python package's PEP 440 form.
-                        crate::pep440::display_version(info["version"].as_str().unwrap_or("?")),
+                        crate::pep440::display_version(
+                            &crate::ops::decode::<RuntimeInfo>(info)
+                                .map(|i| i.version)
+                                .unwrap_or_else(|_| "?".into())
+                        ),
                         receipt.features.join(", "),
                         receipt.interpreter.version,
                         receipt.installer.name

@@ -21,7 +21,9 @@ pub enum ErrorKind {
     Io,
     /// The runtime root could not be determined (no home directory, bad environment value).
     Config,
-    /// A prune or other destructive command was refused (e.g. missing `--yes`).
+    /// Refused for want of the user's consent: a prune without `--yes`
+    /// ([`crate::prune::PrunePlan::confirm`]), the large `local-embeddings` install under
+    /// `--no-input` or declined at the prompt (`ktx_runner::local_embeddings`).
     Refused,
     /// The disk is full or the quota is exhausted (ENOSPC, EDQUOT) at some step: never a reason
     /// to fall back to another installer.

@@ -30,6 +30,8 @@ mod installer;
 pub mod layout;
 pub mod lock;
 pub mod log;
+pub mod messages;
+pub mod ops;
 pub mod pep440;
 pub mod process;
 pub mod progress;

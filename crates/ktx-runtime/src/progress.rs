@@ -79,14 +79,10 @@ pub fn waiting_message(pid: Option<u32>) -> String {
 
 /// `Installing KTX Python runtime (core) with uv...` (stable; smokes assert it).
 pub fn installing_message(features: &[Feature], installer: InstallerKind) -> String {
-    format!(
-        "Installing KTX Python runtime ({}) with {}...",
-        display_list(features),
-        installer.as_str()
-    )
+    crate::messages::installing(&display_list(features), installer.as_str())
 }
 
 /// `KTX Python runtime ready: <dir>` (stable; smokes assert it).
 pub fn ready_message(dir: &Path) -> String {
-    format!("KTX Python runtime ready: {}", dir.display())
+    crate::messages::ready(dir)
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::error::RuntimeError;
+use crate::error::{ErrorKind, RuntimeError};
 use crate::fsutil::{dir_size, remove_tree};
 use crate::layout::{Layout, MARKER_FILE};
 /// Whether another process holds a lock (kept here for callers of the old path).
@@ -65,6 +65,26 @@ impl PrunePlan {
     /// Total bytes of [`PrunePlan::remove`].
     pub fn bytes(&self) -> u64 {
         self.remove.iter().map(|e| e.bytes).sum()
+    }
+
+    /// Whether the plan may run: removing anything needs the user's confirmation (`--yes`).
+    /// Without it, an [`ErrorKind::Refused`] error that says how to review and confirm; an
+    /// empty plan needs none.
+    pub fn confirm(&self, confirmed: bool) -> Result<(), RuntimeError> {
+        let n = self.remove.len();
+        if confirmed || n == 0 {
+            return Ok(());
+        }
+        Err(RuntimeError::new(
+            ErrorKind::Refused,
+            format!(
+                "refusing to remove {n} director{} without --yes",
+                if n == 1 { "y" } else { "ies" }
+            ),
+        )
+        .with_hint(
+            "Review with `ktx runtime prune --dry-run`, then run `ktx runtime prune --yes`.",
+        ))
     }
 }
 

@@ -12,6 +12,7 @@ use crate::error::{ErrorKind, RuntimeError};
 use crate::features::Feature;
 use crate::layout::Layout;
 use crate::log::InstallLog;
+use crate::ops::{Op, RuntimeInfo};
 use crate::process::display_command;
 
 /// Time allowed for the import check (first imports compile bytecode).
@@ -41,7 +42,7 @@ pub(crate) fn import_check(
     features: &[Feature],
     log: &InstallLog,
 ) -> Result<Value, RuntimeError> {
-    let request = abi::request("runtime.info", json!({}));
+    let request = abi::request(RuntimeInfo::NAME, json!({}));
     let fail =
         |msg: String| RuntimeError::new(ErrorKind::Install, format!("import check failed: {msg}"));
     let cmd = abi::oneshot_command(python);
@@ -66,25 +67,20 @@ pub(crate) fn import_check(
                 .unwrap_or_else(|| fail(format!("runtime.info answered {code}: {message}"))))
         }
     };
-    let version = info["version"].as_str().unwrap_or_default();
-    if version != assets.manifest.version {
+    let typed = crate::ops::decode::<RuntimeInfo>(info.clone())
+        .map_err(|e| fail(format!("runtime.info answered an unexpected result: {e}")))?;
+    if typed.version != assets.manifest.version {
         return Err(fail(format!(
-            "the venv reports kaelio-ktx {version:?}, expected {}",
-            assets.manifest.version
+            "the venv reports kaelio-ktx {:?}, expected {}",
+            typed.version, assets.manifest.version
         )));
     }
-    let have: Vec<String> = info["features"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
     for f in features {
-        if !have.iter().any(|h| h == f.as_str()) {
-            let why = info["featureDetails"][f.as_str()]["error"]
-                .as_str()
+        if !typed.features.iter().any(|h| h == f.as_str()) {
+            let why = typed
+                .feature_details
+                .get(f.as_str())
+                .and_then(|d| d.error.as_deref())
                 .unwrap_or("not reported");
             return Err(fail(format!("feature {f} is not importable: {why}")));
         }

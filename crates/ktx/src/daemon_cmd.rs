@@ -1,14 +1,17 @@
-//! `ktx runtime start|stop`, the daemon section of `ktx runtime status` and the daemon doctor
-//! check. The lifecycle itself lives in `ktx-daemon`; the runtime glue in `ktx_runner::daemon`.
+//! `ktx runtime start|stop` and the daemon section of `ktx runtime status`: what they print.
+//! The lifecycle itself lives in `ktx-daemon`; the runtime glue and the daemon doctor check in
+//! `ktx_runner::daemon`.
 
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
 use ktx_daemon::{Health, StatusKind, StopOutcome};
-use ktx_runtime::doctor::{Check, Outcome};
 use ktx_runtime::{Feature, Runtime};
 
+use ktx_runtime::messages::{
+    DAEMON_ALREADY_STOPPED, DAEMON_REUSED, DAEMON_STARTED, DAEMON_STOPPED,
+};
 use ktx_runtime::pep440::display_version;
 
 use crate::output::{emit, emit_json};
@@ -61,9 +64,9 @@ pub fn start(
         emit(&format!(
             "{}\nurl: {}\npid: {}\nversion: {}\nfeatures: {}\n",
             if out.reused {
-                "Using existing KTX Python daemon"
+                DAEMON_REUSED
             } else {
-                "Started KTX Python daemon"
+                DAEMON_STARTED
             },
             state.url(),
             state.pid,
@@ -126,9 +129,9 @@ pub fn stop(json: bool) -> Result<ExitCode, CliError> {
         emit_json(&v)?;
     } else {
         match &outcome {
-            StopOutcome::Stopped { .. } => emit("Stopped KTX Python daemon\n")?,
+            StopOutcome::Stopped { .. } => emit(&format!("{DAEMON_STOPPED}\n"))?,
             StopOutcome::AlreadyStopped { cleaned } => {
-                emit("KTX Python daemon already stopped\n")?;
+                emit(&format!("{DAEMON_ALREADY_STOPPED}\n"))?;
                 if let Some(what) = cleaned {
                     eprintln!("Removed stale daemon state: {what}");
                 }
@@ -173,44 +176,4 @@ pub fn status_section(rt: &Runtime) -> String {
         ));
     }
     text
-}
-
-/// The stable id of the daemon doctor check.
-pub const DAEMON_CHECK: &str = "daemon";
-
-/// The `daemon` doctor check: PASS when running or stopped, WARN with a fix when stale.
-pub fn doctor_check(rt: &Runtime) -> Check {
-    if ktx_runtime::trust::check_layout(rt.layout()).is_err() {
-        // The daemon's files are not read there; the permissions check says what to fix.
-        return Check::new(
-            DAEMON_CHECK,
-            "daemon",
-            Outcome::Fail,
-            "not checked: ktx does not use a runtime root that fails the `runtime root permissions` check",
-            Some("Fix the `runtime root permissions` failure above.".into()),
-        );
-    }
-    let dir = ktx_runner::daemon::daemon_dir(rt);
-    let st = ktx_daemon::status(&dir, &ktx_runner::daemon::expected_version(rt));
-    match st.kind {
-        StatusKind::Running => Check::new(DAEMON_CHECK, "daemon", Outcome::Pass, st.detail, None),
-        StatusKind::Stopped => Check::new(
-            DAEMON_CHECK,
-            "daemon",
-            Outcome::Pass,
-            "not running (optional: `ktx runtime start`, or --daemon / KTX_DAEMON=1)",
-            None,
-        ),
-        StatusKind::Stale => Check::new(
-            DAEMON_CHECK,
-            "daemon",
-            Outcome::Warn,
-            format!(
-                "{} (log: {})",
-                st.detail,
-                rt.layout().daemon_log_path().display()
-            ),
-            Some("Run `ktx runtime stop` to clean up, then `ktx runtime start`.".into()),
-        ),
-    }
 }

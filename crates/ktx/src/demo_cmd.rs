@@ -8,10 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::output::{emit, emit_json, ktx_command, ktx_command_line};
-use crate::sl_cmd::op_error;
+use ktx_runner::ops::{self, DemoScaffold, ScaffoldResult};
+
+use crate::output::{emit, emit_json, ktx_command, ktx_command_line, op_error};
 use crate::{CliError, GlobalArgs};
 
 /// Create a demo project (a small SQLite warehouse and its semantic layer) and show queries to try
@@ -44,8 +45,7 @@ pub struct Args {
 pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let dir = absolute(&args.dir)?;
     let opts = global.call_options()?;
-    let result = ktx_runner::call("demo.scaffold", json!({"dir": dir}), &opts).map_err(op_error)?;
-    let mut reply = Reply::parse(&result)?;
+    let mut reply = ops::demo_scaffold(&DemoScaffold { dir }, &opts).map_err(op_error)?;
     // The op writes `ktx ...`; a user who got ktx from npm runs `npx @kaelio/ktx ...`.
     for q in &mut reply.queries {
         *q = ktx_command_line(q);
@@ -59,7 +59,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             "queries": reply.queries,
         }))?;
     } else {
-        emit(&reply.render())?;
+        emit(&render(&reply))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -83,82 +83,39 @@ fn absolute(dir: &Path) -> Result<PathBuf, CliError> {
     Ok(cwd.join(dir))
 }
 
-/// The parts of `demo.scaffold`'s result this command prints.
-#[derive(Debug)]
-struct Reply {
-    dir: String,
-    files: Vec<String>,
-    created: Vec<String>,
-    kept: Vec<String>,
-    queries: Vec<String>,
-}
-
-impl Reply {
-    fn parse(v: &Value) -> Result<Reply, CliError> {
-        let bad = |why: String| {
-            CliError::failure(format!(
-                "unexpected reply from the runtime's demo.scaffold op: {why}\n  hint: check the runtime with `ktx runtime doctor`"
-            ))
-        };
-        let strings = |key: &str| -> Result<Vec<String>, CliError> {
-            v.get(key)
-                .and_then(Value::as_array)
-                .and_then(|a| {
-                    a.iter()
-                        .map(|x| x.as_str().map(str::to_string))
-                        .collect::<Option<Vec<_>>>()
-                })
-                .ok_or_else(|| bad(format!("`{key}` is not a list of strings")))
-        };
-        Ok(Reply {
-            dir: v
-                .get("dir")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("no `dir`".into()))?
-                .to_string(),
-            files: strings("files")?,
-            created: strings("created")?,
-            kept: strings("kept")?,
-            queries: strings("queries")?,
-        })
+/// The human summary: what was written (or kept), then the queries to try.
+fn render(reply: &ScaffoldResult) -> String {
+    let ScaffoldResult {
+        dir,
+        files,
+        created,
+        kept,
+        queries,
+        ..
+    } = reply;
+    let mut out = if kept.is_empty() {
+        format!("Created a ktx demo project in {dir}:\n")
+    } else if created.is_empty() {
+        format!("The ktx demo project in {dir} is already complete (nothing changed):\n")
+    } else {
+        format!("Completed the ktx demo project in {dir} (existing files kept):\n")
+    };
+    for f in files {
+        let note = if kept.contains(f) { "  (kept)" } else { "" };
+        out.push_str(&format!("  {f}{note}\n"));
     }
-
-    /// The human summary: what was written (or kept), then the queries to try.
-    fn render(&self) -> String {
-        let mut out = if self.kept.is_empty() {
-            format!("Created a ktx demo project in {}:\n", self.dir)
-        } else if self.created.is_empty() {
-            format!(
-                "The ktx demo project in {} is already complete (nothing changed):\n",
-                self.dir
-            )
-        } else {
-            format!(
-                "Completed the ktx demo project in {} (existing files kept):\n",
-                self.dir
-            )
-        };
-        for f in &self.files {
-            let note = if self.kept.contains(f) {
-                "  (kept)"
-            } else {
-                ""
-            };
-            out.push_str(&format!("  {f}{note}\n"));
-        }
-        out.push_str(
-            "\nTry these queries (they carry --project-dir, so they run from any directory):\n\n",
-        );
-        for q in &self.queries {
-            out.push_str(&format!("  {q}\n"));
-        }
-        out.push_str(&format!(
-            "\nThen look around: cd {} && {ktx} sl validate && {ktx} sl query --help\n",
-            shell_quote(&self.dir),
-            ktx = ktx_command()
-        ));
-        out
+    out.push_str(
+        "\nTry these queries (they carry --project-dir, so they run from any directory):\n\n",
+    );
+    for q in queries {
+        out.push_str(&format!("  {q}\n"));
     }
+    out.push_str(&format!(
+        "\nThen look around: cd {} && {ktx} sl validate && {ktx} sl query --help\n",
+        shell_quote(dir),
+        ktx = ktx_command()
+    ));
+    out
 }
 
 /// `s` quoted for a POSIX shell when it needs it.
@@ -177,20 +134,20 @@ fn shell_quote(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn reply(created: &[&str], kept: &[&str]) -> Reply {
-        let v = json!({
+    fn reply(created: &[&str], kept: &[&str]) -> ScaffoldResult {
+        let v = serde_json::json!({
             "dir": "/tmp/d",
             "files": ["ktx.yaml", "warehouse.db"],
             "created": created,
             "kept": kept,
             "queries": ["ktx sl query --project-dir /tmp/d --measure orders.revenue"],
         });
-        Reply::parse(&v).unwrap()
+        ops::decode::<DemoScaffold>(v).unwrap()
     }
 
     #[test]
     fn summary_lists_files_and_queries() {
-        let text = reply(&["ktx.yaml", "warehouse.db"], &[]).render();
+        let text = render(&reply(&["ktx.yaml", "warehouse.db"], &[]));
         assert!(
             text.starts_with("Created a ktx demo project in /tmp/d:\n  ktx.yaml\n  warehouse.db\n"),
             "{text}"
@@ -200,17 +157,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("cd /tmp/d && ktx sl validate"), "{text}");
-        let text = reply(&[], &["ktx.yaml", "warehouse.db"]).render();
+        let text = render(&reply(&[], &["ktx.yaml", "warehouse.db"]));
         assert!(text.contains("already complete"), "{text}");
         assert!(text.contains("  warehouse.db  (kept)\n"), "{text}");
-        let text = reply(&["warehouse.db"], &["ktx.yaml"]).render();
+        let text = render(&reply(&["warehouse.db"], &["ktx.yaml"]));
         assert!(text.contains("existing files kept"), "{text}");
     }
 
     #[test]
     fn malformed_replies_are_reported() {
-        let err = Reply::parse(&json!({"dir": "/d", "files": [1]})).unwrap_err();
-        assert!(err.message.contains("`files`"), "{}", err.message);
+        let err = ops::decode::<DemoScaffold>(json!({"dir": "/d", "files": [1]})).unwrap_err();
+        assert!(err.contains("`files[0]`"), "{err}");
     }
 
     #[test]

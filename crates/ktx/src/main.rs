@@ -1,12 +1,19 @@
 //! The `ktx` binary: parses the command line, calls into the library crates and prints.
-//! It holds no business logic of its own.
+//! It holds no policy of its own: what to install and when to ask (`ktx_runner`, including
+//! the large feature's consent in `ktx_runner::local_embeddings`), which project a command
+//! works on (`ktx_runner::project`), what an op takes and answers (`ktx_runner::ops`, typed),
+//! what prune may remove and when it refuses (`ktx_runtime::prune`), what the doctor checks
+//! (`ktx_runtime::doctor`, plus the daemon check in `ktx_runner::daemon`), and the stable
+//! sentences black-box checks parse (`ktx_runtime::messages`). What stays here is clap, the
+//! mapping of results to text or `--json`, and exit codes.
 //!
 //! Layout: one module per command group (`runtime.rs` for `ktx runtime ...`). To add a group:
 //! write `mod group;` with a `#[derive(clap::Args)] pub struct Args` and
 //! `pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError>`, then add one
 //! variant to [`Command`] and one arm to the match in `main`.
 //!
-//! Output: commands print on stdout only through [`output`] (`emit`, `emit_json`), which owns
+//! Output: commands print on stdout only through [`output`] (`emit`, `emit_json`, and
+//! `op_error` for how an op's error reads), which owns
 //! the policy for a closed or full stdout and puts `schemaVersion` first in every `--json`
 //! document; each document's shape is in `docs/json-output.md`. Progress, notes and errors go
 //! to stderr.

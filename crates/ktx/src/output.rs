@@ -62,13 +62,35 @@ impl CliError {
     }
 }
 
+/// Any failure: its text (an op error as `message (code)`), then `did you mean: a, b?` on a
+/// line of its own when an op suggested close names (`details.suggestions`).
 impl From<ktx_runner::RunError> for CliError {
     fn from(e: ktx_runner::RunError) -> Self {
+        let suggestions = e.suggestions();
         CliError {
             code: e.exit_code(),
-            message: e.to_string(),
+            message: with_suggestions(e.to_string(), &suggestions),
         }
     }
+}
+
+/// An op failure as the user sees it for the ops whose errors are sentences (e.g.
+/// `semantic.query`): like [`From`], without the ` (code)` suffix.
+pub fn op_error(err: ktx_runner::RunError) -> CliError {
+    let suggestions = err.suggestions();
+    let ktx_runner::RunError::Abi { message, .. } = err else {
+        return CliError::from(err);
+    };
+    CliError::failure(with_suggestions(message, &suggestions))
+}
+
+/// `text`, then `\n  did you mean: a, b?` when there are suggestions (the one place the line
+/// is written: the ops send the names as data, never in their messages).
+fn with_suggestions(mut text: String, suggestions: &[String]) -> String {
+    if !suggestions.is_empty() {
+        text.push_str(&format!("\n  did you mean: {}?", suggestions.join(", ")));
+    }
+    text
 }
 
 impl From<ktx_runtime::RuntimeError> for CliError {
@@ -224,6 +246,44 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn suggestions_become_a_did_you_mean_line() {
+        use ktx_runner::RunError;
+        use serde_json::json;
+        let err = op_error(RunError::Abi {
+            code: "unknown_measure".into(),
+            message: "unknown measure 'orders.revenu'".into(),
+            details: json!({"suggestions": ["orders.revenue", "orders.x"]}),
+        });
+        assert_eq!(
+            err.message,
+            "unknown measure 'orders.revenu'\n  did you mean: orders.revenue, orders.x?"
+        );
+        let err = op_error(RunError::Abi {
+            code: "invalid_filter".into(),
+            message: "bad filter".into(),
+            details: json!({"suggestions": ["orders.id"]}),
+        });
+        assert_eq!(err.message, "bad filter\n  did you mean: orders.id?");
+        let err = op_error(RunError::Abi {
+            code: "x".into(),
+            message: "plain".into(),
+            details: json!({}),
+        });
+        assert_eq!((err.code, err.message.as_str()), (1, "plain"));
+        assert_eq!(op_error(RunError::Usage("u".into())).code, 2);
+        // `ktx runtime call` (any op, plumbing) keeps the code and the suggestions.
+        let err = CliError::from(RunError::Abi {
+            code: "unknown_measure".into(),
+            message: "unknown measure 'x'".into(),
+            details: json!({"suggestions": ["orders.x"]}),
+        });
+        assert_eq!(
+            err.message,
+            "unknown measure 'x' (unknown_measure)\n  did you mean: orders.x?"
+        );
     }
 
     #[test]

@@ -322,9 +322,7 @@ fn status(json: bool) -> Result<ExitCode, CliError> {
 
 fn doctor(json: bool) -> Result<ExitCode, CliError> {
     let rt = Runtime::from_env()?;
-    // Other crates append their checks here (e.g. the daemon check).
-    let mut report = rt.doctor();
-    report.checks.push(crate::daemon_cmd::doctor_check(&rt));
+    let report = ktx_runner::doctor(&rt);
     if json {
         emit_json(&json!({"ok": !report.failed(), "checks": report.checks}))?;
     } else {
@@ -350,8 +348,14 @@ fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError>
         .iter()
         .map(|s| json!({"path": s.path, "reason": s.reason}))
         .collect();
-    if dry_run || plan.remove.is_empty() || !yes {
-        let refused = !dry_run && !plan.remove.is_empty();
+    // The library decides whether removing needs a confirmation it did not get.
+    let refusal = if dry_run {
+        None
+    } else {
+        plan.confirm(yes).err()
+    };
+    if dry_run || plan.remove.is_empty() || refusal.is_some() {
+        let refused = refusal.is_some();
         if json {
             emit_json(&json!({
                 "dryRun": dry_run,
@@ -390,12 +394,8 @@ fn prune_cmd(dry_run: bool, yes: bool, json: bool) -> Result<ExitCode, CliError>
                 emit(&text)?;
             }
         }
-        if refused {
-            return Err(CliError::failure(format!(
-                "refusing to remove {} director{} without --yes\n  hint: Review with `ktx runtime prune --dry-run`, then run `ktx runtime prune --yes`.",
-                plan.remove.len(),
-                if plan.remove.len() == 1 { "y" } else { "ies" }
-            )));
+        if let Some(refusal) = refusal {
+            return Err(refusal.into());
         }
         return Ok(ExitCode::SUCCESS);
     }

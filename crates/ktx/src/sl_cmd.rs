@@ -1,28 +1,24 @@
 //! `ktx sl query` and `ktx sl validate`: the semantic layer, through the runtime's
-//! `semantic.query` and `semantic.validate` ops (contract: `python-runtime/src/semantic_layer/ops.py`).
+//! `semantic.query` and `semantic.validate` ops (contract: `python-runtime/src/semantic_layer/ops.py`;
+//! typed in `ktx_runner::ops`).
 //!
-//! The project directory is found here, in Rust, before anything else (so a missing `ktx.yaml`
-//! is reported without touching the runtime): `--project-dir` (must hold `ktx.yaml`), else the
-//! nearest directory holding `ktx.yaml` from the current directory upwards. The op receives it as
-//! an absolute `projectDir`. Every call goes through [`ktx_runner::call`], so the lazy-install
+//! The project directory is found first ([`ktx_runner::project`], before the runtime is
+//! touched, so a missing `ktx.yaml` is reported without installing anything) and sent as an
+//! absolute `projectDir`. Every call goes through `ktx_runner::ops`, so the lazy-install
 //! policy (`--yes` / `--no-input` / prompt) and the daemon (`--daemon`, `KTX_DAEMON=1`, or one
-//! already running) apply.
+//! already running) apply. This module turns the arguments into a request and the result into
+//! text.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
-use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use ktx_runner::RunError;
+use ktx_runner::ops::{self, Issue, QueryResult, SemanticQuery, SemanticValidate};
 
+use crate::output::{emit, emit_json, op_error};
 use crate::{CliError, GlobalArgs};
-
-/// The file that marks a project root.
-pub const PROJECT_FILE: &str = "ktx.yaml";
 
 /// Query and check the semantic layer (metrics defined in YAML, compiled to SQL)
 ///
@@ -169,99 +165,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     }
 }
 
-// ---------------------------------------------------------------- project discovery
-
-/// The project root: `explicit` (relative to `cwd`; must hold `ktx.yaml`), else the nearest of
-/// `cwd` and its parents that holds `ktx.yaml`. The result is absolute (canonical when possible).
-pub fn resolve_project_dir(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, CliError> {
-    if let Some(dir) = explicit {
-        let abs = if dir.is_absolute() {
-            dir.to_path_buf()
-        } else {
-            cwd.join(dir)
-        };
-        let abs = std::fs::canonicalize(&abs).unwrap_or(abs);
-        if abs.join(PROJECT_FILE).is_file() {
-            return Ok(abs);
-        }
-        let why = if abs.is_dir() {
-            format!("no {PROJECT_FILE} in {}", abs.display())
-        } else if abs.exists() {
-            format!("--project-dir {} is not a directory", abs.display())
-        } else {
-            format!("--project-dir {} does not exist", abs.display())
-        };
-        return Err(CliError::failure(format!(
-            "{why}\n  hint: pass the directory that holds {PROJECT_FILE}, or create a demo project with `ktx demo`"
-        )));
-    }
-    for dir in cwd.ancestors() {
-        if dir.join(PROJECT_FILE).is_file() {
-            return Ok(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
-        }
-    }
-    Err(CliError::failure(format!(
-        "no {PROJECT_FILE} in {} or any parent directory\n  hint: run this inside a ktx project, pass --project-dir DIR, or create a demo project with `ktx demo` (then `cd ktx-demo`)",
-        cwd.display()
-    )))
-}
-
+/// The project root for `--project-dir` (or the current directory's nearest).
 fn project_dir(explicit: Option<&Path>) -> Result<PathBuf, CliError> {
-    let cwd = std::env::current_dir().map_err(|e| {
-        CliError::failure(format!(
-            "cannot read the current directory: {e}\n  hint: pass --project-dir DIR"
-        ))
-    })?;
-    resolve_project_dir(explicit, &cwd)
-}
-
-// ---------------------------------------------------------------- errors
-
-/// An op failure as the user sees it: the message, then `did you mean: a, b?` when the op
-/// suggested close names (instead of the op's own inline hint, when it ends the message).
-pub fn op_error(err: RunError) -> CliError {
-    let RunError::Abi {
-        message, details, ..
-    } = &err
-    else {
-        return CliError::from(err);
-    };
-    let suggestions: Vec<&str> = details
-        .get("suggestions")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let mut text = message.clone();
-    if !suggestions.is_empty() {
-        let inline = format!("; did you mean {}?", suggestions.join(", "));
-        if let Some(head) = text.strip_suffix(&inline) {
-            text = head.to_string();
-        }
-        if !text.contains("did you mean") {
-            text.push_str(&format!("\n  did you mean: {}?", suggestions.join(", ")));
-        }
-    }
-    CliError::failure(text)
-}
-
-// Printing goes through the crate's one output path (EPIPE, write errors, schemaVersion).
-pub use crate::output::{emit, emit_json};
-
-fn bad_reply(op: &str, why: &str) -> CliError {
-    CliError::failure(format!(
-        "unexpected reply from the runtime's {op} op: {why}\n  hint: check the runtime with `ktx runtime doctor`"
-    ))
+    ktx_runner::project::project_dir(explicit).map_err(|e| CliError::failure(e.to_string()))
 }
 
 // ---------------------------------------------------------------- query
 
-/// The largest `--timeout`: a day. A bound keeps the runner's own call timeout (the query
-/// timeout plus [`CALL_MARGIN`]) a representable duration.
+/// The largest `--timeout`: a day (the op's own bound). A bound keeps the runner's call
+/// timeout (the query timeout plus a margin, see `ktx_runner::ops::semantic_query`) a
+/// representable duration.
 const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
-
-/// Time the runner waits beyond `--timeout` for the answer: the runtime needs a moment to
-/// start, stop the query and reply, and it must be the one that reports the timeout.
-const CALL_MARGIN: Duration = Duration::from_secs(30);
 
 /// `--timeout`: a finite number of seconds, > 0 and at most [`MAX_TIMEOUT_SECONDS`].
 fn parse_timeout(text: &str) -> Result<f64, String> {
@@ -277,150 +191,52 @@ fn parse_timeout(text: &str) -> Result<f64, String> {
     Ok(seconds)
 }
 
-/// The runner's time limit for a query call: at least its default, and always longer than the
-/// query's own `timeoutSeconds`, so the runtime reports an execution timeout itself.
-fn call_timeout(default: Duration, query_timeout: Option<f64>) -> Duration {
-    match query_timeout.and_then(|s| Duration::try_from_secs_f64(s).ok()) {
-        Some(t) => default.max(t + CALL_MARGIN),
-        None => default,
+/// The `semantic.query` request for these arguments.
+fn query_request(a: &QueryArgs, project: &Path) -> SemanticQuery {
+    SemanticQuery {
+        project_dir: project.to_path_buf(),
+        connection_id: a.connection_id.clone(),
+        measures: a.measures.clone(),
+        dimensions: a.dimensions.clone(),
+        filters: a.filters.clone(),
+        segments: a.segments.clone(),
+        order_by: a.order_by.clone(),
+        limit: a.limit,
+        execute: a.execute,
+        max_rows: a.max_rows,
+        timeout_seconds: a.timeout,
     }
-}
-
-/// The `semantic.query` payload for these arguments.
-fn query_payload(a: &QueryArgs, project: &Path) -> Value {
-    let mut p = Map::new();
-    p.insert("projectDir".into(), json!(project));
-    if let Some(c) = &a.connection_id {
-        p.insert("connectionId".into(), json!(c));
-    }
-    p.insert("measures".into(), json!(a.measures));
-    p.insert("dimensions".into(), json!(a.dimensions));
-    p.insert("filters".into(), json!(a.filters));
-    p.insert("segments".into(), json!(a.segments));
-    p.insert("orderBy".into(), json!(a.order_by));
-    if let Some(n) = a.limit {
-        p.insert("limit".into(), json!(n));
-    }
-    p.insert("execute".into(), json!(a.execute));
-    if let Some(n) = a.max_rows {
-        p.insert("maxRows".into(), json!(n));
-    }
-    if let Some(t) = a.timeout {
-        p.insert("timeoutSeconds".into(), json!(t));
-    }
-    Value::Object(p)
-}
-
-/// `semantic.query`'s result, keys in the contract's order (the rest, if any, after).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct QueryOutput<'a> {
-    connection_id: &'a Value,
-    dialect: &'a Value,
-    sql: &'a Value,
-    headers: &'a Value,
-    rows: &'a Value,
-    total_rows: &'a Value,
-    plan: &'a Value,
-    #[serde(flatten)]
-    rest: BTreeMap<&'a str, &'a Value>,
-}
-
-const QUERY_KEYS: [&str; 7] = [
-    "connectionId",
-    "dialect",
-    "sql",
-    "headers",
-    "rows",
-    "totalRows",
-    "plan",
-];
-
-fn ordered_query(result: &Value) -> Result<QueryOutput<'_>, CliError> {
-    let obj = result
-        .as_object()
-        .ok_or_else(|| bad_reply("semantic.query", "the result is not an object"))?;
-    let get = |k: &str| {
-        obj.get(k)
-            .ok_or_else(|| bad_reply("semantic.query", &format!("no `{k}`")))
-    };
-    Ok(QueryOutput {
-        connection_id: get("connectionId")?,
-        dialect: get("dialect")?,
-        sql: get("sql")?,
-        headers: get("headers")?,
-        rows: get("rows")?,
-        total_rows: get("totalRows")?,
-        plan: get("plan")?,
-        rest: obj
-            .iter()
-            .filter(|(k, _)| !QUERY_KEYS.contains(&k.as_str()))
-            .map(|(k, v)| (k.as_str(), v))
-            .collect(),
-    })
 }
 
 fn query(a: QueryArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let project = project_dir(a.project_dir.as_deref())?;
-    let mut opts = global.call_options()?;
-    opts.timeout = call_timeout(opts.timeout, a.timeout);
-    let result =
-        ktx_runner::call("semantic.query", query_payload(&a, &project), &opts).map_err(op_error)?;
-    let out = ordered_query(&result)?;
-    let sql = out
-        .sql
-        .as_str()
-        .ok_or_else(|| bad_reply("semantic.query", "`sql` is not a string"))?;
+    let opts = global.call_options()?;
+    let out = ops::semantic_query(&query_request(&a, &project), &opts).map_err(op_error)?;
     let format = if a.json { Format::Json } else { a.format };
     match format {
         Format::Json => emit_json(&out)?,
-        Format::Sql => emit(&format!("{}\n", sql.trim_end()))?,
+        Format::Sql => emit(&format!("{}\n", out.sql.trim_end()))?,
         Format::Table if !a.execute => {
-            emit(&format!("{}\n", sql.trim_end()))?;
+            emit(&format!("{}\n", out.sql.trim_end()))?;
             eprintln!(
                 "note: nothing was executed (compile only), so there are no rows to tabulate; add --execute to run the query"
             );
         }
         Format::Table => {
-            let headers: Vec<String> = out
-                .headers
-                .as_array()
-                .ok_or_else(|| bad_reply("semantic.query", "`headers` is not a list"))?
-                .iter()
-                .map(|h| {
-                    h.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| h.to_string())
-                })
-                .collect();
-            let rows: Vec<&[Value]> = out
-                .rows
-                .as_array()
-                .ok_or_else(|| bad_reply("semantic.query", "`rows` is not a list"))?
-                .iter()
-                .map(|r| r.as_array().map(Vec::as_slice))
-                .collect::<Option<_>>()
-                .ok_or_else(|| bad_reply("semantic.query", "a row is not a list"))?;
-            emit(&render_table(&headers, &rows))?;
-            eprintln!("{}", row_count_line(rows.len(), out.total_rows, out.plan));
+            let rows: Vec<&[Value]> = out.rows.iter().map(Vec::as_slice).collect();
+            emit(&render_table(&out.headers, &rows))?;
+            eprintln!("{}", row_count_line(rows.len(), &out));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `3 rows`, or `1000 of 5000 rows shown (--max-rows 1000); raise --max-rows to see more`.
-fn row_count_line(shown: usize, total: &Value, plan: &Value) -> String {
-    let total = total.as_u64().unwrap_or(shown as u64);
+fn row_count_line(shown: usize, out: &QueryResult) -> String {
+    let total = out.total_rows.unwrap_or(shown as u64);
     let plural = |n: u64| if n == 1 { "row" } else { "rows" };
-    let truncated = plan
-        .pointer("/execution/truncated")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if truncated || total > shown as u64 {
-        let max = plan
-            .pointer("/execution/maxRows")
-            .and_then(Value::as_u64)
-            .unwrap_or(shown as u64);
+    if out.truncated() || total > shown as u64 {
+        let max = out.max_rows().unwrap_or(shown as u64);
         format!(
             "{shown} of {total} {} shown (--max-rows {max}); raise --max-rows to see more",
             plural(total)
@@ -512,88 +328,33 @@ fn render_table(headers: &[String], rows: &[&[Value]]) -> String {
 
 // ---------------------------------------------------------------- validate
 
-/// `semantic.validate`'s result, keys in the contract's order: `warnings` (same entries as
-/// `errors`, each message starting `could not check`) and `databases` (one
-/// `{connectionId, driver, path, checked, reason}` per connection) come after `errors`.
-#[derive(Serialize)]
-struct ValidateOutput<'a> {
-    ok: &'a Value,
-    #[serde(rename = "projectDir")]
-    project_dir: &'a Value,
-    connections: &'a Value,
-    sources: &'a Value,
-    errors: &'a Value,
-    warnings: &'a Value,
-    databases: &'a Value,
-    #[serde(flatten)]
-    rest: BTreeMap<&'a str, &'a Value>,
-}
-
-/// The keys [`ValidateOutput`] names (the rest follow them).
-const VALIDATE_KEYS: [&str; 7] = [
-    "ok",
-    "projectDir",
-    "connections",
-    "sources",
-    "errors",
-    "warnings",
-    "databases",
-];
-
 fn validate(a: ValidateArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let project = project_dir(a.project_dir.as_deref())?;
     let opts = global.call_options()?;
-    let result = ktx_runner::call("semantic.validate", json!({"projectDir": project}), &opts)
-        .map_err(op_error)?;
-    let bad = |why: &str| bad_reply("semantic.validate", why);
-    let obj = result
-        .as_object()
-        .ok_or_else(|| bad("the result is not an object"))?;
-    let get = |k: &str| obj.get(k).ok_or_else(|| bad(&format!("no `{k}`")));
-    let errors = get("errors")?
-        .as_array()
-        .ok_or_else(|| bad("`errors` is not a list"))?;
-    let warnings = get("warnings")?
-        .as_array()
-        .ok_or_else(|| bad("`warnings` is not a list"))?;
-    let ok = get("ok")?.as_bool().unwrap_or(errors.is_empty()) && errors.is_empty();
+    let req = SemanticValidate {
+        project_dir: project,
+    };
+    let out = ops::semantic_validate(&req, &opts).map_err(op_error)?;
+    let ok = out.ok && out.errors.is_empty();
     if a.json {
-        emit_json(&ValidateOutput {
-            ok: get("ok")?,
-            project_dir: get("projectDir")?,
-            connections: get("connections")?,
-            sources: get("sources")?,
-            errors: get("errors")?,
-            warnings: get("warnings")?,
-            databases: get("databases")?,
-            rest: obj
-                .iter()
-                .filter(|(k, _)| !VALIDATE_KEYS.contains(&k.as_str()))
-                .map(|(k, v)| (k.as_str(), v))
-                .collect(),
-        })?;
+        emit_json(&out)?;
     } else {
         let mut report = String::new();
-        for e in errors {
+        for e in &out.errors {
             report.push_str(&validate_line(e));
             report.push('\n');
         }
-        for w in warnings {
+        for w in &out.warnings {
             report.push_str(&format!("warning: {}\n", validate_line(w)));
         }
-        let dir = obj
-            .get("projectDir")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| project.display().to_string());
-        let connections = obj.get("connections").and_then(Value::as_u64).unwrap_or(0);
-        let sources = obj.get("sources").and_then(Value::as_u64).unwrap_or(0);
+        let dir = &out.project_dir;
+        let (connections, sources) = (out.connections, out.sources);
         let counts = format!(
             "{connections} connection{}, {sources} source file{}",
             if connections == 1 { "" } else { "s" },
             if sources == 1 { "" } else { "s" }
         );
-        let unchecked = match warnings.len() {
+        let unchecked = match out.warnings.len() {
             0 => String::new(),
             n => format!(
                 "; {n} warning{}: not everything could be checked against the database",
@@ -603,7 +364,7 @@ fn validate(a: ValidateArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> 
         if ok {
             report.push_str(&format!("OK: {dir}: {counts}, no errors{unchecked}\n"));
         } else {
-            let n = errors.len();
+            let n = out.errors.len();
             report.push_str(&format!(
                 "{n} error{} in {dir} ({counts}){unchecked}\n",
                 if n == 1 { "" } else { "s" }
@@ -619,87 +380,22 @@ fn validate(a: ValidateArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> 
 }
 
 /// `<file>:<line>: <key>: <message>`; the line is left out when null, the key when empty.
-fn validate_line(e: &Value) -> String {
-    let file = e.get("file").and_then(Value::as_str).unwrap_or("?");
-    let mut out = file.to_string();
-    if let Some(line) = e.get("line").and_then(Value::as_u64) {
+fn validate_line(e: &Issue) -> String {
+    let mut out = e.file.clone();
+    if let Some(line) = e.line {
         out.push_str(&format!(":{line}"));
     }
-    if let Some(key) = e
-        .get("key")
-        .and_then(Value::as_str)
-        .filter(|k| !k.is_empty())
-    {
-        out.push_str(&format!(": {key}"));
+    if !e.key.is_empty() {
+        out.push_str(&format!(": {}", e.key));
     }
-    let message = e.get("message").and_then(Value::as_str).unwrap_or("");
-    out.push_str(&format!(": {message}"));
+    out.push_str(&format!(": {}", e.message));
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn project_dir_is_found_upwards_or_refused_with_the_fix() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(tmp.path()).unwrap();
-        let deep = root.join("a/b");
-        std::fs::create_dir_all(&deep).unwrap();
-        let err = resolve_project_dir(None, &deep).unwrap_err();
-        assert_eq!(err.code, 1);
-        assert!(
-            err.message.contains(&deep.display().to_string()),
-            "{}",
-            err.message
-        );
-        assert!(err.message.contains("`ktx demo`"), "{}", err.message);
-
-        std::fs::write(root.join("a/ktx.yaml"), "connections: {}\n").unwrap();
-        assert_eq!(resolve_project_dir(None, &deep).unwrap(), root.join("a"));
-        assert_eq!(
-            resolve_project_dir(Some(Path::new("..")), &deep).unwrap(),
-            root.join("a")
-        );
-        let err = resolve_project_dir(Some(Path::new(".")), &deep).unwrap_err();
-        assert!(err.message.contains("no ktx.yaml in"), "{}", err.message);
-        let err = resolve_project_dir(Some(Path::new("missing")), &deep).unwrap_err();
-        assert!(err.message.contains("does not exist"), "{}", err.message);
-        let err = resolve_project_dir(Some(&root.join("a/ktx.yaml")), &deep).unwrap_err();
-        assert!(
-            err.message.contains("is not a directory"),
-            "{}",
-            err.message
-        );
-    }
-
-    #[test]
-    fn suggestions_become_a_did_you_mean_line() {
-        let err = op_error(RunError::Abi {
-            code: "unknown_measure".into(),
-            message: "unknown measure 'orders.revenu'; did you mean orders.revenue, orders.x?"
-                .into(),
-            details: json!({"suggestions": ["orders.revenue", "orders.x"]}),
-        });
-        assert_eq!(
-            err.message,
-            "unknown measure 'orders.revenu'\n  did you mean: orders.revenue, orders.x?"
-        );
-        let err = op_error(RunError::Abi {
-            code: "invalid_filter".into(),
-            message: "bad filter".into(),
-            details: json!({"suggestions": ["orders.id"]}),
-        });
-        assert_eq!(err.message, "bad filter\n  did you mean: orders.id?");
-        let err = op_error(RunError::Abi {
-            code: "x".into(),
-            message: "plain".into(),
-            details: json!({}),
-        });
-        assert_eq!((err.code, err.message.as_str()), (1, "plain"));
-        assert_eq!(op_error(RunError::Usage("u".into())).code, 2);
-    }
+    use serde_json::json;
 
     #[test]
     fn table_aligns_text_left_numbers_right() {
@@ -720,14 +416,28 @@ mod tests {
         assert_eq!(cell_text(&json!("a\nb")), "a\\nb");
     }
 
+    /// A `semantic.query` result with `total_rows` and `plan` (the rest does not matter here).
+    fn result(total_rows: u64, plan: Value) -> QueryResult {
+        QueryResult {
+            connection_id: "w".into(),
+            dialect: "sqlite".into(),
+            sql: "SELECT 1".into(),
+            headers: Vec::new(),
+            rows: Vec::new(),
+            total_rows: Some(total_rows),
+            plan,
+            extra: Default::default(),
+        }
+    }
+
     #[test]
     fn row_count_says_when_rows_were_cut() {
         let plan = json!({"execution": {"mode": "executed", "truncated": false}});
-        assert_eq!(row_count_line(1, &json!(1), &plan), "1 row");
-        assert_eq!(row_count_line(0, &json!(0), &plan), "0 rows");
+        assert_eq!(row_count_line(1, &result(1, plan.clone())), "1 row");
+        assert_eq!(row_count_line(0, &result(0, plan)), "0 rows");
         let cut = json!({"execution": {"mode": "executed", "truncated": true, "maxRows": 2}});
         assert_eq!(
-            row_count_line(2, &json!(5), &cut),
+            row_count_line(2, &result(5, cut)),
             "2 of 5 rows shown (--max-rows 2); raise --max-rows to see more"
         );
     }
@@ -745,28 +455,16 @@ mod tests {
     }
 
     #[test]
-    fn the_call_outlives_the_query_timeout() {
-        let default = Duration::from_secs(300);
-        assert_eq!(call_timeout(default, None), default);
-        assert_eq!(call_timeout(default, Some(5.0)), default);
-        assert_eq!(
-            call_timeout(default, Some(1000.0)),
-            Duration::from_secs(1000) + CALL_MARGIN
-        );
-        assert_eq!(
-            call_timeout(default, Some(MAX_TIMEOUT_SECONDS)),
-            Duration::from_secs(86_400) + CALL_MARGIN
-        );
-    }
-
-    #[test]
     fn validate_lines_omit_missing_parts() {
-        let e = json!({"file": "semantic-layer/w/o.yaml", "key": "measures[1].expr", "line": 12, "message": "unknown column"});
+        let issue = |v: Value| serde_json::from_value::<Issue>(v).unwrap();
+        let e = issue(
+            json!({"file": "semantic-layer/w/o.yaml", "key": "measures[1].expr", "line": 12, "message": "unknown column"}),
+        );
         assert_eq!(
             validate_line(&e),
             "semantic-layer/w/o.yaml:12: measures[1].expr: unknown column"
         );
-        let e = json!({"file": "ktx.yaml", "key": "", "line": null, "message": "bad"});
+        let e = issue(json!({"file": "ktx.yaml", "key": "", "line": null, "message": "bad"}));
         assert_eq!(validate_line(&e), "ktx.yaml: bad");
     }
 }

@@ -2,6 +2,8 @@
 
 from ktx_daemon._version import __version__
 
+#: The ABI version this runtime speaks: defined here only (``abi``, the server and the ops
+#: import it). The Rust CLI defines the same number on its side of the contract.
 ABI_VERSION = 1
 
 __all__ = ["ABI_VERSION", "__version__"]

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-ABI_VERSION = 1
+from ktx_daemon import ABI_VERSION  # defined once, in the package (``ktx_daemon.ABI_VERSION``)
 
 #: op name -> "module:function". The function takes the payload dict and returns a JSON-able dict.
 OPS: dict[str, str] = {

@@ -126,13 +126,12 @@ def _suggest(text: str, candidates: list[str]) -> list[str]:
 
 
 def _unknown(code: str, kind: str, text: str, candidates: list[str], conn: Connection):
+    # Close names are data (details.suggestions, printed by the CLI), never message text.
     close = _suggest(text, candidates)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    if not candidates:
-        hint = f"; connection {conn.id!r} has no {kind}s"
+    none = f"; connection {conn.id!r} has no {kind}s" if not candidates else ""
     return SemanticError(
         code,
-        f"unknown {kind} {text!r}{hint}",
+        f"unknown {kind} {text!r}{none}",
         {"name": text, "suggestions": close, "connectionId": conn.id},
     )
 
@@ -500,10 +499,9 @@ def _classify_column(
     if col.args.get("db") or not col.table:
         written = col.sql()
         close = [c for c in all_dims + all_measures if c.split(".")[-1] == col.name][:5]
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise SemanticError(
             "invalid_filter",
-            f"filter {text!r}: column {written!r} must be written source.column{hint} "
+            f"filter {text!r}: column {written!r} must be written source.column "
             "(string literals take single quotes)",
             {"filter": text, "suggestions": close},
         )
@@ -517,10 +515,9 @@ def _classify_column(
         if measure is not None and measure.sql is not None:
             return "measure"
     close = _suggest(ref, all_dims + all_measures)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise SemanticError(
         "invalid_filter",
-        f"filter {text!r}: unknown column {ref!r}{hint}",
+        f"filter {text!r}: unknown column {ref!r}",
         {"filter": text, "suggestions": close},
     )
 

@@ -7,10 +7,9 @@ otherwise; unknown payload keys are ignored; camelCase throughout.
 ==================
 Payload::
 
-    projectDir   str, optional   directory holding ktx.yaml (absolute; a relative one is taken
-                                 against cwd). Exactly this directory: no upward search.
-    cwd          str, optional   used when projectDir is absent: ktx.yaml is searched here and
-                                 in every parent. One of projectDir/cwd is required.
+    projectDir   str             the absolute directory holding ktx.yaml. Exactly this
+                                 directory: finding it (--project-dir, or upwards from the
+                                 current directory) is the CLI's job (ktx_runner::project).
     connectionId str|null        optional when ktx.yaml has exactly one connection
     measures     [str]           >= 1, "source.measure"
     dimensions   [str]           "source.column" or "source.column:day|week|month|quarter|year"
@@ -79,7 +78,7 @@ Semantics worth knowing on the CLI side:
 
 ``semantic.validate``
 =====================
-Payload: ``{projectDir | cwd}`` as above. Result::
+Payload: ``{projectDir}`` as above. Result::
 
     ok          bool    true when errors is empty
     projectDir  str
@@ -121,13 +120,18 @@ A non-empty directory whose ktx.yaml does not start with the demo marker line is
 
 Error codes (``abi.OpError.code``; ``details`` in brackets)
 =========================================================
+Close names the user may have meant are always data, ``details.suggestions`` (a list of
+strings, possibly empty), never text in the message: the CLI prints them as
+``did you mean: a, b?`` on a line of its own (``tests/test_op_contract.py`` checks every error
+raised in the code base).
+
 invalid_payload       a payload field has the wrong type or is missing [field]
-project_not_found     no ktx.yaml where asked [projectDir | start]
+project_not_found     no ktx.yaml in projectDir [projectDir]
 invalid_yaml          query only: a project file is not valid YAML; the message has file:line
                       [errors: the validate-shaped error list]
 invalid_project       query only: the project (ktx.yaml or the connection's sources) has
                       errors; the message lists them [errors]
-unknown_connection    connectionId not in ktx.yaml [connectionId, known]
+unknown_connection    connectionId not in ktx.yaml [connectionId, known, suggestions]
 ambiguous_connection  connectionId omitted but several connections exist [connections]
 unknown_measure       [name, suggestions (closest "source.measure" names), connectionId]
 unknown_dimension     [name, suggestions, connectionId]
@@ -139,7 +143,8 @@ invalid_filter        a filter is not a single condition over known qualified co
                       statements, a subquery, ``x IN table``, an unknown or unqualified
                       column, an aggregate, measures and columns mixed in one AND part), does
                       not parse (the message says what is missing, in SQL terms), or nests
-                      deeper than 20 levels (``sqlexpr.MAX_NESTING``) [filter, suggestions?]
+                      deeper than 20 levels (``sqlexpr.MAX_NESTING``) [filter,
+                      suggestions when the filter names an unknown or unqualified column]
 ambiguous_join        several shortest join paths [from, to, paths]
 no_join_path          sources not connected by joins [from, to]
 missing_grain         a measure source is fanned out by a one_to_many join and declares no

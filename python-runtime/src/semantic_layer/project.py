@@ -185,55 +185,46 @@ class Project(Record):
         conn = self.connections.get(connection_id)
         if conn is None:
             close = difflib.get_close_matches(connection_id, list(self.connections), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise SemanticError(
                 "unknown_connection",
                 f"unknown connection {connection_id!r} in {self.root / PROJECT_FILE} "
-                f"(known: {', '.join(sorted(self.connections)) or 'none'}){hint}",
-                {"connectionId": connection_id, "known": sorted(self.connections)},
+                f"(known: {', '.join(sorted(self.connections)) or 'none'})",
+                {
+                    "connectionId": connection_id,
+                    "known": sorted(self.connections),
+                    "suggestions": close,
+                },
             )
         return conn
 
 
-def find_project_root(start: Path) -> Path:
-    """The nearest directory at or above ``start`` holding ``ktx.yaml``."""
-    start = start.resolve()
-    for candidate in (start, *start.parents):
-        if (candidate / PROJECT_FILE).is_file():
-            return candidate
-    raise SemanticError(
-        "project_not_found",
-        f"no {PROJECT_FILE} in {start} or any parent directory; run `ktx demo` to create a "
-        "project or pass --project-dir",
-        {"start": str(start)},
-    )
-
-
 def project_root_from_payload(payload: dict[str, Any]) -> Path:
-    """``projectDir`` (exact, must hold ktx.yaml) or discovery upwards from ``cwd``."""
+    """``projectDir``: an absolute directory that holds ``ktx.yaml``.
+
+    Finding the project (``--project-dir``, or the nearest ``ktx.yaml`` upwards from the
+    current directory) is the CLI's job, done once in Rust (``ktx_runner::project``) before the
+    runtime is touched; the ops receive its result and only check it.
+    """
     project_dir = payload.get("projectDir")
-    cwd = payload.get("cwd")
-    for key, value in (("projectDir", project_dir), ("cwd", cwd)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise SemanticError(
-                "invalid_payload", f"{key!r} must be a non-empty string path", {"field": key}
-            )
-    if project_dir is not None:
-        root = Path(project_dir)
-        if not root.is_absolute():
-            root = Path(cwd) / root if cwd else Path.cwd() / root
-        root = root.resolve()
-        if not (root / PROJECT_FILE).is_file():
-            raise SemanticError(
-                "project_not_found",
-                f"no {PROJECT_FILE} in {root}; pass the directory that holds {PROJECT_FILE} "
-                "(or run `ktx demo DIR` to create one)",
-                {"projectDir": str(root)},
-            )
-        return root
-    if cwd is not None:
-        return find_project_root(Path(cwd))
-    raise SemanticError("invalid_payload", "payload needs 'projectDir' or 'cwd'")
+    if project_dir is None:
+        raise SemanticError(
+            "invalid_payload", "payload needs 'projectDir'", {"field": "projectDir"}
+        )
+    if not isinstance(project_dir, str) or not Path(project_dir).is_absolute():
+        raise SemanticError(
+            "invalid_payload",
+            "'projectDir' must be an absolute path (string)",
+            {"field": "projectDir"},
+        )
+    root = Path(project_dir).resolve()
+    if not (root / PROJECT_FILE).is_file():
+        raise SemanticError(
+            "project_not_found",
+            f"no {PROJECT_FILE} in {root}; pass the directory that holds {PROJECT_FILE} "
+            "(or run `ktx demo DIR` to create one)",
+            {"projectDir": str(root)},
+        )
+    return root
 
 
 class _FileContext:

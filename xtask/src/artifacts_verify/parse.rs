@@ -5,10 +5,18 @@
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
-/// The first line of `ktx runtime start` when it spawned a daemon.
-pub const STARTED: &str = "Started KTX Python daemon";
-/// The first line of `ktx runtime start` when one was already running.
-pub const REUSED: &str = "Using existing KTX Python daemon";
+// The stable sentences are defined once, in `ktx_runtime::messages`, which the CLI prints:
+// `STARTED` / `REUSED` (the first line of `ktx runtime start` when it spawned a daemon / one
+// was already running), `STOPPED` (`ktx runtime stop`), `READY` (the end of a lazy install).
+pub use ktx_runtime::messages::{
+    DAEMON_REUSED as REUSED, DAEMON_STARTED as STARTED, DAEMON_STOPPED as STOPPED,
+    RUNTIME_READY as READY,
+};
+
+/// `Installing KTX Python runtime (core) with uv...`: the start of a lazy `core` install.
+pub fn installing_core_with_uv() -> String {
+    ktx_runtime::messages::installing("core", "uv")
+}
 
 /// What `ktx runtime start` printed on stdout.
 #[derive(Debug, Clone, PartialEq, Eq)]

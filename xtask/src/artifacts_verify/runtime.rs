@@ -11,10 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// stderr of a lazy install, in this order (ARCHITECTURE's stable messages).
-const INSTALLING: &str = "Installing KTX Python runtime (core) with uv...";
-const READY: &str = "KTX Python runtime ready:";
-
 const KTX_YAML: &str = "connections:\n  smoke:\n    driver: sqlite\n    path: smoke.db\n";
 const ORDERS_YAML: &str = "name: orders
 table: orders
@@ -128,9 +124,11 @@ pub fn first_query(ctx: &mut Ctx) -> Result<()> {
     py.succeeds(QUICK)?;
 
     let ran = query(ctx, &["--yes"]).succeeds(INSTALL)?;
+    // stderr of a lazy install, in this order (the stable messages).
+    let (installing, ready) = (parse::installing_core_with_uv(), parse::READY);
     ran.require(
-        parse::in_order(ran.stderr(), &[INSTALLING, READY]),
-        format!("stderr must show `{INSTALLING}` then `{READY}`"),
+        parse::in_order(ran.stderr(), &[&installing, ready]),
+        format!("stderr must show `{installing}` then `{ready}`"),
     )?;
     ran.require(
         ran.stdout().contains("\"mode\": \"compile_only\""),
@@ -289,8 +287,8 @@ pub fn daemon_query(ctx: &mut Ctx) -> Result<()> {
 pub(super) fn stop(ctx: &mut Ctx) -> Result<()> {
     let ran = ctx.ktx(&["runtime", "stop"]).succeeds(QUICK)?;
     ran.require(
-        ran.stdout().lines().next() == Some("Stopped KTX Python daemon"),
-        "expected `Stopped KTX Python daemon`",
+        ran.stdout().lines().next() == Some(parse::STOPPED),
+        format!("expected `{}`", parse::STOPPED),
     )?;
     ctx.daemon_stopped();
     ctx.started = None;
