@@ -28,9 +28,20 @@ impl Seconds {
         max: Duration::from_secs(366 * 86_400),
     };
 
+    /// More than 0, at most a day: a query's execution timeout (`timeoutSeconds`).
+    pub const POSITIVE_UP_TO_A_DAY: Seconds = Seconds {
+        allow_zero: false,
+        max: Duration::from_secs(86_400),
+    };
+
     /// `text` (surrounding blanks ignored) as a duration within these bounds.
     pub fn parse(&self, text: &str) -> Option<Duration> {
-        let secs: f64 = text.trim().parse().ok()?;
+        self.of(text.trim().parse().ok()?)
+    }
+
+    /// `secs` as a duration within these bounds (`None` for NaN, infinities, negatives, 0
+    /// unless allowed, and anything over the maximum).
+    pub fn of(&self, secs: f64) -> Option<Duration> {
         if !secs.is_finite() || secs < 0.0 || (secs == 0.0 && !self.allow_zero) {
             return None;
         }

@@ -93,13 +93,11 @@ fn each_shared_mechanism_is_written_once_in_ktx_base() {
             "`{needle}` must appear only in {home}"
         );
     }
-    // The seconds parser. (`ktx sl query --timeout` in the binary still has its own, with its
-    // own message: moving it is the binary's clean-up, not this crate's.)
-    let parsers: Vec<String> = files_with(&sources, "try_from_secs_f64")
-        .into_iter()
-        .filter(|f| f != "crates/ktx/src/sl_cmd.rs")
-        .collect();
-    assert_eq!(parsers, vec!["crates/ktx-base/src/duration.rs".to_string()]);
+    // The seconds parser.
+    assert_eq!(
+        files_with(&sources, "try_from_secs_f64"),
+        vec!["crates/ktx-base/src/duration.rs".to_string()]
+    );
     for banned in ["libc::flock", "libc::kill(pid, 0)", "fn civil_from_days"] {
         let found: Vec<String> = files_with(&sources, banned)
             .into_iter()

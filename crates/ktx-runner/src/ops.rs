@@ -53,7 +53,7 @@ pub fn semantic_query(req: &SemanticQuery, opts: &CallOptions) -> Result<QueryRe
 /// query's own `timeoutSeconds` (by [`QUERY_CALL_MARGIN`]), so the runtime reports an
 /// execution timeout itself.
 pub fn query_call_timeout(default: Duration, query_timeout: Option<f64>) -> Duration {
-    match query_timeout.and_then(|s| Duration::try_from_secs_f64(s).ok()) {
+    match query_timeout.and_then(|s| ktx_base::duration::Seconds::NON_NEGATIVE.of(s)) {
         Some(t) => default.max(t + QUERY_CALL_MARGIN),
         None => default,
     }

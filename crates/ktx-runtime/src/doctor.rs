@@ -508,53 +508,16 @@ fn check_runtime(rt: &Runtime) -> Check {
         }
     }
     match st.kind {
-        StatusKind::Ready => {
-            let Some(receipt) = &st.manifest else {
-                return Check::new(
-                    RUNTIME_CHECK,
-                    label,
-                    Outcome::Fail,
-                    "ready without a receipt",
-                    None,
-                );
-            };
-            let req = abi::request(RuntimeInfo::NAME, json!({}));
-            match abi::oneshot(&receipt.python_path, &req, Duration::from_secs(120), None) {
-                Ok((Reply::Ok(info), _)) => Check::new(
-                    RUNTIME_CHECK,
-                    label,
-                    Outcome::Pass,
-                    format!(
-                        "ready at {}: ktx {} runtime, features [{}], Python {}, installed with {}",
-                        receipt.venv_dir.display(),
-                        // Users see ktx's SemVer, not the Python package's PEP 440 form.
-                        crate::pep440::display_version(
-                            &crate::ops::decode::<RuntimeInfo>(info)
-                                .map(|i| i.version)
-                                .unwrap_or_else(|_| "?".into())
-                        ),
-                        receipt.features.join(", "),
-                        receipt.interpreter.version,
-                        receipt.installer.name
-                    ),
-                    None,
-                ),
-                Ok((Reply::Err { code, message, .. }, _)) => Check::new(
-                    RUNTIME_CHECK,
-                    label,
-                    Outcome::Fail,
-                    format!("runtime.info failed: {code}: {message}"),
-                    Some("ktx runtime install --force".into()),
-                ),
-                Err(e) => Check::new(
-                    RUNTIME_CHECK,
-                    label,
-                    Outcome::Fail,
-                    format!("the runtime does not start: {e}"),
-                    Some("ktx runtime install --force".into()),
-                ),
-            }
-        }
+        StatusKind::Ready => match &st.manifest {
+            Some(receipt) => check_ready_runtime(receipt),
+            None => Check::new(
+                RUNTIME_CHECK,
+                label,
+                Outcome::Fail,
+                "ready without a receipt",
+                None,
+            ),
+        },
         StatusKind::Missing => Check::new(
             RUNTIME_CHECK,
             label,
@@ -578,6 +541,47 @@ fn check_runtime(rt: &Runtime) -> Check {
             Outcome::Fail,
             format!("broken: {}", st.detail),
             Some("ktx runtime install".into()),
+        ),
+    }
+}
+
+/// The managed-runtime check of a ready runtime: it must answer `runtime.info` one-shot.
+fn check_ready_runtime(receipt: &Receipt) -> Check {
+    let label = "managed runtime";
+    let req = abi::request(RuntimeInfo::NAME, json!({}));
+    match abi::oneshot(&receipt.python_path, &req, Duration::from_secs(120), None) {
+        Ok((Reply::Ok(info), _)) => Check::new(
+            RUNTIME_CHECK,
+            label,
+            Outcome::Pass,
+            format!(
+                "ready at {}: ktx {} runtime, features [{}], Python {}, installed with {}",
+                receipt.venv_dir.display(),
+                // Users see ktx's SemVer, not the Python package's PEP 440 form.
+                crate::pep440::display_version(
+                    &crate::ops::decode::<RuntimeInfo>(info)
+                        .map(|i| i.version)
+                        .unwrap_or_else(|_| "?".into())
+                ),
+                receipt.features.join(", "),
+                receipt.interpreter.version,
+                receipt.installer.name
+            ),
+            None,
+        ),
+        Ok((Reply::Err { code, message, .. }, _)) => Check::new(
+            RUNTIME_CHECK,
+            label,
+            Outcome::Fail,
+            format!("runtime.info failed: {code}: {message}"),
+            Some("ktx runtime install --force".into()),
+        ),
+        Err(e) => Check::new(
+            RUNTIME_CHECK,
+            label,
+            Outcome::Fail,
+            format!("the runtime does not start: {e}"),
+            Some("ktx runtime install --force".into()),
         ),
     }
 }

@@ -175,20 +175,19 @@ fn project_dir(explicit: Option<&Path>) -> Result<PathBuf, CliError> {
 /// The largest `--timeout`: a day (the op's own bound). A bound keeps the runner's call
 /// timeout (the query timeout plus a margin, see `ktx_runner::ops::semantic_query`) a
 /// representable duration.
-const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
 
-/// `--timeout`: a finite number of seconds, > 0 and at most [`MAX_TIMEOUT_SECONDS`].
+/// `--timeout`: a finite number of seconds, > 0 and at most a day (the runtime's own bound).
 fn parse_timeout(text: &str) -> Result<f64, String> {
     let bad = || {
         format!(
-            "must be a number of seconds greater than 0 and at most {MAX_TIMEOUT_SECONDS} (e.g. 30 or 2.5), got {text:?}"
+            "must be a number of seconds greater than 0 and at most {} (e.g. 30 or 2.5), got {text:?}",
+            ktx_base::duration::Seconds::POSITIVE_UP_TO_A_DAY.max.as_secs()
         )
     };
-    let seconds: f64 = text.trim().parse().map_err(|_| bad())?;
-    if !seconds.is_finite() || seconds <= 0.0 || seconds > MAX_TIMEOUT_SECONDS {
-        return Err(bad());
-    }
-    Ok(seconds)
+    let timeout = ktx_base::duration::Seconds::POSITIVE_UP_TO_A_DAY
+        .parse(text)
+        .ok_or_else(bad)?;
+    Ok(timeout.as_secs_f64())
 }
 
 /// The `semantic.query` request for these arguments.
