@@ -172,11 +172,8 @@ fn project_dir(explicit: Option<&Path>) -> Result<PathBuf, CliError> {
 
 // ---------------------------------------------------------------- query
 
-/// The largest `--timeout`: a day (the op's own bound). A bound keeps the runner's call
-/// timeout (the query timeout plus a margin, see `ktx_runner::ops::semantic_query`) a
-/// representable duration.
-
-/// `--timeout`: a finite number of seconds, > 0 and at most a day (the runtime's own bound).
+/// `--timeout`: a finite number of seconds, > 0 and at most a day (the op's own bound, which
+/// also keeps the runner's call timeout, the query timeout plus a margin, representable).
 fn parse_timeout(text: &str) -> Result<f64, String> {
     let bad = || {
         format!(
