@@ -161,6 +161,78 @@ def build_database(path: Path) -> None:
     os.replace(tmp, path)
 
 
+#: Column types of the demo tables per engine (SQLite's are in :func:`build_database`).
+_ENGINE_TYPES = {
+    "duckdb": {"int": "INTEGER", "text": "VARCHAR", "real": "DOUBLE", "time": "TIMESTAMP"},
+    "postgres": {"int": "INTEGER", "text": "TEXT", "real": "DOUBLE PRECISION", "time": "TIMESTAMP"},
+    "mysql": {"int": "INT", "text": "VARCHAR(64)", "real": "DOUBLE", "time": "DATETIME"},
+}
+_TABLES = (
+    (
+        "customers",
+        (
+            ("id", "int"),
+            ("name", "text"),
+            ("segment", "text"),
+            ("country", "text"),
+            ("created_at", "time"),
+        ),
+    ),
+    (
+        "orders",
+        (
+            ("id", "int"),
+            ("customer_id", "int"),
+            ("status", "text"),
+            ("amount", "real"),
+            ("created_at", "time"),
+        ),
+    ),
+    (
+        "order_items",
+        (
+            ("id", "int"),
+            ("order_id", "int"),
+            ("product", "text"),
+            ("quantity", "int"),
+            ("unit_price", "real"),
+        ),
+    ),
+)
+
+
+def load_tables(con: Any, driver: str) -> None:
+    """(Re)create the demo tables in an open DB-API connection of ``driver`` (duckdb,
+    postgres, mysql) and load the rows; the caller commits. Nullable exactly like SQLite's."""
+    types = _ENGINE_TYPES[driver]
+    marker = "?" if driver == "duckdb" else "%s"
+    cur = con.cursor()
+    for (table, cols), rows in zip(_TABLES, build_rows()):
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        defs = ", ".join(
+            f"{name} {types[kind]}{' PRIMARY KEY' if name == 'id' else ''}"
+            f"{'' if name == 'segment' or name == 'id' else ' NOT NULL'}"
+            for name, kind in cols
+        )
+        cur.execute(f"CREATE TABLE {table} ({defs})")
+        cur.executemany(f"INSERT INTO {table} VALUES ({', '.join([marker] * len(cols))})", rows)
+
+
+def build_duckdb(path: Path) -> None:
+    """Write the demo warehouse as a DuckDB file at ``path`` (replaced atomically)."""
+    import duckdb
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        load_tables(con, "duckdb")
+        con.commit()
+    finally:
+        con.close()
+    os.replace(tmp, path)
+
+
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
