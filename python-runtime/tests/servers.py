@@ -155,8 +155,8 @@ def postgres_bin() -> Path | None:
 
 
 def start_postgres() -> Server:
-    """initdb + postgres as the service user; a ``ktx`` role with a password, database
-    ``ktx_demo`` owned by it."""
+    """initdb + postgres as the service user; superuser ``postgres`` and an ordinary ``ktx``
+    role (both with :data:`PASSWORD`), database ``ktx_demo`` owned by ``ktx``."""
     psycopg = need_module("psycopg")
     bindir = postgres_bin()
     if bindir is None:
@@ -173,7 +173,7 @@ def start_postgres() -> Server:
                 "-D",
                 str(root / "data"),
                 "-U",
-                "ktx",
+                "postgres",
                 f"--pwfile={pwfile}",
                 "--auth-local=trust",
                 "--auth-host=scram-sha-256",
@@ -220,16 +220,18 @@ def start_postgres() -> Server:
 
     def probe() -> None:
         psycopg.connect(
-            host="127.0.0.1", port=port, user="ktx", password=PASSWORD, dbname="postgres",
+            host="127.0.0.1", port=port, user="postgres", password=PASSWORD, dbname="postgres",
             connect_timeout=2,
         ).close()
 
     _wait_ready(server, probe)
+    # ktx connects as an ordinary role that owns the demo database (not the superuser).
     with psycopg.connect(
-        host="127.0.0.1", port=port, user="ktx", password=PASSWORD, dbname="postgres",
+        host="127.0.0.1", port=port, user="postgres", password=PASSWORD, dbname="postgres",
         autocommit=True,
     ) as con:
-        con.execute(f"CREATE DATABASE {DATABASE}")
+        con.execute(f"CREATE ROLE ktx LOGIN PASSWORD '{PASSWORD}'")
+        con.execute(f"CREATE DATABASE {DATABASE} OWNER ktx")
     return server
 
 
@@ -306,3 +308,75 @@ def start_mariadb() -> Server:
     finally:
         con.close()
     return server
+
+
+#: Environment variable holding the test password in the generated ktx.yaml.
+PASSWORD_ENV = "KTX_TEST_WAREHOUSE_PASSWORD"
+
+#: Connection ids of the four-engine demo project, by engine.
+ENGINE_IDS = {"sqlite": "sqlite", "duckdb": "duck", "postgres": "pg", "mysql": "maria"}
+
+
+def connection_yaml(cid: str, driver: str, server: Server | None, path: str | None = None) -> str:
+    """One ``connections:`` entry (indented) for ktx.yaml."""
+    lines = [f"  {cid}:", f"    driver: {driver}"]
+    if path is not None:
+        lines.append(f"    path: {path}")
+    if server is not None:
+        lines += [
+            f"    host: {server.host}",
+            f"    port: {server.port}",
+            f"    database: {server.database}",
+            f"    user: {server.user}",
+            f"    password_env: {PASSWORD_ENV}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def load_server(server: Server, driver: str) -> None:
+    """(Re)load the demo tables into ``server``'s database."""
+    from semantic_layer import demo
+
+    if driver == "postgres":
+        import psycopg
+
+        with psycopg.connect(
+            host=server.host, port=server.port, user=server.user, password=server.password,
+            dbname=server.database,
+        ) as con:
+            demo.load_tables(con, "postgres")
+            con.commit()
+    else:
+        import pymysql
+
+        con = pymysql.connect(
+            host=server.host, port=server.port, user=server.user, password=server.password,
+            database=server.database,
+        )
+        try:
+            demo.load_tables(con, "mysql")
+            con.commit()
+        finally:
+            con.close()
+
+
+def demo_project(root: Path, pg: Server, maria: Server) -> Path:
+    """The demo project with the same warehouse on four connections: SQLite, DuckDB,
+    PostgreSQL and MariaDB (``ENGINE_IDS``), each with a copy of the demo's source files."""
+    from semantic_layer import demo
+
+    demo.scaffold(root)
+    demo.build_duckdb(root / "warehouse.duckdb")
+    load_server(pg, "postgres")
+    load_server(maria, "mysql")
+    text = "connections:\n" + connection_yaml("sqlite", "sqlite", None, "warehouse.db")
+    text += connection_yaml("duck", "duckdb", None, "warehouse.duckdb")
+    text += connection_yaml("pg", "postgres", pg)
+    text += connection_yaml("maria", "mysql", maria)
+    (root / "ktx.yaml").write_text(text, encoding="utf-8")
+    layer = root / "semantic-layer"
+    for cid in ("duck", "pg", "maria", "sqlite"):
+        if not (layer / cid).exists():
+            shutil.copytree(layer / "warehouse", layer / cid)
+    shutil.rmtree(layer / "warehouse")
+    return root

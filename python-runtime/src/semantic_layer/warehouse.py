@@ -56,6 +56,9 @@ FEATURES: dict[str, tuple[str, str]] = {
 #: Seconds to wait for a server to accept a connection.
 CONNECT_TIMEOUT_SECONDS = 10
 
+#: Seconds one validate check (a LIMIT 0 statement) may take.
+CHECK_TIMEOUT_SECONDS = 10.0
+
 #: Rows fetched per round trip while streaming.
 FETCH_BATCH = 500
 
@@ -270,11 +273,17 @@ class PostgresEngine(Engine):
                 "auth",
                 f"connection {cid!r}: PostgreSQL at {at} has no such user; fix `user:` in ktx.yaml",
             )
+        where = (
+            "`host:`/`port:` in ktx.yaml"
+            if self.conn.settings
+            else "the connection in ktx.yaml: it names no server, so libpq's defaults (PGHOST, "
+            "PGPORT...) were used; add `host:`, `database:` and `user:` or a `dsn:`"
+        )
         return _connection_error(
             self.conn,
             "unreachable",
             f"connection {cid!r}: cannot reach PostgreSQL at {at} ({text}); check that the "
-            "server runs and `host:`/`port:` in ktx.yaml",
+            f"server runs and {where}",
         )
 
     def stream(self, sql: str, timeout: float) -> Iterator[list[tuple[Any, ...]]]:
@@ -304,6 +313,7 @@ class PostgresEngine(Engine):
     def columns(self, sql: str) -> list[str]:
         try:
             with self.con.cursor() as cur:
+                cur.execute(f"SET LOCAL statement_timeout = {int(CHECK_TIMEOUT_SECONDS * 1000)}")
                 cur.execute(sql)
                 cur.fetchall()
                 return [d.name for d in cur.description or []]
@@ -392,13 +402,20 @@ class DuckDBEngine(Engine):
         return str(self.conn.path)
 
     def _one_statement(self, sql: str) -> None:
+        # One SELECT only: not even a TEMP table, which would outlive the call on a kept
+        # connection and could shadow a real table for later queries.
         try:
-            count = len(self.con.extract_statements(sql))
+            statements = self.con.extract_statements(sql)
         except self._duckdb.Error:
             return  # the execute below reports the syntax error
-        if count != 1:
+        if len(statements) != 1:
             raise self._duckdb.InvalidInputException(
-                f"expected exactly one SELECT statement, got {count}"
+                f"expected exactly one SELECT statement, got {len(statements)}"
+            )
+        kind = statements[0].type
+        if kind != self._duckdb.StatementType.SELECT:
+            raise self._duckdb.InvalidInputException(
+                f"only a SELECT may run, not a {getattr(kind, 'name', kind)} statement"
             )
 
     def stream(self, sql: str, timeout: float) -> Iterator[list[tuple[Any, ...]]]:
@@ -523,6 +540,13 @@ class MySQLEngine(Engine):
             self.mariadb = "mariadb" in version.lower()
             self.name = "MariaDB" if self.mariadb else "MySQL"
             with self.con.cursor() as cur:
+                # MariaDB < 11.1 names the access mode tx_read_only, MySQL 8 only
+                # transaction_read_only.
+                try:
+                    cur.execute("SELECT @@session.transaction_read_only")
+                    self._ro_var = "transaction_read_only"
+                except pymysql.Error:
+                    self._ro_var = "tx_read_only"
                 # Engine-enforced read-only for every transaction of this session.
                 cur.execute("SET SESSION TRANSACTION READ ONLY")
         except pymysql.Error as exc:
@@ -557,10 +581,14 @@ class MySQLEngine(Engine):
         )
 
     def _set_timeout(self, cur: Any, timeout: float) -> None:
+        # The session's access mode is set again on every call: a statement of an earlier call
+        # (``SET SESSION TRANSACTION READ WRITE`` runs even in a read-only transaction) must
+        # not leave a kept connection writable.
         if self.mariadb:
-            cur.execute(f"SET SESSION max_statement_time = {max(timeout, 0.001):.3f}")
+            limit = f"max_statement_time = {max(timeout, 0.001):.3f}"
         else:
-            cur.execute(f"SET SESSION max_execution_time = {max(1, int(timeout * 1000))}")
+            limit = f"max_execution_time = {max(1, int(timeout * 1000))}"
+        cur.execute(f"SET SESSION {self._ro_var} = 1, SESSION {limit}")
 
     def stream(self, sql: str, timeout: float) -> Iterator[list[tuple[Any, ...]]]:
         pymysql = self._pymysql
@@ -590,7 +618,7 @@ class MySQLEngine(Engine):
     def columns(self, sql: str) -> list[str]:
         try:
             with self.con.cursor() as cur:
-                self._set_timeout(cur, 10.0)
+                self._set_timeout(cur, CHECK_TIMEOUT_SECONDS)
                 cur.execute("START TRANSACTION READ ONLY")
                 cur.execute(sql)
                 cur.fetchall()
