@@ -305,14 +305,46 @@ def run_engine(conn: Connection, sql: str, max_rows: int, timeout: float) -> Res
     from semantic_layer import warehouse
 
     started = time.monotonic()
+    # The deadline counts from the call, connecting included: the user waits for both.
+    deadline = started + timeout
+    for attempt in (1, 2):
+        try:
+            return _run_engine_once(conn, sql, max_rows, timeout, started, deadline)
+        except _StaleConnection:
+            # A kept connection the server dropped since the last call (restart, idle
+            # timeout): drop it and run once more on a new one.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _StaleConnection(Exception):
+    """A kept connection failed before producing anything: retry on a fresh one."""
+
+
+def _run_engine_once(
+    conn: Connection, sql: str, max_rows: int, timeout: float, started: float, deadline: float
+) -> Result:
+    from ktx_daemon import cancel
+    from semantic_layer import warehouse
+
     with warehouse.engine_for(conn) as engine:
-        deadline = time.monotonic() + timeout
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SemanticError(
+                "execution_timeout",
+                f"connecting to {conn.id!r} ({engine.where()}) took longer than the {timeout:g}s "
+                "timeout; raise --timeout",
+                {"connectionId": conn.id, "driver": conn.driver, "timeoutSeconds": timeout},
+            )
         watch = _Watch(engine, deadline, cancel.current())
         _WATCHDOG.add(watch)
         rows: list[list[Any]] = []
         total = 0
+        produced = False
         try:
-            for batch in engine.stream(sql, timeout):
+            for batch in engine.stream(sql, remaining):
+                produced = True
                 total += len(batch)
                 room = max_rows - len(rows)
                 if room > 0:
@@ -321,6 +353,8 @@ def run_engine(conn: Connection, sql: str, max_rows: int, timeout: float) -> Res
             kind = engine.classify(exc)
             if kind == "broken":
                 engine.broken = True
+                if engine.uses > 1 and not produced and watch.reason is None:
+                    raise _StaleConnection() from None
             details = {"connectionId": conn.id, "driver": conn.driver}
             if watch.reason == "cancelled":
                 raise SemanticError(

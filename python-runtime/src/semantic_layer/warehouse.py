@@ -144,6 +144,8 @@ class Engine:
         #: Set when the connection can no longer be used (the pool drops it).
         self.broken = False
         self.lock = threading.Lock()
+        #: Calls that used this connection so far (> 1: a kept connection, reused).
+        self.uses = 0
 
     # -- what subclasses provide ------------------------------------------------------------
     def where(self) -> str:
@@ -719,6 +721,7 @@ def engine_for(conn: Connection) -> Iterator[Engine]:
 
     if not lifecycle.serving:
         engine = open_engine(conn)
+        engine.uses = 1
         try:
             yield engine
         finally:
@@ -738,6 +741,7 @@ def engine_for(conn: Connection) -> Iterator[Engine]:
         stale.close()
     engine = entry[1] if entry is not None else None
     if engine is not None and engine.lock.acquire(blocking=False):
+        engine.uses += 1
         try:
             yield engine
         finally:
@@ -753,6 +757,7 @@ def engine_for(conn: Connection) -> Iterator[Engine]:
                 _POOL[pool_id] = (key, fresh)
                 lifecycle.on_stop(close_all)
                 keep = True
+    fresh.uses = 1
     if keep:
         fresh.lock.acquire()
         try:
