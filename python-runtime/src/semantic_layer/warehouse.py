@@ -568,12 +568,15 @@ class MySQLEngine(Engine):
                 f"connection {cid!r}: {self.name} at {at} refused the user or password; check "
                 "`user:` and the variable named by `password_env:`",
             )
-        if code == 1049:
+        if code in (1049, 1044):
+            # 1044: MySQL answers "access denied" for a database the user may not see, which
+            # includes one that does not exist.
+            maybe = "" if code == 1049 else f" (or user {self._params['user']!r} may not use it)"
             return _connection_error(
                 self.conn,
                 "database_missing",
-                f"connection {cid!r}: the database does not exist on {self.name} at {at}; fix "
-                "`database:` in ktx.yaml or create it (CREATE DATABASE name)",
+                f"connection {cid!r}: the database does not exist on {self.name} at {at}{maybe}; "
+                "fix `database:` in ktx.yaml or create it (CREATE DATABASE name)",
             )
         return _connection_error(
             self.conn,
