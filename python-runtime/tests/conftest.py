@@ -62,4 +62,6 @@ def warehouses(tmp_path_factory, pg_server, mariadb_server):
 
     servers.need_module("duckdb")
     os.environ[servers.PASSWORD_ENV] = servers.PASSWORD
-    return servers.demo_project(tmp_path_factory.mktemp("warehouses") / "demo", pg_server, mariadb_server)
+    return servers.demo_project(
+        tmp_path_factory.mktemp("warehouses") / "demo", pg_server, mariadb_server
+    )

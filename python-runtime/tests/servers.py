@@ -110,6 +110,31 @@ class Server:
             _RUNNING.remove(self)
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def create_database(self, name: str) -> None:
+        """A new empty database ``name`` the ``ktx`` user owns (admin connection)."""
+        if self.kind == "PostgreSQL":
+            import psycopg
+
+            with psycopg.connect(
+                host=self.host,
+                port=self.port,
+                user="postgres",
+                password=PASSWORD,
+                dbname="postgres",
+                autocommit=True,
+            ) as con:
+                con.execute(f"CREATE DATABASE {name} OWNER ktx")
+        else:
+            import pymysql
+
+            con = pymysql.connect(unix_socket=str(self.socket), user="root")
+            try:
+                with con.cursor() as cur:
+                    cur.execute(f"CREATE DATABASE {name}")
+                    cur.execute(f"GRANT ALL ON {name}.* TO 'ktx'@'%'")
+            finally:
+                con.close()
+
     def tail(self) -> str:
         try:
             return self.log.read_text(errors="replace")[-3000:]
@@ -160,7 +185,9 @@ def start_postgres() -> Server:
     psycopg = need_module("psycopg")
     bindir = postgres_bin()
     if bindir is None:
-        unavailable(f"PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: {APT_INSTALL}")
+        unavailable(
+            f"PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: {APT_INSTALL}"
+        )
     root = _workdir("ktx-pg-")
     _, uid, gid = _service_user()
     pwfile = root / "pw"
@@ -220,14 +247,22 @@ def start_postgres() -> Server:
 
     def probe() -> None:
         psycopg.connect(
-            host="127.0.0.1", port=port, user="postgres", password=PASSWORD, dbname="postgres",
+            host="127.0.0.1",
+            port=port,
+            user="postgres",
+            password=PASSWORD,
+            dbname="postgres",
             connect_timeout=2,
         ).close()
 
     _wait_ready(server, probe)
     # ktx connects as an ordinary role that owns the demo database (not the superuser).
     with psycopg.connect(
-        host="127.0.0.1", port=port, user="postgres", password=PASSWORD, dbname="postgres",
+        host="127.0.0.1",
+        port=port,
+        user="postgres",
+        password=PASSWORD,
+        dbname="postgres",
         autocommit=True,
     ) as con:
         con.execute(f"CREATE ROLE ktx LOGIN PASSWORD '{PASSWORD}'")
@@ -249,7 +284,9 @@ def start_mariadb() -> Server:
     pymysql = need_module("pymysql")
     found = mariadb_bin()
     if found is None:
-        unavailable(f"MariaDB server binaries (mariadbd, mariadb-install-db) not found: {APT_INSTALL}")
+        unavailable(
+            f"MariaDB server binaries (mariadbd, mariadb-install-db) not found: {APT_INSTALL}"
+        )
     daemon, install = found
     root = _workdir("ktx-mariadb-")
     user, uid, gid = _service_user()
@@ -291,6 +328,7 @@ def start_mariadb() -> Server:
     )
     log.close()
     server = Server("MariaDB", root, port, proc)
+    server.socket = sock
     _RUNNING.append(server)
 
     def admin() -> Any:
@@ -341,7 +379,10 @@ def load_server(server: Server, driver: str) -> None:
         import psycopg
 
         with psycopg.connect(
-            host=server.host, port=server.port, user=server.user, password=server.password,
+            host=server.host,
+            port=server.port,
+            user=server.user,
+            password=server.password,
             dbname=server.database,
         ) as con:
             demo.load_tables(con, "postgres")
@@ -350,7 +391,10 @@ def load_server(server: Server, driver: str) -> None:
         import pymysql
 
         con = pymysql.connect(
-            host=server.host, port=server.port, user=server.user, password=server.password,
+            host=server.host,
+            port=server.port,
+            user=server.user,
+            password=server.password,
             database=server.database,
         )
         try:

@@ -60,12 +60,22 @@ WRITES = [
     "ALTER TABLE orders ADD COLUMN y int",
 ]
 ENGINE_WRITES = {
-    "duck": ["COPY orders TO '{tmp}/out.csv'", "ATTACH '{tmp}/other.duckdb' AS o",
-             "SET enable_external_access = true", "CHECKPOINT"],
-    "pg": ["COPY orders TO '{tmp}/out.csv'", "SET default_transaction_read_only = off",
-           "SELECT pg_read_file('/etc/hostname')"],
-    "maria": ["SELECT * FROM orders INTO OUTFILE '{tmp}/out.csv'", "LOCK TABLES orders WRITE",
-              "SELECT GET_LOCK('ktx', 1) FROM orders FOR UPDATE"],
+    "duck": [
+        "COPY orders TO '{tmp}/out.csv'",
+        "ATTACH '{tmp}/other.duckdb' AS o",
+        "SET enable_external_access = true",
+        "CHECKPOINT",
+    ],
+    "pg": [
+        "COPY orders TO '{tmp}/out.csv'",
+        "SET default_transaction_read_only = off",
+        "SELECT pg_read_file('/etc/hostname')",
+    ],
+    "maria": [
+        "SELECT * FROM orders INTO OUTFILE '{tmp}/out.csv'",
+        "LOCK TABLES orders WRITE",
+        "SELECT GET_LOCK('ktx', 1) FROM orders FOR UPDATE",
+    ],
 }
 
 
@@ -92,8 +102,12 @@ def test_our_check_refuses_writes_in_filters_and_sql_sources(
     )
     with pytest.raises(OpError) as info:
         ops.query(
-            {"projectDir": str(project), "connectionId": cid, "measures": ["evil.n"],
-             "execute": True}
+            {
+                "projectDir": str(project),
+                "connectionId": cid,
+                "measures": ["evil.n"],
+                "execute": True,
+            }
         )
     assert info.value.code == "invalid_project"
     assert "evil.yaml" in info.value.message
@@ -128,8 +142,9 @@ def test_kept_connections_stay_read_only(warehouses: Path, monkeypatch) -> None:
         with pytest.raises(SemanticError):
             execute.execute(maria, "DELETE FROM orders", 1, 5.0)
         pg = connection(warehouses, "pg")
-        execute.execute(pg, "SELECT set_config('default_transaction_read_only', 'off', false)",
-                        1, 5.0)
+        execute.execute(
+            pg, "SELECT set_config('default_transaction_read_only', 'off', false)", 1, 5.0
+        )
         rows = execute.execute(pg, "SELECT current_setting('transaction_read_only')", 1, 5.0).rows
         assert rows == [["on"]]
         assert warehouse.pooled_count() == 2
@@ -232,8 +247,13 @@ def _entry(cid: str, **over: Any) -> str:
 
 
 def _settings(server: servers.Server, **over: Any) -> dict[str, Any]:
-    base = {"host": server.host, "port": server.port, "database": server.database,
-            "user": server.user, "password_env": servers.PASSWORD_ENV}
+    base = {
+        "host": server.host,
+        "port": server.port,
+        "database": server.database,
+        "user": server.user,
+        "password_env": servers.PASSWORD_ENV,
+    }
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -294,13 +314,21 @@ def test_missing_table(warehouses: Path, tmp_path: Path, cid: str) -> None:
 
 def _query_error_for(project: Path, cid: str) -> OpError:
     with pytest.raises(OpError) as info:
-        ops.query({"projectDir": str(project), "connectionId": cid,
-                   "measures": ["orders.revenue"], "execute": True})
+        ops.query(
+            {
+                "projectDir": str(project),
+                "connectionId": cid,
+                "measures": ["orders.revenue"],
+                "execute": True,
+            }
+        )
     return info.value
 
 
 def test_missing_duckdb_file(warehouses: Path, tmp_path: Path) -> None:
-    root = _project(tmp_path, warehouses, "duck", "  duck:\n    driver: duckdb\n    path: no.duckdb\n")
+    root = _project(
+        tmp_path, warehouses, "duck", "  duck:\n    driver: duckdb\n    path: no.duckdb\n"
+    )
     exc = _query_error(root)
     assert exc.code == "connection_error" and exc.details["reason"] == "database_missing"
     _check_one_line(exc, "duck", "no.duckdb")
@@ -314,7 +342,10 @@ def test_validate_checks_every_engine(warehouses: Path) -> None:
     result = ops.validate({"projectDir": str(warehouses)})
     assert (result["ok"], result["errors"], result["warnings"]) == (True, [], [])
     assert {d["connectionId"]: d["checked"] for d in result["databases"]} == {
-        "duck": True, "maria": True, "pg": True, "sqlite": True
+        "duck": True,
+        "maria": True,
+        "pg": True,
+        "sqlite": True,
     }
 
 
@@ -348,7 +379,9 @@ def test_validate_reports_unreachable_and_bad_credentials(
     port = servers.free_port()
     entries = _entry(cid, **_settings(server, port=port))
     other = "b" + cid
-    entries += _entry(cid, **_settings(server, user="nobody_here")).replace(f"  {cid}:", f"  {other}:", 1)
+    entries += _entry(cid, **_settings(server, user="nobody_here")).replace(
+        f"  {cid}:", f"  {other}:", 1
+    )
     root = _project(tmp_path, warehouses, cid, entries)
     shutil.copytree(root / "semantic-layer" / cid, root / "semantic-layer" / other)
     result = ops.validate({"projectDir": str(root)})
@@ -358,7 +391,8 @@ def test_validate_reports_unreachable_and_bad_credentials(
     assert "cannot reach" in keys[f"connections.{cid}.host"]
     assert f"connections.{other}.user" in keys, keys
     assert {d["connectionId"]: d["checked"] for d in result["databases"]} == {
-        cid: False, other: False
+        cid: False,
+        other: False,
     }
 
 
@@ -369,7 +403,8 @@ def test_validate_says_when_a_connection_names_no_database(tmp_path: Path) -> No
     result = ops.validate({"projectDir": str(tmp_path)})
     assert result["ok"] is True
     assert [w["message"].startswith("could not check connection") for w in result["warnings"]] == [
-        True, True
+        True,
+        True,
     ]
 
 
@@ -380,8 +415,12 @@ def _pg_backends(server: servers.Server) -> list[tuple[int, Any]]:
     import psycopg
 
     with psycopg.connect(
-        host=server.host, port=server.port, user="postgres", password=servers.PASSWORD,
-        dbname="postgres", autocommit=True,
+        host=server.host,
+        port=server.port,
+        user="postgres",
+        password=servers.PASSWORD,
+        dbname="postgres",
+        autocommit=True,
     ) as con:
         return con.execute(
             "SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = 'ktx' "
@@ -393,8 +432,12 @@ def _terminate(server: servers.Server, pid: int) -> None:
     import psycopg
 
     with psycopg.connect(
-        host=server.host, port=server.port, user="postgres", password=servers.PASSWORD,
-        dbname="postgres", autocommit=True,
+        host=server.host,
+        port=server.port,
+        user="postgres",
+        password=servers.PASSWORD,
+        dbname="postgres",
+        autocommit=True,
     ) as con:
         con.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
@@ -418,9 +461,21 @@ def test_daemon_keeps_reopens_and_closes_its_connection(
     state = tmp_path / "state.json"
     env = dict(os.environ, PYTHONPATH=str(SRC))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ktx_daemon", "serve", "--state-file", str(state),
-         "--token-file", str(tmp_path / "token"), "--idle-timeout", "120"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "ktx_daemon",
+            "serve",
+            "--state-file",
+            str(state),
+            "--token-file",
+            str(tmp_path / "token"),
+            "--idle-timeout",
+            "120",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "daemon.log", "wb"),
     )
     try:
@@ -429,15 +484,23 @@ def test_daemon_keeps_reopens_and_closes_its_connection(
         def call(op: str, payload: dict[str, Any]) -> dict[str, Any]:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             body = json.dumps({"abi": 1, "op": op, "payload": payload})
-            c.request("POST", "/v1/call", body, {"Authorization": f"Bearer {token}",
-                                                 "Host": f"127.0.0.1:{port}"})
+            c.request(
+                "POST",
+                "/v1/call",
+                body,
+                {"Authorization": f"Bearer {token}", "Host": f"127.0.0.1:{port}"},
+            )
             data = json.loads(c.getresponse().read())
             c.close()
             return data
 
-        query = {"projectDir": str(warehouses), "connectionId": "pg",
-                 "measures": ["orders.revenue"], "dimensions": ["customers.segment"],
-                 "execute": True}
+        query = {
+            "projectDir": str(warehouses),
+            "connectionId": "pg",
+            "measures": ["orders.revenue"],
+            "dimensions": ["customers.segment"],
+            "execute": True,
+        }
         assert _pg_backends(pg_server) == []
         for _ in range(3):
             assert call("semantic.query", query)["ok"]
@@ -449,8 +512,12 @@ def test_daemon_keeps_reopens_and_closes_its_connection(
         [(pid2, _)] = _pg_backends(pg_server)
         assert pid2 != pid
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        c.request("POST", "/v1/shutdown", "", {"Authorization": f"Bearer {token}",
-                                               "Host": f"127.0.0.1:{port}"})
+        c.request(
+            "POST",
+            "/v1/shutdown",
+            "",
+            {"Authorization": f"Bearer {token}", "Host": f"127.0.0.1:{port}"},
+        )
         c.getresponse().read()
         proc.wait(timeout=20)
         _poll(lambda: _pg_backends(pg_server) == [], "the daemon's connection to close")
@@ -462,8 +529,14 @@ def test_daemon_keeps_reopens_and_closes_its_connection(
 
 def test_one_shot_calls_open_and_close(warehouses: Path, pg_server: servers.Server) -> None:
     assert lifecycle.serving is False
-    result = ops.query({"projectDir": str(warehouses), "connectionId": "pg",
-                        "measures": ["orders.order_count"], "execute": True})
+    result = ops.query(
+        {
+            "projectDir": str(warehouses),
+            "connectionId": "pg",
+            "measures": ["orders.order_count"],
+            "execute": True,
+        }
+    )
     assert result["rows"] == [[40]]
     assert warehouse.pooled_count() == 0
     _poll(lambda: _pg_backends(pg_server) == [], "the one-shot connection to close")

@@ -202,8 +202,12 @@ def same(a: Any, b: Any) -> bool:
 
 def test_matrix_is_large_enough() -> None:
     assert len(QUERIES) >= 30
-    grains = {d.rsplit(":", 1)[1] for q in QUERIES.values() for d in q.get("dimensions", [])
-              if d.count(":") == 1}
+    grains = {
+        d.rsplit(":", 1)[1]
+        for q in QUERIES.values()
+        for d in q.get("dimensions", [])
+        if d.count(":") == 1
+    }
     assert grains >= {"day", "week", "month", "quarter", "year"}
 
 
@@ -218,7 +222,10 @@ def test_same_rows_on_every_engine(warehouses: Path, name: str) -> None:
         assert got["headers"] == base["headers"]
         assert got["totalRows"] == base["totalRows"], (cid, got["rows"], base["rows"])
         ok = len(got["rows"]) == len(base["rows"]) and all(
-            len(r) == len(s) and all(same(x, y) for x, y in zip(r, s))
-            for r, s in zip(got["rows"], base["rows"])
+            len(r) == len(s) and all(same(x, y) for x, y in zip(r, s, strict=True))
+            for r, s in zip(got["rows"], base["rows"], strict=True)
         )
-        assert ok, f"{name}: {cid} differs from sqlite\n{cid}: {got['rows']}\nsqlite: {base['rows']}\n{got['sql']}"
+        assert ok, (
+            f"{name}: {cid} differs from sqlite\n{cid}: {got['rows']}\n"
+            f"sqlite: {base['rows']}\n{got['sql']}"
+        )

@@ -423,7 +423,9 @@ def _check_source(db: _Database, source: Source, tables: list[str], errors: list
                 select = base.where(item.sql.copy(), copy=False)
             failure, _ = _probe(db, select)
             if failure is not None:
-                add((*path, key), f"{engine} refuses {kind} {iname!r} on {at}: {_one_line(failure)}")
+                add(
+                    (*path, key), f"{engine} refuses {kind} {iname!r} on {at}: {_one_line(failure)}"
+                )
                 sound = False
     return sound
 
@@ -449,7 +451,6 @@ def _check_joins(
                     source.file,
                     source.lines,
                     ("joins", idx, "on"),
-                    f"{db.name} refuses the join to {join.to} on {db.where}: "
-                    f"{_one_line(failure)}",
+                    f"{db.name} refuses the join to {join.to} on {db.where}: {_one_line(failure)}",
                 )
             )

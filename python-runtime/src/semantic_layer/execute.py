@@ -301,9 +301,6 @@ def run_sqlite(
 def run_engine(conn: Connection, sql: str, max_rows: int, timeout: float) -> Result:
     """Run one SELECT on a PostgreSQL, DuckDB or MySQL connection; rows are streamed, the first
     ``max_rows`` kept and the rest counted. See :mod:`semantic_layer.warehouse`."""
-    from ktx_daemon import cancel
-    from semantic_layer import warehouse
-
     started = time.monotonic()
     # The deadline counts from the call, connecting included: the user waits for both.
     deadline = started + timeout

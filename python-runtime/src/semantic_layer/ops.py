@@ -312,7 +312,10 @@ def validate(payload: dict[str, Any]) -> dict[str, Any]:
     except SemanticError as exc:
         raise _op_error(exc) from None
     project = load_project(root)
-    db_errors, warnings, checks = check_databases(project)
+    try:
+        db_errors, warnings, checks = check_databases(project)
+    except SemanticError as exc:  # feature_required: the runner installs the driver, retries
+        raise _op_error(exc) from None
     errors = project.issues + db_errors
     return {
         "ok": not errors,
@@ -332,7 +335,13 @@ def scaffold(payload: dict[str, Any]) -> dict[str, Any]:
     directory = payload.get("dir")
     if not isinstance(directory, str) or not directory:
         raise OpError("invalid_payload", "'dir' must be a non-empty path string", {"field": "dir"})
+    driver = payload.get("driver") or "sqlite"
+    dsn = payload.get("dsn")
+    if not isinstance(driver, str):
+        raise OpError("invalid_payload", "'driver' must be a string", {"field": "driver"})
+    if dsn is not None and (not isinstance(dsn, str) or not dsn):
+        raise OpError("invalid_payload", "'dsn' must be a non-empty string", {"field": "dsn"})
     try:
-        return build(Path(directory))
+        return build(Path(directory), driver=driver, dsn=dsn)
     except SemanticError as exc:
         raise _op_error(exc) from None

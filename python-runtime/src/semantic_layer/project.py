@@ -434,7 +434,10 @@ def _load_connections(
             db_path = spec.get("path")
             if db_path is not None:
                 if not isinstance(db_path, str) or not db_path:
-                    ctx.add((*path, "path"), "duckdb `path:` must name a file (relative to the project root)")
+                    ctx.add(
+                        (*path, "path"),
+                        "duckdb `path:` must name a file (relative to the project root)",
+                    )
                     continue
                 conn.path = (root / db_path).resolve()
         elif driver in SERVER_DRIVERS:
@@ -527,7 +530,10 @@ def _server_settings(
         return None
     if driver == "mysql" and "sslmode" in settings:
         if settings["sslmode"] not in ("disable", "prefer", "require", "verify-ca", "verify-full"):
-            ctx.add((*path, "sslmode"), "`sslmode:` must be disable, prefer, require, verify-ca or verify-full")
+            ctx.add(
+                (*path, "sslmode"),
+                "`sslmode:` must be disable, prefer, require, verify-ca or verify-full",
+            )
             return None
     return settings
 
