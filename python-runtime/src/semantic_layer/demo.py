@@ -452,14 +452,16 @@ def scaffold(directory: Path, driver: str = "sqlite", dsn: str | None = None) ->
             ),
             {"field": "dsn"},
         )
+    keys: dict[str, Any] = {}
+    password = None
+    if server and driver == "mysql":  # a URL: checked before asking for the driver
+        keys, password = _server_target(driver, dsn or "")
     if driver != "sqlite":
         from semantic_layer.project import Connection
         from semantic_layer.warehouse import require_driver
 
         require_driver(Connection("warehouse", driver, driver))  # feature_required
-    keys: dict[str, Any] = {}
-    password = None
-    if server:
+    if server and driver == "postgres":  # libpq's parser comes with the driver
         keys, password = _server_target(driver, dsn or "")
     directory = directory.resolve()
     if directory.exists() and not directory.is_dir():
