@@ -540,3 +540,39 @@ def test_one_shot_calls_open_and_close(warehouses: Path, pg_server: servers.Serv
     assert result["rows"] == [[40]]
     assert warehouse.pooled_count() == 0
     _poll(lambda: _pg_backends(pg_server) == [], "the one-shot connection to close")
+
+
+@pytest.mark.parametrize("cid", ENGINE_IDS)
+def test_a_gone_client_stops_the_query(warehouses: Path, cid: str) -> None:
+    """In the daemon, a client that disconnects stops the statement (cancel / interrupt /
+    KILL QUERY), well before its timeout."""
+    from ktx_daemon import cancel
+
+    conn = connection(warehouses, cid)
+    gone_at = time.monotonic() + 0.5
+    started = time.monotonic()
+    with cancel.scope(lambda: time.monotonic() > gone_at):
+        with pytest.raises(SemanticError) as info:
+            execute.execute(conn, SLOW[cid], 10, 30.0)
+    assert info.value.code == "execution_cancelled", info.value.message
+    assert time.monotonic() - started < 5.0
+    assert checksum(warehouses, cid)[0][1] == 40
+
+
+def test_concurrent_calls_on_one_connection_id(warehouses: Path, monkeypatch) -> None:
+    """Two calls at once on one kept connection: the second uses a temporary connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(lifecycle, "serving", True)
+    conn = connection(warehouses, "pg")
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            futures = [
+                pool.submit(execute.execute, conn, "SELECT pg_sleep(0.5), 1", 1, 10.0)
+                for _ in range(2)
+            ]
+            results = [f.result() for f in futures]
+        assert [r.rows[0][1] for r in results] == [1, 1]
+        assert warehouse.pooled_count() == 1
+    finally:
+        warehouse.close_all()
