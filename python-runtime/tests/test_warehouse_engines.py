@@ -576,3 +576,25 @@ def test_concurrent_calls_on_one_connection_id(warehouses: Path, monkeypatch) ->
         assert warehouse.pooled_count() == 1
     finally:
         warehouse.close_all()
+
+
+def test_a_kept_duckdb_connection_lets_writers_in_soon(warehouses: Path, monkeypatch) -> None:
+    """DuckDB locks the file even for a read-only reader: the daemon closes its idle one."""
+    monkeypatch.setattr(lifecycle, "serving", True)
+    conn = connection(warehouses, "duck")
+    writer = [
+        sys.executable,
+        "-c",
+        "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
+        str(conn.path),
+    ]
+    try:
+        execute.execute(conn, "SELECT 1", 1, 5.0)
+        assert warehouse.pooled_count() == 1
+        # While kept, a writer in another process is refused...
+        assert subprocess.run(writer, capture_output=True).returncode != 0
+        # ...and a few seconds after the last call it gets in.
+        _poll(lambda: warehouse.pooled_count() == 0, "the idle DuckDB connection to close")
+        assert subprocess.run(writer, capture_output=True).returncode == 0
+    finally:
+        warehouse.close_all()

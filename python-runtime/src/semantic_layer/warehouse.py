@@ -24,8 +24,10 @@ Rows are streamed in batches (``fetchmany`` on a server-side / unbuffered cursor
 
 Connections: in the daemon (:data:`ktx_daemon.lifecycle.serving`) one connection per
 connection id is kept and reused, dropped after a failure that broke it (the next call opens a
-new one) and closed when the daemon stops; a call that finds it busy uses a temporary
-connection. One-shot calls open and close.
+new one; a kept connection the server dropped while idle is re-opened within the same call) and
+closed when the daemon stops; a call that finds it busy uses a temporary connection. DuckDB's is
+closed after :attr:`DuckDBEngine.idle_close` seconds without calls, because even a read-only
+DuckDB connection keeps other processes from writing the file. One-shot calls open and close.
 
 Errors are one line in user terms naming the connection id and the fix (``connection_error``
 for unreachable host, wrong password, missing database or incomplete settings;
@@ -139,6 +141,10 @@ class Engine:
     #: Engine name as users know it.
     name = "database"
 
+    #: Seconds a kept connection may stay idle in the daemon before it is closed (None: until
+    #: the daemon stops or the server drops it).
+    idle_close: float | None = None
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         #: Set when the connection can no longer be used (the pool drops it).
@@ -146,6 +152,10 @@ class Engine:
         self.lock = threading.Lock()
         #: Calls that used this connection so far (> 1: a kept connection, reused).
         self.uses = 0
+        #: Bumped on every use of a kept connection (its idle timer compares it).
+        self.stamp = 0
+        #: Removed from the pool while in use: closed when the call ends.
+        self.retired = False
 
     # -- what subclasses provide ------------------------------------------------------------
     def where(self) -> str:
@@ -360,6 +370,10 @@ class PostgresEngine(Engine):
 
 class DuckDBEngine(Engine):
     name = "DuckDB"
+
+    #: Even a read-only DuckDB connection locks the file against writers in other processes
+    #: (the user's loads): the daemon lets it go soon after the last call.
+    idle_close = 2.0
 
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
@@ -735,45 +749,77 @@ def engine_for(conn: Connection) -> Iterator[Engine]:
     with _POOL_LOCK:
         entry = _POOL.get(pool_id)
         if entry is not None and (entry[0] != key or entry[1].broken):
+            # ktx.yaml or the password changed, or the connection broke: retire it (closed
+            # now if idle, else by the call using it).
             _POOL.pop(pool_id)
-            stale = entry[1]
+            _retire(entry[1])
             entry = None
+        engine = entry[1] if entry is not None else None
+        if engine is not None and engine.lock.acquire(blocking=False):
+            engine.uses += 1
+            engine.stamp += 1
+        elif engine is not None:
+            engine = None  # busy: this call gets a temporary connection
+            keep = False
         else:
-            stale = None
-    if stale is not None:
-        stale.close()
-    engine = entry[1] if entry is not None else None
-    if engine is not None and engine.lock.acquire(blocking=False):
-        engine.uses += 1
+            keep = True
+    if engine is not None:
         try:
             yield engine
         finally:
-            engine.lock.release()
-            if engine.broken:
-                _drop(pool_id, engine)
+            _release(pool_id, engine)
         return
     fresh = open_engine(conn)
-    keep = False
-    if engine is None:
-        with _POOL_LOCK:
-            if pool_id not in _POOL:
-                _POOL[pool_id] = (key, fresh)
-                lifecycle.on_stop(close_all)
-                keep = True
     fresh.uses = 1
     if keep:
-        fresh.lock.acquire()
+        with _POOL_LOCK:
+            keep = pool_id not in _POOL
+            if keep:
+                fresh.lock.acquire()
+                _POOL[pool_id] = (key, fresh)
+                lifecycle.on_stop(close_all)
+    if keep:
         try:
             yield fresh
         finally:
-            fresh.lock.release()
-            if fresh.broken:
-                _drop(pool_id, fresh)
+            _release(pool_id, fresh)
         return
     try:
         yield fresh
     finally:
         fresh.close()
+
+
+def _retire(engine: Engine) -> None:
+    """Called with _POOL_LOCK held, after removing ``engine`` from the pool."""
+    engine.retired = True
+    if engine.lock.acquire(blocking=False):
+        engine.lock.release()
+        engine.close()
+
+
+def _release(pool_id: str, engine: Engine) -> None:
+    """End one call on a kept connection: drop it if it broke, or arm its idle close."""
+    engine.lock.release()
+    if engine.broken or engine.retired:
+        _drop(pool_id, engine)
+        return
+    if engine.idle_close is not None:
+        timer = threading.Timer(engine.idle_close, _close_if_idle, (pool_id, engine, engine.stamp))
+        timer.daemon = True
+        timer.start()
+
+
+def _close_if_idle(pool_id: str, engine: Engine, stamp: int) -> None:
+    with _POOL_LOCK:
+        entry = _POOL.get(pool_id)
+        if entry is None or entry[1] is not engine or engine.stamp != stamp:
+            return  # used again since (a later timer decides), or gone already
+        if not engine.lock.acquire(blocking=False):
+            return
+        _POOL.pop(pool_id)
+    engine.lock.release()
+    engine.close()
 
 
 def _drop(pool_id: str, engine: Engine) -> None:
