@@ -342,7 +342,9 @@ def _environment_reason(conn: Connection, exc: Exception) -> str:
 
 def _one_line(exc: Exception) -> str:
     # Driver messages can span lines (PostgreSQL's LINE 1: ... caret); an issue is one line.
-    return " ".join(str(exc).split())
+    from semantic_layer.warehouse import one_line
+
+    return one_line(exc)
 
 
 def _hint(name: str, known: list[str]) -> str:

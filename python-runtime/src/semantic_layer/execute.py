@@ -370,7 +370,7 @@ def _run_engine_once(
                 raise SemanticError(
                     "connection_error",
                     f"connection {conn.id!r}: lost the connection to {engine.name} at "
-                    f"{engine.where()} during the query ({warehouse._one_line(exc)}); retry, "
+                    f"{engine.where()} during the query ({warehouse.one_line(exc)}); retry, "
                     "and check that the server runs",
                     {**details, "reason": "unreachable"},
                 ) from None

@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -130,8 +131,20 @@ def _password(conn: Connection) -> str | None:
     return value
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+def one_line(exc: BaseException) -> str:
+    """The driver's message alone, on one line: PostgreSQL's primary message (not the LINE 1 /
+    caret context), MySQL's text without the error-number tuple."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if primary:
+        text = str(primary)
+    elif len(exc.args) == 2 and isinstance(exc.args[0], int) and isinstance(exc.args[1], str):
+        text = f"{exc.args[1]} (error {exc.args[0]})"
+    else:
+        text = str(exc)
+    # DuckDB (like psql) appends "LINE n: <sql>" and a caret line: the SQL is in the details.
+    text = re.split(r"\n\s*LINE \d+:", text)[0]
+    text = " ".join(text.split())
     return text[:300] or type(exc).__name__
 
 
@@ -206,7 +219,7 @@ class Engine:
         return SemanticError(
             "execution_error",
             f"{self.name} refused the query on connection {self.conn.id!r} ({self.where()}): "
-            f"{_one_line(exc)}{fix}",
+            f"{one_line(exc)}{fix}",
             {"connectionId": self.conn.id, "driver": self.conn.driver, "sql": sql},
         )
 
@@ -262,7 +275,7 @@ class PostgresEngine(Engine):
         return self._target
 
     def _connect_error(self, exc: BaseException) -> SemanticError:
-        text = _one_line(exc)
+        text = one_line(exc)
         low = text.lower()
         cid, at = self.conn.id, self._target
         if "password authentication failed" in low or "no password supplied" in low:
@@ -411,7 +424,7 @@ class DuckDBEngine(Engine):
                 conn,
                 "unreachable",
                 f"connection {conn.id!r}: cannot open DuckDB database {path} read-only "
-                f"({_one_line(exc)}); is another process writing it?",
+                f"({one_line(exc)}); is another process writing it?",
             ) from None
 
     def where(self) -> str:
@@ -595,7 +608,7 @@ class MySQLEngine(Engine):
         return _connection_error(
             self.conn,
             "unreachable",
-            f"connection {cid!r}: cannot reach {self.name} at {at} ({_one_line(exc)}); check "
+            f"connection {cid!r}: cannot reach {self.name} at {at} ({one_line(exc)}); check "
             "that the server runs and `host:`/`port:` in ktx.yaml",
         )
 
