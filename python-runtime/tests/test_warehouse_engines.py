@@ -598,3 +598,17 @@ def test_a_kept_duckdb_connection_lets_writers_in_soon(warehouses: Path, monkeyp
         assert subprocess.run(writer, capture_output=True).returncode == 0
     finally:
         warehouse.close_all()
+
+
+@pytest.mark.parametrize("cid", ["pg", "maria"])
+def test_a_dsn_connection_executes(request, warehouses: Path, tmp_path: Path, cid: str) -> None:
+    server = _server(request, cid)
+    scheme = "postgresql" if cid == "pg" else "mysql"
+    dsn = f"{scheme}://{server.user}@{server.host}:{server.port}/{server.database}"
+    entry = _entry(cid, dsn=f'"{dsn}"', password_env=servers.PASSWORD_ENV)
+    root = _project(tmp_path, warehouses, cid, entry)
+    result = ops.query(
+        {"projectDir": str(root), "measures": ["orders.order_count"], "execute": True}
+    )
+    assert result["rows"] == [[40]]
+    assert ops.validate({"projectDir": str(root)})["ok"] is True

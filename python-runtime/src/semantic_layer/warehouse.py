@@ -538,7 +538,7 @@ def _mysql_params(conn: Connection) -> dict[str, Any]:
     mode = s.get("sslmode")
     if mode == "disable":
         params["ssl_disabled"] = True
-    elif mode in ("require", "prefer"):
+    elif mode == "require":  # encrypted, certificate not checked (libpq's meaning)
         params["ssl"] = {"check_hostname": False}
     elif mode in ("verify-ca", "verify-full"):
         params["ssl_verify_cert"] = True
