@@ -276,13 +276,12 @@ def _check_engine(
     if not conn.settings and conn.path is None:
         # A compile-only connection: nothing names a server or file to check against.
         need = "`path:`" if conn.driver == "duckdb" else "`host:`/`database:` or `dsn:`"
-        reason = f"it names no database ({need} would let ktx read it)"
+        reason = f"this {conn.driver} connection names no database ({need} would let ktx read it)"
         at_connection(
             warnings,
             "driver",
-            f"could not check connection {conn.id!r} ({conn.driver}) against its database: "
-            f"{reason}, so the tables and columns of its {_sources_phrase(project, conn)} were "
-            "not checked",
+            f"could not check connection {conn.id!r} against its database: {reason}, so the "
+            f"tables and columns of its {_sources_phrase(project, conn)} were not checked",
         )
         return DatabaseCheck(conn.id, conn.driver, None, False, reason)
     # feature_required propagates: the Rust runner installs the driver and retries.
