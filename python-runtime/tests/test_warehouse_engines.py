@@ -612,3 +612,25 @@ def test_a_dsn_connection_executes(request, warehouses: Path, tmp_path: Path, ci
     )
     assert result["rows"] == [[40]]
     assert ops.validate({"projectDir": str(root)})["ok"] is True
+
+
+def test_a_replaced_duckdb_file_is_reopened(warehouses: Path, tmp_path: Path, monkeypatch) -> None:
+    from semantic_layer import demo
+
+    monkeypatch.setattr(lifecycle, "serving", True)
+    root = tmp_path / "p"
+    shutil.copytree(warehouses, root)
+    conn = connection(root, "duck")
+    try:
+        assert execute.execute(conn, "SELECT count(*) FROM orders", 1, 5.0).rows == [[40]]
+        fresh = root / "fresh.duckdb"
+        demo.build_duckdb(fresh)
+        import duckdb
+
+        con = duckdb.connect(str(fresh))
+        con.execute("DELETE FROM orders WHERE id > 10")
+        con.close()
+        os.replace(fresh, conn.path)
+        assert execute.execute(conn, "SELECT count(*) FROM orders", 1, 5.0).rows == [[10]]
+    finally:
+        warehouse.close_all()

@@ -719,10 +719,20 @@ _POOL_LOCK = threading.Lock()
 
 
 def _pool_key(conn: Connection) -> tuple[Any, ...]:
+    """What a kept connection was opened with: settings, password, and for a file its
+    identity (a DuckDB file replaced since, e.g. by ``ktx demo``, is opened again)."""
     env = conn.settings.get("password_env")
+    identity: tuple[int, ...] = ()
+    if conn.path is not None:
+        try:
+            st = conn.path.stat()
+            identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            identity = ()
     return (
         conn.driver,
         str(conn.path),
+        identity,
         tuple(sorted((k, str(v)) for k, v in conn.settings.items())),
         os.environ.get(env) if env else None,
     )
