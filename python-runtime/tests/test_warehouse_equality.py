@@ -170,6 +170,35 @@ QUERIES: dict[str, dict[str, Any]] = {
         dimensions=["order_items.product"],
         order_by=["orders.order_count:desc", "order_items.product"],
     ),
+    "raw_time_dimension": Q(
+        measures=["orders.revenue"], dimensions=["orders.created_at"], limit=6
+    ),
+    "null_dimension_desc_sorts_last": Q(
+        measures=["customers.customer_count"],
+        dimensions=["customers.segment"],
+        order_by=["customers.segment:desc"],
+    ),
+    "customer_week_and_name": Q(
+        measures=["orders.revenue"],
+        dimensions=["customers.created_at:week", "customers.name"],
+    ),
+    "having_on_average": Q(
+        measures=["orders.average_order_value"],
+        dimensions=["order_items.product"],
+        filters=["orders.average_order_value > 100"],
+    ),
+    "computed_column_filter": Q(
+        measures=["order_items.item_revenue", "order_items.quantity_total"],
+        dimensions=["orders.status"],
+        filters=["order_items.line_total >= 80"],
+    ),
+    "filter_or_and_not": Q(
+        measures=["orders.order_count"],
+        dimensions=["customers.segment"],
+        filters=[
+            "(orders.status = 'completed' OR orders.amount > 150) AND NOT orders.status = 'pending'"
+        ],
+    ),
 }
 
 
