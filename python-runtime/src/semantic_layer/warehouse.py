@@ -96,6 +96,14 @@ def require_driver(conn: Connection) -> Any:
     try:
         return __import__(module)
     except ImportError:
+        pass
+    # A daemon that started before the feature was installed: look at site-packages again.
+    import importlib
+
+    importlib.invalidate_caches()
+    try:
+        return __import__(module)
+    except ImportError:
         raise SemanticError(
             "feature_required",
             f"connection {conn.id!r} uses driver {conn.driver}, whose runtime feature "
