@@ -170,9 +170,7 @@ QUERIES: dict[str, dict[str, Any]] = {
         dimensions=["order_items.product"],
         order_by=["orders.order_count:desc", "order_items.product"],
     ),
-    "raw_time_dimension": Q(
-        measures=["orders.revenue"], dimensions=["orders.created_at"], limit=6
-    ),
+    "raw_time_dimension": Q(measures=["orders.revenue"], dimensions=["orders.created_at"], limit=6),
     "null_dimension_desc_sorts_last": Q(
         measures=["customers.customer_count"],
         dimensions=["customers.segment"],
