@@ -169,3 +169,34 @@ def test_demo_scaffold_payload_errors(tmp_path: Path) -> None:
             ops.scaffold({"dir": str(tmp_path / "d"), **payload})
         assert info.value.code == "invalid_payload"
         assert info.value.details["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("driver", "function"),
+    [
+        ("postgres", "pg_advisory_lock(1)"),
+        ("postgres", "lo_import('/etc/passwd')"),
+        ("postgres", "set_config('default_transaction_read_only', 'off', false)"),
+        ("postgres", "pg_read_file('/etc/passwd')"),
+        ("mysql", "load_file('/etc/passwd')"),
+        ("mysql", "get_lock('x', 1)"),
+        ("duckdb", "getenv('HOME')"),
+    ],
+)
+def test_side_effect_functions_are_refused_in_filters(
+    tmp_path: Path, driver: str, function: str
+) -> None:
+    """Functions a read-only transaction does not stop (session state, locks, files)."""
+    _yaml(tmp_path, f"connections:\n  wh: {{driver: {driver}}}\n")
+    (tmp_path / "semantic-layer/wh").mkdir(parents=True)
+    (tmp_path / "semantic-layer/wh/orders.yaml").write_text(DEMO_SOURCE)
+    with pytest.raises(OpError) as info:
+        ops.query(
+            {
+                "projectDir": str(tmp_path),
+                "measures": ["orders.n"],
+                "filters": [f"{function} IS NOT NULL AND orders.id > 0"],
+            }
+        )
+    assert info.value.code == "invalid_filter"
+    assert "is not allowed" in info.value.message

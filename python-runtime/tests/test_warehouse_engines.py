@@ -132,6 +132,22 @@ def test_the_engine_refuses_writes_when_our_check_is_bypassed(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_postgres_never_commits(warehouses: Path, pg_server: servers.Server) -> None:
+    """A side effect a READ ONLY transaction allows (a large object) is rolled back."""
+    import psycopg
+
+    pg = connection(warehouses, "pg")
+    assert execute.execute(pg, "SELECT lo_create(0) > 0", 1, 5.0).rows == [[True]]
+    with psycopg.connect(
+        host=pg_server.host,
+        port=pg_server.port,
+        user="ktx",
+        password=servers.PASSWORD,
+        dbname=pg_server.database,
+    ) as con:
+        assert con.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone() == (0,)
+
+
 def test_kept_connections_stay_read_only(warehouses: Path, monkeypatch) -> None:
     """A statement that flips the session's access mode on a kept connection does not make
     the next call writable."""
