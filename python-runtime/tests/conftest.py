@@ -24,3 +24,44 @@ def semantic_shop(tmp_path: Path) -> Path:
     finally:
         con.close()
     return root
+
+
+# -- warehouse servers (tests/servers.py): started once per session, stopped at its end ----
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server on 127.0.0.1 (fails with the apt command when not installed)."""
+    import servers
+
+    server = servers.start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server():
+    """A MariaDB server on 127.0.0.1 (fails with the apt command when not installed)."""
+    import servers
+
+    server = servers.start_mariadb()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def warehouses(tmp_path_factory, pg_server, mariadb_server):
+    """The demo project on four connections (sqlite, duck, pg, maria): the same rows in each."""
+    import os
+
+    import servers
+
+    servers.need_module("duckdb")
+    os.environ[servers.PASSWORD_ENV] = servers.PASSWORD
+    return servers.demo_project(
+        tmp_path_factory.mktemp("warehouses") / "demo", pg_server, mariadb_server
+    )

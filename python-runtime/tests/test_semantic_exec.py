@@ -393,14 +393,14 @@ def test_missing_database_is_reported(semantic_shop: Path) -> None:
 
 def test_other_drivers_have_no_executor(semantic_shop: Path) -> None:
     (semantic_shop / "ktx.yaml").write_text(
-        "connections:\n  warehouse:\n    driver: postgres\n", encoding="utf-8"
+        "connections:\n  warehouse:\n    driver: snowflake\n", encoding="utf-8"
     )
     with pytest.raises(OpError) as info:
         run(semantic_shop, measures=["orders.revenue"])
     assert info.value.code == "no_executor"
-    assert "no executor for driver postgres" in info.value.message
+    assert "no executor for driver snowflake" in info.value.message
     compiled = ops.query({"projectDir": str(semantic_shop), "measures": ["orders.revenue"]})
-    assert compiled["dialect"] == "postgres"
+    assert compiled["dialect"] == "snowflake"
 
 
 def test_having_on_a_measure_of_another_source_stays_hidden(semantic_shop: Path) -> None:

@@ -47,7 +47,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ktx_daemon import abi, cancel, log, netloop
+from ktx_daemon import abi, cancel, lifecycle, log, netloop
 from ktx_daemon._version import __version__
 
 STATE_SCHEMA_VERSION = 1
@@ -723,6 +723,7 @@ def serve(
         listener.close()
         return 1
 
+    lifecycle.serving = True
     loop.start()
     _log(
         f"listening on 127.0.0.1:{daemon.port} version {__version__} "
@@ -749,5 +750,9 @@ def serve(
         left = daemon.drain(SHUTDOWN_DRAIN_SECONDS)
         if left:
             _log(f"exiting with {left} request(s) still running")
+        # Warehouse connections kept between calls are closed here.
+        lifecycle.serving = False
+        for failure in lifecycle.run_stop_hooks():
+            _log(f"closing on stop failed: {failure}")
         _log(f"stopped ({daemon.stop_reason or 'interrupted'})")
     return 0

@@ -1,7 +1,10 @@
-"""``demo.scaffold``: a small, deterministic SQLite warehouse with its semantic layer.
+"""``demo.scaffold``: a small, deterministic warehouse with its semantic layer.
 
 The project is written by Python (no binary is committed): ``ktx.yaml``,
-``semantic-layer/warehouse/{customers,orders,order_items}.yaml`` and ``warehouse.db``.
+``semantic-layer/warehouse/{customers,orders,order_items}.yaml`` and the warehouse: SQLite
+``warehouse.db`` (default), DuckDB ``warehouse.duckdb``, or the demo tables loaded into the
+PostgreSQL / MySQL database a DSN names (then ``ktx.yaml`` names that server; a password from
+the DSN is never written: the connection says ``password_env: PGPASSWORD`` / ``MYSQL_PWD``).
 Every file is written to a temporary name and renamed, so an interrupted run leaves no
 half-written file. The first line of ``ktx.yaml`` marks the directory as a demo: running the
 scaffold again there recreates missing files and keeps existing ones (edits survive).
@@ -9,7 +12,9 @@ scaffold again there recreates missing files and keeps existing ones (edits surv
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shlex
 import sqlite3
 from pathlib import Path
@@ -161,6 +166,107 @@ def build_database(path: Path) -> None:
     os.replace(tmp, path)
 
 
+#: Column types of the demo tables per engine (SQLite's are in :func:`build_database`).
+_ENGINE_TYPES = {
+    "duckdb": {"int": "INTEGER", "text": "VARCHAR", "real": "DOUBLE", "time": "TIMESTAMP"},
+    "postgres": {"int": "INTEGER", "text": "TEXT", "real": "DOUBLE PRECISION", "time": "TIMESTAMP"},
+    "mysql": {"int": "INT", "text": "VARCHAR(64)", "real": "DOUBLE", "time": "DATETIME"},
+}
+_TABLES = (
+    (
+        "customers",
+        (
+            ("id", "int"),
+            ("name", "text"),
+            ("segment", "text"),
+            ("country", "text"),
+            ("created_at", "time"),
+        ),
+    ),
+    (
+        "orders",
+        (
+            ("id", "int"),
+            ("customer_id", "int"),
+            ("status", "text"),
+            ("amount", "real"),
+            ("created_at", "time"),
+        ),
+    ),
+    (
+        "order_items",
+        (
+            ("id", "int"),
+            ("order_id", "int"),
+            ("product", "text"),
+            ("quantity", "int"),
+            ("unit_price", "real"),
+        ),
+    ),
+)
+
+
+def load_tables(con: Any, driver: str, replace: bool = True) -> list[str]:
+    """Create the demo tables in an open DB-API connection of ``driver`` (duckdb, postgres,
+    mysql) and load the rows; the caller commits. Nullable exactly like SQLite's.
+
+    ``replace`` drops tables of the same names first (tests). Without it an existing table is
+    kept when it holds the demo's row count (an earlier demo) and refused otherwise: a user's
+    own ``orders`` is never touched. Returns the tables kept."""
+    types = _ENGINE_TYPES[driver]
+    marker = "?" if driver == "duckdb" else "%s"
+    cur = con.cursor()
+    kept: list[str] = []
+    existing: set[str] = set()
+    if not replace:
+        where = (
+            "table_schema = DATABASE()"
+            if driver == "mysql"
+            else ("table_schema = current_schema()")
+        )
+        cur.execute(f"SELECT table_name FROM information_schema.tables WHERE {where}")
+        existing = {str(r[0]).lower() for r in cur.fetchall()}
+    for (table, cols), rows in zip(_TABLES, build_rows(), strict=True):
+        if table in existing:
+            cur.execute(f"SELECT count(*) FROM {table}")
+            count = cur.fetchone()[0]
+            if count != len(rows):
+                raise SemanticError(
+                    "demo_db_not_empty",
+                    f"the database already has a table {table!r} ({count} rows) that is not the "
+                    "demo's; name an empty database in --dsn (e.g. create one: CREATE DATABASE "
+                    "ktx_demo)",
+                    {"table": table},
+                )
+            kept.append(table)
+            continue
+        if replace:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        defs = ", ".join(
+            f"{name} {types[kind]}{' PRIMARY KEY' if name == 'id' else ''}"
+            f"{'' if name == 'segment' or name == 'id' else ' NOT NULL'}"
+            for name, kind in cols
+        )
+        cur.execute(f"CREATE TABLE {table} ({defs})")
+        cur.executemany(f"INSERT INTO {table} VALUES ({', '.join([marker] * len(cols))})", rows)
+    return kept
+
+
+def build_duckdb(path: Path) -> None:
+    """Write the demo warehouse as a DuckDB file at ``path`` (replaced atomically)."""
+    import duckdb
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        load_tables(con, "duckdb", replace=False)
+        con.commit()
+    finally:
+        con.close()
+    os.replace(tmp, path)
+
+
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -189,8 +295,174 @@ def example_queries(directory: Path) -> list[str]:
     ]
 
 
-def scaffold(directory: Path) -> dict[str, Any]:
+#: ``driver`` values of ``demo.scaffold`` -> the warehouse file written (None: a server).
+DEMO_DRIVERS: dict[str, str | None] = {
+    "sqlite": DB_FILE,
+    "duckdb": "warehouse.duckdb",
+    "postgres": None,
+    "mysql": None,
+}
+
+#: The variable each server driver's own client reads a password from.
+PASSWORD_ENVS = {"postgres": "PGPASSWORD", "mysql": "MYSQL_PWD"}
+
+
+def _server_target(driver: str, dsn: str) -> tuple[dict[str, Any], str | None]:
+    """(ktx.yaml connection keys, password or None) from ``dsn``; raises invalid_payload."""
+    if driver == "postgres":
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            parts = {k: v for k, v in conninfo_to_dict(dsn).items() if v not in (None, "")}
+        except Exception as exc:
+            raise SemanticError(
+                "invalid_payload",
+                f"--dsn is not a PostgreSQL connection string: {exc}",
+                {"field": "dsn"},
+            ) from None
+        password = parts.pop("password", None) or os.environ.get("PGPASSWORD")
+        keys = {
+            "host": parts.get("host"),
+            "port": parts.get("port"),
+            "database": parts.get("dbname"),
+            "user": parts.get("user"),
+            "sslmode": parts.get("sslmode"),
+        }
+    else:
+        from urllib.parse import unquote, urlsplit
+
+        try:
+            url = urlsplit(dsn)
+            port = url.port
+        except ValueError as exc:
+            raise SemanticError(
+                "invalid_payload", f"--dsn is not a valid URL: {exc}", {"field": "dsn"}
+            ) from None
+        if url.scheme not in ("mysql", "mariadb") or not url.hostname:
+            raise SemanticError(
+                "invalid_payload",
+                "--dsn for mysql must look like mysql://user:password@host:3306/database",
+                {"field": "dsn"},
+            )
+        password = (unquote(url.password) if url.password else None) or os.environ.get("MYSQL_PWD")
+        keys = {
+            "host": url.hostname,
+            "port": port,
+            "database": unquote(url.path.strip("/")) or None,
+            "user": unquote(url.username) if url.username else None,
+        }
+    keys = {k: v for k, v in keys.items() if v is not None}
+    if "port" in keys:
+        keys["port"] = int(keys["port"])
+    if not keys.get("database"):
+        raise SemanticError(
+            "invalid_payload",
+            "--dsn must name the database to load the demo into (e.g. .../ktx_demo)",
+            {"field": "dsn"},
+        )
+    if password is not None:
+        keys["password_env"] = PASSWORD_ENVS[driver]
+    return keys, password
+
+
+def _yaml_scalar(value: Any) -> str:
+    """``value`` as a YAML scalar: plain when that reads back as the same string."""
+    if isinstance(value, int):
+        return str(value)
+    import yaml
+
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", value) and yaml.safe_load(value) == value:
+        return value
+    return json.dumps(value)  # a JSON string is a YAML double-quoted scalar
+
+
+def _ktx_yaml(driver: str, keys: dict[str, Any]) -> str:
+    lines = [MARKER, "connections:", "  warehouse:", f"    driver: {driver}"]
+    if driver in ("sqlite", "duckdb"):
+        lines.append(f"    path: {DEMO_DRIVERS[driver]}")
+    for key in ("host", "port", "database", "user", "sslmode", "password_env"):
+        if key in keys:
+            value = keys[key]
+            lines.append(f"    {key}: {_yaml_scalar(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _load_server(driver: str, dsn: str, keys: dict[str, Any], password: str | None) -> list[str]:
+    """Load the demo tables into the server database; returns the tables kept."""
+    target = f"{keys.get('host', 'localhost')}:{keys.get('port', '')}/{keys['database']}"
+    if driver == "postgres":
+        import psycopg
+
+        try:
+            with psycopg.connect(
+                dsn, connect_timeout=10, **({"password": password} if password else {})
+            ) as con:
+                kept = load_tables(con, "postgres", replace=False)
+                con.commit()
+                return kept
+        except psycopg.Error as exc:
+            raise SemanticError(
+                "connection_error",
+                f"cannot load the demo into PostgreSQL at {target}: {' '.join(str(exc).split())}",
+                {"driver": driver},
+            ) from None
+    import pymysql
+
+    try:
+        con = pymysql.connect(
+            host=keys["host"],
+            port=keys.get("port", 3306),
+            user=keys.get("user", "root"),
+            password=password or "",
+            database=keys["database"],
+            connect_timeout=10,
+            charset="utf8mb4",
+        )
+        try:
+            kept = load_tables(con, "mysql", replace=False)
+            con.commit()
+            return kept
+        finally:
+            con.close()
+    except pymysql.Error as exc:
+        raise SemanticError(
+            "connection_error",
+            f"cannot load the demo into MySQL at {target}: {' '.join(str(exc).split())}",
+            {"driver": driver},
+        ) from None
+
+
+def scaffold(directory: Path, driver: str = "sqlite", dsn: str | None = None) -> dict[str, Any]:
     """Create the demo in ``directory``; see :mod:`semantic_layer.ops` for the contract."""
+    if driver not in DEMO_DRIVERS:
+        raise SemanticError(
+            "invalid_payload",
+            f"unknown demo driver {driver!r}; use one of {', '.join(DEMO_DRIVERS)}",
+            {"field": "driver"},
+        )
+    server = DEMO_DRIVERS[driver] is None
+    if server and not dsn:
+        raise SemanticError(
+            "invalid_payload",
+            f"the {driver} demo needs --dsn naming the database to load it into, e.g. "
+            + (
+                "postgresql://user@localhost:5432/ktx_demo"
+                if driver == "postgres"
+                else "mysql://user@localhost:3306/ktx_demo"
+            ),
+            {"field": "dsn"},
+        )
+    keys: dict[str, Any] = {}
+    password = None
+    if server and driver == "mysql":  # a URL: checked before asking for the driver
+        keys, password = _server_target(driver, dsn or "")
+    if driver != "sqlite":
+        from semantic_layer.project import Connection
+        from semantic_layer.warehouse import require_driver
+
+        require_driver(Connection("warehouse", driver, driver))  # feature_required
+    if server and driver == "postgres":  # libpq's parser comes with the driver
+        keys, password = _server_target(driver, dsn or "")
     directory = directory.resolve()
     if directory.exists() and not directory.is_dir():
         raise SemanticError(
@@ -205,31 +477,47 @@ def scaffold(directory: Path) -> dict[str, Any]:
             "directory, e.g. `ktx demo ktx-demo`",
             {"dir": str(directory)},
         )
+    texts = dict(TEXT_FILES)
+    texts["ktx.yaml"] = _ktx_yaml(driver, keys)
+    db_file = DEMO_DRIVERS[driver]
+    files = [*texts, *([db_file] if db_file else [])]
     created: list[str] = []
     kept: list[str] = []
+    notes: list[str] = []
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for rel, text in TEXT_FILES.items():
+        if server:
+            for table in _load_server(driver, dsn or "", keys, password):
+                notes.append(f"kept table {table} (already the demo's)")
+        for rel, text in texts.items():
             target = directory / rel
             if target.exists():
                 kept.append(rel)
                 continue
             _write_text(target, text)
             created.append(rel)
-        db = directory / DB_FILE
-        if db.exists():
-            kept.append(DB_FILE)
-        else:
-            build_database(db)
-            created.append(DB_FILE)
+        if db_file is not None:
+            db = directory / db_file
+            if db.exists():
+                kept.append(db_file)
+            else:
+                (build_database if driver == "sqlite" else build_duckdb)(db)
+                created.append(db_file)
     except (OSError, sqlite3.Error) as exc:
         raise SemanticError(
             "io_error", f"cannot write the demo into {directory}: {exc}", {"dir": str(directory)}
         ) from None
-    return {
+    if password is not None:
+        env = PASSWORD_ENVS[driver]
+        notes.append(f"ktx.yaml reads the password from ${env}: export {env}=... before querying")
+    result: dict[str, Any] = {
         "dir": str(directory),
-        "files": FILES,
+        "driver": driver,
+        "files": files,
         "created": created,
         "kept": kept,
         "queries": example_queries(directory),
     }
+    if notes:
+        result["notes"] = notes
+    return result

@@ -1,4 +1,6 @@
-"""Read-only execution. Only SQLite has an executor; every other driver is ``no_executor``.
+"""Read-only execution: SQLite here; PostgreSQL, DuckDB and MySQL/MariaDB in
+:mod:`semantic_layer.warehouse` (sharing this module's watchdog); other drivers are
+``no_executor``.
 
 Three independent locks keep a query from changing the database: the file is opened with a
 ``file:...?mode=ro`` URI (SQLite refuses every write), ``PRAGMA query_only=ON`` is set, and an
@@ -115,9 +117,8 @@ class _Watch:
 
     __slots__ = ("con", "deadline", "check", "reason", "done")
 
-    def __init__(
-        self, con: sqlite3.Connection, deadline: float, check: Callable[[], bool] | None
-    ) -> None:
+    def __init__(self, con: Any, deadline: float, check: Callable[[], bool] | None) -> None:
+        # ``con``: a sqlite3 connection or a warehouse Engine; both have ``interrupt()``.
         self.con = con
         self.deadline = deadline
         self.check = check
@@ -188,10 +189,22 @@ class _Watchdog:
         watch.reason = reason
         watch.done = True
         self._active.discard(watch)
+        if not isinstance(watch.con, sqlite3.Connection):
+            # A server round trip (cancel request, KILL QUERY) must not hold up the other
+            # watches: run it beside the watchdog.
+            threading.Thread(target=_interrupt_quietly, args=(watch.con,), daemon=True).start()
+            return
         try:
             watch.con.interrupt()
         except sqlite3.Error:
             pass
+
+
+def _interrupt_quietly(con: Any) -> None:
+    try:
+        con.interrupt()
+    except Exception:  # the statement ended or the connection closed meanwhile
+        pass
 
 
 _WATCHDOG = _Watchdog()
@@ -285,13 +298,100 @@ def run_sqlite(
     return Result(rows, total, total > len(rows), round(elapsed, 3))
 
 
+def run_engine(conn: Connection, sql: str, max_rows: int, timeout: float) -> Result:
+    """Run one SELECT on a PostgreSQL, DuckDB or MySQL connection; rows are streamed, the first
+    ``max_rows`` kept and the rest counted. See :mod:`semantic_layer.warehouse`."""
+    started = time.monotonic()
+    # The deadline counts from the call, connecting included: the user waits for both.
+    deadline = started + timeout
+    for attempt in (1, 2):
+        try:
+            return _run_engine_once(conn, sql, max_rows, timeout, started, deadline)
+        except _StaleConnection:
+            # A kept connection the server dropped since the last call (restart, idle
+            # timeout): drop it and run once more on a new one.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _StaleConnection(Exception):
+    """A kept connection failed before producing anything: retry on a fresh one."""
+
+
+def _run_engine_once(
+    conn: Connection, sql: str, max_rows: int, timeout: float, started: float, deadline: float
+) -> Result:
+    from ktx_daemon import cancel
+    from semantic_layer import warehouse
+
+    with warehouse.engine_for(conn) as engine:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SemanticError(
+                "execution_timeout",
+                f"connecting to {conn.id!r} ({engine.where()}) took longer than the {timeout:g}s "
+                "timeout; raise --timeout",
+                {"connectionId": conn.id, "driver": conn.driver, "timeoutSeconds": timeout},
+            )
+        watch = _Watch(engine, deadline, cancel.current())
+        _WATCHDOG.add(watch)
+        rows: list[list[Any]] = []
+        total = 0
+        produced = False
+        try:
+            for batch in engine.stream(sql, remaining):
+                produced = True
+                total += len(batch)
+                room = max_rows - len(rows)
+                if room > 0:
+                    rows.extend([warehouse.json_value(v) for v in row] for row in batch[:room])
+        except Exception as exc:
+            kind = engine.classify(exc)
+            if kind == "broken":
+                engine.broken = True
+                if engine.uses > 1 and not produced and watch.reason is None:
+                    raise _StaleConnection() from None
+            details = {"connectionId": conn.id, "driver": conn.driver}
+            if watch.reason == "cancelled":
+                raise SemanticError(
+                    "execution_cancelled",
+                    f"query on connection {conn.id!r} was stopped: the client went away",
+                    details,
+                ) from None
+            if kind == "timeout" or watch.reason == "timeout" or time.monotonic() > deadline:
+                raise SemanticError(
+                    "execution_timeout",
+                    f"query on connection {conn.id!r} ({engine.where()}) took longer than "
+                    f"{timeout:g}s and was stopped; raise --timeout or narrow the query",
+                    {**details, "timeoutSeconds": timeout},
+                ) from None
+            if kind == "broken":
+                raise SemanticError(
+                    "connection_error",
+                    f"connection {conn.id!r}: lost the connection to {engine.name} at "
+                    f"{engine.where()} during the query ({warehouse.one_line(exc)}); retry, "
+                    "and check that the server runs",
+                    {**details, "reason": "unreachable"},
+                ) from None
+            raise engine.refused(exc, sql) from None
+        finally:
+            _WATCHDOG.remove(watch)
+    elapsed = (time.monotonic() - started) * 1000
+    return Result(rows, total, total > len(rows), round(elapsed, 3))
+
+
 def execute(conn: Connection, sql: str, max_rows: int, timeout: float) -> Result:
     """Run ``sql`` on ``conn`` if ktx has an executor for its driver."""
-    if conn.driver != "sqlite" or conn.path is None:
-        raise SemanticError(
-            "no_executor",
-            f"no executor for driver {conn.driver} (connection {conn.id!r}); ktx executes "
-            "SQLite only: drop --execute to get the compiled SQL",
-            {"driver": conn.driver, "connectionId": conn.id},
-        )
-    return run_sqlite(conn.path, sql, max_rows=max_rows, timeout=timeout)
+    if conn.driver == "sqlite" and conn.path is not None:
+        return run_sqlite(conn.path, sql, max_rows=max_rows, timeout=timeout)
+    from semantic_layer import warehouse
+
+    if warehouse.supported(conn):
+        return run_engine(conn, sql, max_rows=max_rows, timeout=timeout)
+    raise SemanticError(
+        "no_executor",
+        f"no executor for driver {conn.driver} (connection {conn.id!r}); ktx executes "
+        "SQLite, DuckDB, PostgreSQL and MySQL/MariaDB: drop --execute to get the compiled SQL",
+        {"driver": conn.driver, "connectionId": conn.id},
+    )

@@ -26,7 +26,10 @@ Payload::
                                  infinity, 0, negatives and booleans are invalid_payload).
                                  Execution is interrupted at most ~0.1 s after it, even in a
                                  slow row: see semantic_layer.execute for the bounds (one
-                                 value <= 16 MiB, SQLite heap <= 256 MiB for the process)
+                                 value <= 16 MiB, SQLite heap <= 256 MiB for the process).
+                                 On DuckDB/PostgreSQL/MySQL the time counts from the call,
+                                 connecting included, and the engine's own statement timeout
+                                 is set too (semantic_layer.warehouse)
 
 Lists may be omitted (empty). Result::
 
@@ -52,6 +55,10 @@ Semantics worth knowing on the CLI side:
 
 * Time dimension values are the first day of the period as "YYYY-MM-DD" (weeks start on
   Monday in every dialect). SQLite time columns must hold ISO-8601 text.
+* Executed rows are JSON the same way on every engine: integral DECIMALs are ints, other
+  DECIMALs floats, timestamps "YYYY-MM-DD HH:MM:SS", dates "YYYY-MM-DD", bytes hex. The
+  cross-engine tests (tests/test_warehouse_equality.py) hold SQLite, DuckDB, PostgreSQL and
+  MariaDB to the same rows.
 * NULLs sort last in both directions, in every dialect (sqlglot emulates NULLS LAST where the
   dialect lacks it).
 * A measure's own ``filter`` becomes ``agg(CASE WHEN filter THEN x END)``: it never filters
@@ -89,7 +96,7 @@ Payload: ``{projectDir}`` as above. Result::
                  message: str}], sorted by file, then line
     warnings    [same shape as errors]: what could not be checked and why; every message
                 starts with "could not check". Warnings do not make ``ok`` false.
-    databases   [{connectionId, driver, path: str|null (absolute, sqlite), checked: bool,
+    databases   [{connectionId, driver, path: str|null (absolute, sqlite/duckdb), checked: bool,
                   reason: str|null}], one per connection declared without error, by id:
                 ``checked`` is true when its sources were checked against the database.
 
@@ -98,25 +105,47 @@ Besides the YAML, validate checks each connection's database where ktx can open 
 the connection's ``path`` in ktx.yaml; then, read-only, every loaded source is prepared against
 it as ``SELECT ... LIMIT 0`` (no row is read): a missing table is an error at ``table``, a
 missing column at ``columns[i].name`` (``.expr`` when it has one), an expression SQLite refuses
-(unknown function...) at the measure's, segment's or join's key. A driver ktx has no executor
-for, a database that cannot be opened or is locked, or a check over 10 s is a warning at the
-connection instead.
+(unknown function...) at the measure's, segment's or join's key. DuckDB, PostgreSQL and
+MySQL/MariaDB are checked the same way after connecting exactly as ``--execute`` does: an
+unreachable server is an error at the connection's ``host`` (``dsn``), a refused user or password
+at ``user``, a missing database at ``database``, a missing DuckDB file at ``path``. A literal
+password (``password:``, or one inside ``dsn:``) is an error with the fix ``password_env: NAME``.
+A driver ktx has no executor for, a postgres/mysql/duckdb connection that names no database
+(compile-only), a database that is locked, or a check over 10 s is a warning at the connection
+instead. A driver whose package is not installed fails the op with ``feature_required``.
 
 Only a missing ktx.yaml (``project_not_found``) or a bad payload is an ``ok: false`` ABI
 response; a broken project is a successful validate with ``ok: false``.
 
 ``demo.scaffold``
 =================
-Payload: ``{dir: str}`` (absolute; created with parents if missing). Result::
+Payload::
+
+    dir      str             absolute; created with parents if missing
+    driver   str, optional   sqlite (default) | duckdb | postgres | mysql
+    dsn      str             postgres/mysql only, required there: the database to load the demo
+                             tables into (postgresql://user:pw@host:5432/db, or key=value;
+                             mysql://user:pw@host:3306/db). Its password is used to load and
+                             never written: ktx.yaml then says ``password_env: PGPASSWORD``
+                             (postgres) / ``MYSQL_PWD`` (mysql)
+
+Result::
 
     dir      str     absolute
+    driver   str     the driver of the demo's connection
     files    [str]   every demo file, relative to dir: ktx.yaml,
-                     semantic-layer/warehouse/{customers,orders,order_items}.yaml, warehouse.db
+                     semantic-layer/warehouse/{customers,orders,order_items}.yaml and the
+                     warehouse file: warehouse.db (sqlite) or warehouse.duckdb (duckdb); none
+                     for a server
     created  [str]   files written by this call
     kept     [str]   files that already existed (a re-run on an earlier demo keeps them)
     queries  [str]   three `ktx sl query ...` command lines; the last uses --execute
+    notes    [str]   optional: what to do before querying (export the password variable),
+                     demo tables found already loaded and kept
 
-A non-empty directory whose ktx.yaml does not start with the demo marker line is refused.
+A non-empty directory whose ktx.yaml does not start with the demo marker line is refused. On a
+server, an existing table named like a demo table is kept only when it holds the demo's rows;
+otherwise the call fails with ``demo_db_not_empty`` and changes nothing in that table.
 
 Error codes (``abi.OpError.code``; ``details`` in brackets)
 =========================================================
@@ -149,13 +178,24 @@ ambiguous_join        several shortest join paths [from, to, paths]
 no_join_path          sources not connected by joins [from, to]
 missing_grain         a measure source is fanned out by a one_to_many join and declares no
                       grain to deduplicate on [source, file]
-no_executor           execute on a driver other than sqlite [driver, connectionId]
-execution_error       the database is missing or refused the query, or the query hit the
-                      size or memory bound [path, sql?, limitBytes?]
-execution_timeout     execution exceeded timeoutSeconds [path, timeoutSeconds]
+no_executor           execute on a driver without an executor (bigquery, snowflake...)
+                      [driver, connectionId]
+feature_required      query/validate/demo.scaffold need a driver whose runtime feature is not
+                      installed; the Rust runner installs it and retries once
+                      [feature: postgres|duckdb|mysql, connectionId, suggestions]
+connection_error      cannot connect: unreachable host, refused user or password, missing
+                      database or DuckDB file, unset password variable, incomplete settings;
+                      one line naming the connection and the fix
+                      [connectionId, driver, reason: unreachable|auth|database_missing|config]
+execution_error       the database is missing or refused the query (a missing table...), or
+                      the query hit the size or memory bound
+                      [path | connectionId+driver, sql?, limitBytes?]
+execution_timeout     execution exceeded timeoutSeconds [path | connectionId, timeoutSeconds]
 execution_cancelled   daemon only: the client disconnected and the query was stopped (no one
-                      reads this answer) [path]
+                      reads this answer) [path | connectionId]
 demo_dir_not_empty    demo.scaffold target is not empty and not an earlier demo [dir]
+demo_db_not_empty     demo.scaffold: the server database has a non-demo table of a demo
+                      table's name [table]
 io_error              demo.scaffold could not write [dir]
 """
 
@@ -317,7 +357,10 @@ def validate(payload: dict[str, Any]) -> dict[str, Any]:
     except SemanticError as exc:
         raise _op_error(exc) from None
     project = load_project(root)
-    db_errors, warnings, checks = check_databases(project)
+    try:
+        db_errors, warnings, checks = check_databases(project)
+    except SemanticError as exc:  # feature_required: the runner installs the driver, retries
+        raise _op_error(exc) from None
     errors = project.issues + db_errors
     return {
         "ok": not errors,
@@ -337,7 +380,13 @@ def scaffold(payload: dict[str, Any]) -> dict[str, Any]:
     directory = payload.get("dir")
     if not isinstance(directory, str) or not directory:
         raise OpError("invalid_payload", "'dir' must be a non-empty path string", {"field": "dir"})
+    driver = payload.get("driver") or "sqlite"
+    dsn = payload.get("dsn")
+    if not isinstance(driver, str):
+        raise OpError("invalid_payload", "'driver' must be a string", {"field": "driver"})
+    if dsn is not None and (not isinstance(dsn, str) or not dsn):
+        raise OpError("invalid_payload", "'dsn' must be a non-empty string", {"field": "dsn"})
     try:
-        return build(Path(directory))
+        return build(Path(directory), driver=driver, dsn=dsn)
     except SemanticError as exc:
         raise _op_error(exc) from None

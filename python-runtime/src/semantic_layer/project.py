@@ -48,16 +48,29 @@ _CONNECTION_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 
 
 class Connection(Record):
-    """A warehouse connection from ``ktx.yaml``; ``path`` is the absolute database path
-    (sqlite only)."""
+    """A warehouse connection from ``ktx.yaml``.
 
-    __slots__ = ("id", "driver", "dialect", "path")
+    ``path`` is the absolute database file (sqlite, duckdb). ``settings`` holds the server
+    keys of postgres/mysql as written (``host``, ``port``, ``database``, ``user``,
+    ``password_env``, ``sslmode`` or ``dsn``); a password is never among them, only the name
+    of the environment variable that holds it.
+    """
 
-    def __init__(self, id: str, driver: str, dialect: str, path: Path | None = None) -> None:
+    __slots__ = ("id", "driver", "dialect", "path", "settings")
+
+    def __init__(
+        self,
+        id: str,
+        driver: str,
+        dialect: str,
+        path: Path | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.id = id
         self.driver = driver
         self.dialect = dialect
         self.path = path
+        self.settings = settings or {}
 
 
 class Column(Record):
@@ -404,7 +417,116 @@ def _load_connections(
                 ctx.add((*path, "path"), "sqlite needs `path:` (relative to the project root)")
                 continue
             conn.path = (root / db_path).resolve()
+        elif driver == "duckdb":
+            unknown = sorted(str(k) for k in spec if k not in ("driver", "path"))
+            if unknown:
+                ctx.add((*path, unknown[0]), "unknown key; a duckdb connection has driver, path")
+                continue
+            db_path = spec.get("path")
+            if db_path is not None:
+                if not isinstance(db_path, str) or not db_path:
+                    ctx.add(
+                        (*path, "path"),
+                        "duckdb `path:` must name a file (relative to the project root)",
+                    )
+                    continue
+                conn.path = (root / db_path).resolve()
+        elif driver in SERVER_DRIVERS:
+            settings = _server_settings(driver, spec, path, ctx)
+            if settings is None:
+                continue
+            conn.settings = settings
         connections[conn_id] = conn
+
+
+#: Drivers that talk to a server, and the keys their connection may have besides ``driver``.
+SERVER_DRIVERS = ("postgres", "mysql")
+SERVER_KEYS = ("host", "port", "database", "user", "password_env", "sslmode", "dsn")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def dsn_password(dsn: str) -> bool:
+    """True when the connection string ``dsn`` carries a password (URL or key=value form)."""
+    from urllib.parse import urlsplit
+
+    if "://" in dsn:
+        try:
+            return urlsplit(dsn).password is not None or "password=" in dsn.lower()
+        except ValueError:
+            return False
+    return re.search(r"(^|\s)password\s*=", dsn, re.IGNORECASE) is not None
+
+
+def _server_settings(
+    driver: str, spec: dict[Any, Any], path: tuple[Any, ...], ctx: _FileContext
+) -> dict[str, Any] | None:
+    """The checked server keys of a postgres/mysql connection, or None after adding issues.
+
+    Every key is optional at load time (a project may only compile); the executor says what is
+    missing when it has to connect."""
+    if "password" in spec:
+        ctx.add(
+            (*path, "password"),
+            "a literal password is not allowed in ktx.yaml; put it in an environment variable "
+            "and write `password_env: NAME` instead",
+        )
+        return None
+    unknown = sorted(str(k) for k in spec if k != "driver" and k not in SERVER_KEYS)
+    if unknown:
+        ctx.add(
+            (*path, unknown[0]),
+            f"unknown key; a {driver} connection has driver, {', '.join(SERVER_KEYS)}",
+        )
+        return None
+    settings: dict[str, Any] = {}
+    ok = True
+    for key in SERVER_KEYS:
+        if key not in spec:
+            continue
+        value = spec[key]
+        if key == "port":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+                ctx.add((*path, key), "`port:` must be an integer from 1 to 65535")
+                ok = False
+                continue
+        elif not isinstance(value, str) or not value:
+            ctx.add((*path, key), f"`{key}:` must be a non-empty string")
+            ok = False
+            continue
+        settings[key] = value
+    if not ok:
+        return None
+    if "dsn" in settings:
+        others = sorted(k for k in settings if k not in ("dsn", "password_env"))
+        if others:
+            ctx.add(
+                (*path, others[0]),
+                "use either `dsn:` or host/port/database/user/sslmode, not both",
+            )
+            return None
+        if dsn_password(settings["dsn"]):
+            ctx.add(
+                (*path, "dsn"),
+                "the `dsn:` holds a literal password; remove it from the dsn and write "
+                "`password_env: NAME` (an environment variable that holds the password)",
+            )
+            return None
+    env = settings.get("password_env")
+    if env is not None and not _ENV_NAME_RE.match(env):
+        ctx.add(
+            (*path, "password_env"),
+            f"`password_env:` must name an environment variable (e.g. KTX_PG_PASSWORD), "
+            f"got {env!r}",
+        )
+        return None
+    if driver == "mysql" and "sslmode" in settings:
+        if settings["sslmode"] not in ("disable", "prefer", "require", "verify-ca", "verify-full"):
+            ctx.add(
+                (*path, "sslmode"),
+                "`sslmode:` must be disable, prefer, require, verify-ca or verify-full",
+            )
+            return None
+    return settings
 
 
 def _load_connection_sources(

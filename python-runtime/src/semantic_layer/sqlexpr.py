@@ -17,15 +17,49 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
-#: Scalar functions refused even though they are not statements (file or extension access).
+#: Scalar functions refused even though they are not statements: file, extension or server
+#: access, and side effects a read-only transaction does not stop (PostgreSQL large objects and
+#: session settings, advisory locks, other sessions) on SQLite, PostgreSQL, DuckDB and MySQL.
 DENIED_FUNCTIONS = frozenset(
     {
+        # SQLite
         "load_extension",
         "readfile",
         "writefile",
         "edit",
         "fts3_tokenizer",
         "sqlite_compileoption_get",
+        # PostgreSQL
+        "lo_import",
+        "lo_export",
+        "lo_create",
+        "lo_creat",
+        "lo_unlink",
+        "lo_from_bytea",
+        "lo_put",
+        "pg_read_file",
+        "pg_read_binary_file",
+        "pg_ls_dir",
+        "pg_stat_file",
+        "set_config",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_reload_conf",
+        "pg_rotate_logfile",
+        "pg_notify",
+        "pg_advisory_lock",
+        "pg_advisory_lock_shared",
+        "pg_try_advisory_lock",
+        "pg_try_advisory_lock_shared",
+        "dblink",
+        "dblink_exec",
+        # DuckDB
+        "getenv",
+        # MySQL / MariaDB
+        "load_file",
+        "get_lock",
+        "release_lock",
+        "release_all_locks",
     }
 )
 
