@@ -390,10 +390,9 @@ fn check_driver(
         &label,
         Outcome::Pass,
         format!(
-            "installed ({} for {}: {dist} {})",
-            feature,
-            pkg.engine,
-            installed_version(&site, dist).unwrap_or_else(|| "?".into())
+            "installed: {dist} {} ({})",
+            installed_version(&site, dist).unwrap_or_else(|| "?".into()),
+            pkg.engine
         ),
         None,
     )
@@ -760,7 +759,7 @@ mod tests {
         );
         let duck = &checks[1];
         assert_eq!(duck.outcome, Outcome::Pass, "{}", duck.detail);
-        assert_eq!(duck.detail, "installed (duckdb for DuckDB: duckdb 1.2.2)");
+        assert_eq!(duck.detail, "installed: duckdb 1.2.2 (DuckDB)");
     }
 
     #[test]
