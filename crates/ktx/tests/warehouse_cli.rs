@@ -13,10 +13,13 @@
 
 mod common;
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, Output};
-use std::sync::OnceLock;
+use std::process::{Command as StdCommand, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use assert_cmd::Command;
@@ -519,4 +522,115 @@ fn demo_with_driver_duckdb_loads_the_warehouse_into_duckdb() {
         json_of(&out)
     };
     assert_same_rows(&run(&sqlite_dir), &run(&dir));
+}
+
+/// Runs `cmd` on a new pseudo-terminal (its controlling terminal: stdin, stdout and stderr),
+/// waits for `prompt`, types `answer`, and returns the exit status and everything written to
+/// the terminal. Bounded by [`LIMIT`] at each step.
+fn answer_on_a_pty(mut cmd: StdCommand, prompt: &str, answer: &[u8]) -> (ExitStatus, String) {
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills in two new descriptors; we own them from here on.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened by openpty and are not owned elsewhere.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .env("TERM", "dumb");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn ktx on a pty");
+    drop(cmd); // closes the parent's copies of the slave side
+    let mut master = File::from(master);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut reader = master.try_clone().unwrap();
+    let sink = Arc::clone(&seen);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // Ends with EIO once the child and every copy of the slave side are gone.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let text = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    let asked = common::wait_until(LIMIT, || text().contains(prompt));
+    if !asked {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "no {prompt:?} on the terminal within {LIMIT:?}:\n{}",
+            text()
+        );
+    }
+    master.write_all(answer).unwrap();
+    let mut status = None;
+    common::wait_until(LIMIT, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("ktx still runs {LIMIT:?} after the answer:\n{}", text());
+    };
+    common::wait_until(Duration::from_secs(10), || reader.is_finished());
+    (status, text())
+}
+
+/// Needs the Python executors: on a terminal, the driver is offered with its size, Enter
+/// installs it (the driver is small: the default is yes) and the query returns rows; "n"
+/// installs nothing and names the command.
+#[test]
+fn the_driver_prompt_shows_its_size_and_defaults_to_yes() {
+    let root = core_only_root();
+    let work = tempfile::tempdir().unwrap();
+    let duck_dir = work.path().join("duck");
+    sqlite_demo(root.path(), &duck_dir);
+    duckdb_demo(&duck_dir);
+    let query = |root: &Path| {
+        let mut cmd = common::ktx_std(root);
+        cmd.args(QUERY).arg("--project-dir").arg(&duck_dir);
+        cmd
+    };
+    let question = "Install it now? [Y/n] ";
+
+    let (status, seen) = answer_on_a_pty(query(root.path()), question, b"n\n");
+    assert_eq!(status.code(), Some(1), "{seen}");
+    assert!(
+        seen.contains("connection `warehouse` uses DuckDB: that needs the runtime feature `duckdb` (duckdb: about 21 MB to download, 58 MB on disk), which is not installed."),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("Install it when you are ready with `ktx runtime install --feature duckdb`"),
+        "{seen}"
+    );
+    assert_eq!(receipt_features(root.path()), ["core"], "nothing installed");
+
+    let (status, seen) = answer_on_a_pty(query(root.path()), question, b"\n");
+    assert!(status.success(), "{seen}");
+    assert!(
+        seen.contains("Installing KTX Python runtime (core, duckdb)"),
+        "{seen}"
+    );
+    assert!(seen.contains("\"mode\": \"executed\""), "{seen}");
+    assert_eq!(receipt_features(root.path()), ["core", "duckdb"]);
 }
