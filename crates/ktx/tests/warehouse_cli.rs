@@ -29,6 +29,9 @@ use serde_json::Value;
 /// The bound of every command here; the installs are small (a driver is at most ~20 MB).
 const LIMIT: Duration = Duration::from_secs(600);
 
+/// How long a command on a ready runtime may take to reach its install prompt.
+const PROMPT_LIMIT: Duration = Duration::from_secs(120);
+
 fn ktx(root: &Path) -> Command {
     common::ktx_bounded(root, LIMIT)
 }
@@ -526,7 +529,8 @@ fn demo_with_driver_duckdb_loads_the_warehouse_into_duckdb() {
 
 /// Runs `cmd` on a new pseudo-terminal (its controlling terminal: stdin, stdout and stderr),
 /// waits for `prompt`, types `answer`, and returns the exit status and everything written to
-/// the terminal. Bounded by [`LIMIT`] at each step.
+/// the terminal. The prompt must come within [`PROMPT_LIMIT`] (nothing is installed before
+/// it), the exit within [`LIMIT`] of the answer.
 fn answer_on_a_pty(mut cmd: StdCommand, prompt: &str, answer: &[u8]) -> (ExitStatus, String) {
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty fills in two new descriptors; we own them from here on.
@@ -572,12 +576,12 @@ fn answer_on_a_pty(mut cmd: StdCommand, prompt: &str, answer: &[u8]) -> (ExitSta
         }
     });
     let text = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
-    let asked = common::wait_until(LIMIT, || text().contains(prompt));
+    let asked = common::wait_until(PROMPT_LIMIT, || text().contains(prompt));
     if !asked {
         let _ = child.kill();
         let _ = child.wait();
         panic!(
-            "no {prompt:?} on the terminal within {LIMIT:?}:\n{}",
+            "no {prompt:?} on the terminal within {PROMPT_LIMIT:?}:\n{}",
             text()
         );
     }
