@@ -90,7 +90,13 @@ def test_info_reports_version_python_and_features():
     assert result["python"]["implementation"]
     assert result["python"]["version"].count(".") == 2
     assert isinstance(result["features"], list)
-    assert set(result["featureDetails"]) == {"core", "local-embeddings"}
+    assert set(result["featureDetails"]) == {
+        "core",
+        "local-embeddings",
+        "postgres",
+        "duckdb",
+        "mysql",
+    }
 
 
 def test_one_shot_call_answers_one_line_and_exits_zero():

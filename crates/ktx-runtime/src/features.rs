@@ -1,4 +1,5 @@
-//! Runtime features: `core` (always installed) and `local-embeddings` (an extra of the wheel).
+//! Runtime features: `core` (always installed), `local-embeddings`, and one per warehouse driver
+//! (`postgres`, `duckdb`, `mysql`). Every feature but `core` is an extra of the wheel.
 
 use std::fmt;
 
@@ -9,17 +10,35 @@ pub enum Feature {
     Core,
     /// Local sentence embeddings (the wheel's `local-embeddings` extra).
     LocalEmbeddings,
+    /// The PostgreSQL driver (the `postgres` extra: psycopg 3 with its binary libpq).
+    Postgres,
+    /// The DuckDB driver (the `duckdb` extra).
+    Duckdb,
+    /// The MySQL / MariaDB driver (the `mysql` extra: PyMySQL, pure Python).
+    Mysql,
 }
 
 impl Feature {
     /// Every feature, in canonical order.
-    pub const ALL: [Feature; 2] = [Feature::Core, Feature::LocalEmbeddings];
+    pub const ALL: [Feature; 5] = [
+        Feature::Core,
+        Feature::LocalEmbeddings,
+        Feature::Postgres,
+        Feature::Duckdb,
+        Feature::Mysql,
+    ];
 
-    /// The stable name: `core` or `local-embeddings`.
+    /// The warehouse driver features, in canonical order.
+    pub const DRIVERS: [Feature; 3] = [Feature::Postgres, Feature::Duckdb, Feature::Mysql];
+
+    /// The stable name: `core`, `local-embeddings`, `postgres`, `duckdb` or `mysql`.
     pub fn as_str(self) -> &'static str {
         match self {
             Feature::Core => "core",
             Feature::LocalEmbeddings => "local-embeddings",
+            Feature::Postgres => "postgres",
+            Feature::Duckdb => "duckdb",
+            Feature::Mysql => "mysql",
         }
     }
 
@@ -28,13 +47,46 @@ impl Feature {
         Feature::ALL.into_iter().find(|f| f.as_str() == name)
     }
 
-    /// The wheel extra that provides this feature, if any.
+    /// The wheel extra that provides this feature, if any (the extra has the feature's name).
     pub fn extra(self) -> Option<&'static str> {
         match self {
             Feature::Core => None,
-            Feature::LocalEmbeddings => Some("local-embeddings"),
+            other => Some(other.as_str()),
         }
     }
+
+    /// Whether this is a warehouse driver feature.
+    pub fn is_driver(self) -> bool {
+        Feature::DRIVERS.contains(&self)
+    }
+
+    /// What a driver feature installs, for doctor's checks and for messages; `None` for the
+    /// other features.
+    pub fn driver_package(self) -> Option<DriverPackage> {
+        let (engine, parts): (&str, &[(&str, &str)]) = match self {
+            Feature::Postgres => (
+                "PostgreSQL",
+                &[
+                    ("psycopg", "psycopg/__init__.py"),
+                    ("psycopg-binary", "psycopg_binary/__init__.py"),
+                ],
+            ),
+            Feature::Duckdb => ("DuckDB", &[("duckdb", "duckdb/__init__.py")]),
+            Feature::Mysql => ("MySQL / MariaDB", &[("PyMySQL", "pymysql/__init__.py")]),
+            Feature::Core | Feature::LocalEmbeddings => return None,
+        };
+        Some(DriverPackage { engine, parts })
+    }
+}
+
+/// What a driver feature puts in the venv (see [`Feature::driver_package`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverPackage {
+    /// The engine, for people (e.g. `PostgreSQL`).
+    pub engine: &'static str,
+    /// `(distribution, file under site-packages that exists once it is installed)`, the
+    /// driver's own distribution first.
+    pub parts: &'static [(&'static str, &'static str)],
 }
 
 impl fmt::Display for Feature {
@@ -66,4 +118,31 @@ pub fn covers(have: &[String], required: &[Feature]) -> bool {
     required
         .iter()
         .all(|f| have.iter().any(|h| h == f.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_drivers_have_extras_of_their_name() {
+        for f in Feature::ALL {
+            assert_eq!(Feature::parse(f.as_str()), Some(f));
+        }
+        for f in Feature::DRIVERS {
+            assert!(f.is_driver());
+            assert_eq!(f.extra(), Some(f.as_str()));
+            assert!(f.driver_package().is_some(), "{f}");
+        }
+        assert_eq!(Feature::Core.extra(), None);
+        assert!(!Feature::LocalEmbeddings.is_driver());
+        assert_eq!(
+            normalize(&[Feature::Mysql, Feature::Duckdb, Feature::Postgres]),
+            Feature::ALL
+                .iter()
+                .copied()
+                .filter(|f| *f != Feature::LocalEmbeddings)
+                .collect::<Vec<_>>()
+        );
+    }
 }

@@ -5,7 +5,8 @@
 //! 3. Take `install.lock` (say whom we wait for, wait with a timeout), re-check.
 //! 4. Remove venvs no receipt names (left by an interrupted install).
 //! 5. Build a fresh `venvs/<id>/` from a content-addressed copy of the wheel with uv (found or
-//!    bootstrapped) or the pip fallback; import-check it with `runtime.info`.
+//!    bootstrapped) or the pip fallback, with the requested features plus those the current
+//!    receipt lists (a new feature adds to the runtime); import-check it with `runtime.info`.
 //! 6. Write the receipt last (tmp, fsync, rename); garbage-collect older venvs (best-effort).
 //!
 //! A failure or an interrupt at any point leaves the previous receipt (and so the previous
@@ -138,16 +139,9 @@ pub fn install(
         }
     }
     let current = read_receipt(&layout.receipt_path()).ok().flatten();
-    let mut features = wanted;
-    if opts.force {
-        if let Some(r) = current
-            .as_ref()
-            .filter(|r| r.ktx_version == layout.version())
-        {
-            features.extend(r.features.iter().filter_map(|f| Feature::parse(f)));
-        }
-        features = normalize(&features);
-    }
+    // The new venv replaces the current one: it keeps the features already installed (adding
+    // `duckdb` must not drop a 4.7 GB local-embeddings install), forced or not.
+    let features = with_installed_features(wanted, current.as_ref(), layout.version());
     let log = InstallLog::create(&crate::trust::ensure_dir(layout, &layout.logs_dir())?)?;
     remove_unnamed_venvs(layout, current.as_ref().map(|r| r.venv_dir.as_path()), &log);
     uv::clean_interrupted_bootstraps(layout, &log);
@@ -238,6 +232,19 @@ fn log_attempt(
     if let Some(dir) = find_links {
         log.line(&format!("offline: --find-links {}", dir.display()));
     }
+}
+
+/// `wanted` plus the features `current` (this ktx version's receipt) lists, normalized.
+fn with_installed_features(
+    wanted: Vec<Feature>,
+    current: Option<&Receipt>,
+    version: &str,
+) -> Vec<Feature> {
+    let mut features = wanted;
+    if let Some(r) = current.filter(|r| r.ktx_version == version) {
+        features.extend(r.features.iter().filter_map(|f| Feature::parse(f)));
+    }
+    normalize(&features)
 }
 
 /// Removes the venv of a failed attempt (and `venvs/` when that leaves it empty) and adds to

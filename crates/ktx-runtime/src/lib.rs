@@ -48,7 +48,9 @@ use std::path::{Path, PathBuf};
 
 pub use assets::{AssetManifest, Assets};
 pub use error::{ErrorKind, RuntimeError};
-pub use features::{display_list as feature_list, normalize as normalize_features, Feature};
+pub use features::{
+    display_list as feature_list, normalize as normalize_features, DriverPackage, Feature,
+};
 pub use install::{install, InstallOptions, InstallOutcome};
 pub use layout::{venv_python, Layout, KTX_VERSION};
 pub use progress::{Event, InstallerKind, NullReporter, Reporter};

@@ -205,6 +205,13 @@ pub struct Issue {
 pub struct DemoScaffold {
     /// Absolute; created with parents if missing.
     pub dir: PathBuf,
+    /// The engine to load the warehouse into: `sqlite` (the default), `duckdb`, `postgres` or
+    /// `mysql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// For `postgres` and `mysql`: the database to load into (never with a password in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsn: Option<String>,
 }
 
 impl Op for DemoScaffold {
@@ -225,6 +232,10 @@ pub struct ScaffoldResult {
     pub kept: Vec<String>,
     /// `ktx sl query ...` command lines to try.
     pub queries: Vec<String>,
+    /// What the user must know before querying (e.g. which environment variable holds the
+    /// password); absent when there is nothing to say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Keys this version does not know.
     #[serde(flatten)]
     pub extra: Extra,

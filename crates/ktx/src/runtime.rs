@@ -32,6 +32,12 @@ enum FeatureArg {
     Core,
     /// Local sentence embeddings (large: pulls PyTorch).
     LocalEmbeddings,
+    /// The PostgreSQL driver (psycopg 3, binary).
+    Postgres,
+    /// The DuckDB driver.
+    Duckdb,
+    /// The MySQL / MariaDB driver (PyMySQL).
+    Mysql,
 }
 
 impl From<FeatureArg> for Feature {
@@ -39,6 +45,9 @@ impl From<FeatureArg> for Feature {
         match f {
             FeatureArg::Core => Feature::Core,
             FeatureArg::LocalEmbeddings => Feature::LocalEmbeddings,
+            FeatureArg::Postgres => Feature::Postgres,
+            FeatureArg::Duckdb => Feature::Duckdb,
+            FeatureArg::Mysql => Feature::Mysql,
         }
     }
 }
@@ -311,6 +320,10 @@ fn status(json: bool) -> Result<ExitCode, CliError> {
         line("python:", &p.display());
     }
     line("logs:", &st.layout.log_dir.display());
+    line(
+        "features:",
+        &features_line(st.manifest.as_ref().map(|r| r.features.as_slice())),
+    );
     match &st.layout.asset_dir {
         Some(d) => line("assets:", &d.display()),
         None => line("assets:", &"(not found)"),
@@ -318,6 +331,29 @@ fn status(json: bool) -> Result<ExitCode, CliError> {
     text.push_str(&crate::daemon_cmd::status_section(&rt));
     emit(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `core, duckdb; not installed: local-embeddings, postgres, mysql` (from the receipt's
+/// features), or `none installed` when there is no receipt.
+fn features_line(installed: Option<&[String]>) -> String {
+    let installed = installed.unwrap_or_default();
+    let others: Vec<&str> = Feature::ALL
+        .iter()
+        .map(|f| f.as_str())
+        .filter(|f| !installed.iter().any(|h| h == f))
+        .collect();
+    let mut text = if installed.is_empty() {
+        "none installed".to_string()
+    } else {
+        installed.join(", ")
+    };
+    if !others.is_empty() {
+        text.push_str(&format!(
+            "; not installed: {} (`ktx runtime install --feature NAME`)",
+            others.join(", ")
+        ));
+    }
+    text
 }
 
 fn doctor(json: bool) -> Result<ExitCode, CliError> {

