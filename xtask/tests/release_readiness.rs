@@ -70,20 +70,11 @@ fn a_changed_byte_in_the_tarball_fails() {
     std::fs::write(&tgz, bytes).unwrap();
     let (ok, report) = readiness(tmp.path(), &[], &[]);
     assert!(!ok);
-    expect![[r#"
-        ready: false
-        policy: pass
-        versions: fail
-        dist-tag: pass
-        git-tag: skip
-        artifacts-manifest: fail
-        native-binary: fail
-        tarball-rebuild: fail
-        repository-url: fail
-        policy-mode: pass
-    "#]]
-    .assert_eq(&verdict(&report));
+    // Whether the flipped byte still inflates (then the checks that read the package pass) or
+    // not depends on the tarball's content, so no snapshot of every check: these two must fail.
+    assert_eq!(status(&report, "artifacts-manifest"), "fail", "{report:#}");
     assert!(detail(&report, "artifacts-manifest").contains("does not match dist/manifest.json"));
+    assert_eq!(status(&report, "tarball-rebuild"), "fail", "{report:#}");
 }
 
 #[test]

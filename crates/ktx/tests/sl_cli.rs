@@ -834,13 +834,34 @@ fn postgres_compiles_but_has_no_executor_and_ambiguous_joins_name_the_sources() 
         v["sql"]
     );
 
+    // PostgreSQL executes once its driver feature is installed; without a terminal, ktx
+    // refuses to install it and names the command.
+    let out = run(&["--measure", "orders.order_count", "--execute"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("runtime feature `postgres`")
+            && err.contains("ktx runtime install --feature postgres"),
+        "{err}"
+    );
+    // A driver ktx compiles for but cannot run says so.
+    fs::write(
+        dir.join("ktx.yaml"),
+        "connections:\n  pg:\n    driver: snowflake\n",
+    )
+    .unwrap();
     let out = run(&["--measure", "orders.order_count", "--execute"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).starts_with("error: no executor for driver postgres"),
+        text(&out.stderr).starts_with("error: no executor for driver snowflake"),
         "{}",
         text(&out.stderr)
     );
+    fs::write(
+        dir.join("ktx.yaml"),
+        "connections:\n  pg:\n    driver: postgres\n",
+    )
+    .unwrap();
 
     let out = run(&[
         "--measure",
