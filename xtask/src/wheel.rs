@@ -5,7 +5,6 @@ use crate::pyproject::{self, Project};
 use crate::version::{self, Versions};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -280,36 +279,23 @@ pub fn build(root: &Path, epoch: Option<u64>) -> Result<BuiltWheel> {
     })
 }
 
-/// The bundled asset manifest (`manifest.json` of a python dir), see docs/ARCHITECTURE.md.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AssetManifest<'a> {
-    schema_version: u32,
-    distribution_name: &'a str,
-    version: &'a str,
-    cli_version: &'a str,
-    requires_python: Option<&'a str>,
-    wheel: AssetWheel<'a>,
-}
-
-#[derive(Debug, Serialize)]
-struct AssetWheel<'a> {
-    file: &'a str,
-    sha256: &'a str,
-    bytes: u64,
-}
-
-/// Renders the python dir's `manifest.json` for `wheel` (pretty, trailing newline).
+/// Renders the python dir's `manifest.json` for `wheel` (pretty, trailing newline), as the
+/// runtime's own type: the one definition of that contract is
+/// [`ktx_runtime::AssetManifest`], which the installer reads back.
 pub fn asset_manifest(wheel: &BuiltWheel) -> Result<Vec<u8>> {
-    let m = AssetManifest {
+    let requires_python = wheel.requires_python.clone().context(
+        "python-runtime/pyproject.toml has no [project] requires-python: the runtime needs it to \
+         pick an interpreter",
+    )?;
+    let m = ktx_runtime::AssetManifest {
         schema_version: 1,
-        distribution_name: &wheel.dist_name,
-        version: &wheel.versions.pep440,
-        cli_version: &wheel.versions.semver,
-        requires_python: wheel.requires_python.as_deref(),
-        wheel: AssetWheel {
-            file: &wheel.file_name,
-            sha256: &wheel.sha256,
+        distribution_name: wheel.dist_name.clone(),
+        version: wheel.versions.pep440.clone(),
+        cli_version: wheel.versions.semver.clone(),
+        requires_python,
+        wheel: ktx_runtime::assets::WheelEntry {
+            file: wheel.file_name.clone(),
+            sha256: wheel.sha256.clone(),
             bytes: wheel.bytes.len() as u64,
         },
     };
