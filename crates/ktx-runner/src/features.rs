@@ -280,14 +280,10 @@ fn ensure_feature(
     need: &FeatureNeed,
 ) -> Result<Receipt, RunError> {
     let features = normalize_features(&opts.features);
-    ktx_runtime::trust::check_layout(rt.layout())
-        .map_err(|u| ktx_runtime::trust::error(rt.layout(), u))?;
-    let st = rt.status(&features);
-    if st.kind == StatusKind::Ready {
-        if let Some(r) = st.manifest {
-            return Ok(r);
-        }
-    }
+    let st = match crate::checked_status(rt, &features)? {
+        Ok(ready) => return Ok(ready),
+        Err(st) => st,
+    };
     // Installing rebuilds the venv with the features it has plus this one.
     let command = install_command(&[need.feature]);
     let refused = |declined| RunError::FeatureRequired {

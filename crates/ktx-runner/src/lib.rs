@@ -339,21 +339,34 @@ fn prompt(
     Ok(answer == "y" || answer == "yes" || (answer.is_empty() && !large))
 }
 
+/// The status of `rt` for `features` on a trusted root: `Ok(receipt)` when ready, else the
+/// status to act on. A root another user can write is refused with its own fix ("install it"
+/// would not help).
+pub(crate) fn checked_status(
+    rt: &Runtime,
+    features: &[Feature],
+) -> Result<Result<Receipt, ktx_runtime::Status>, RunError> {
+    ktx_runtime::trust::check_layout(rt.layout())
+        .map_err(|u| ktx_runtime::trust::error(rt.layout(), u))?;
+    let mut st = rt.status(features);
+    if st.kind == StatusKind::Ready {
+        if let Some(r) = st.manifest.take() {
+            return Ok(Ok(r));
+        }
+    }
+    Ok(Err(st))
+}
+
 /// Makes sure the runtime has `opts.features`, installing per `opts.policy`; returns the
 /// receipt of the ready runtime. That receipt comes from a status that checked it (its
 /// interpreter is its own venv's, the files the venv needs exist) or from the install that just
 /// built it: its `python_path` is the only interpreter a call may run.
 pub fn ensure_runtime(rt: &Runtime, opts: &CallOptions) -> Result<Receipt, RunError> {
     let features = normalize_features(&opts.features);
-    // A root another user can write is refused with its own fix: "install it" would not help.
-    ktx_runtime::trust::check_layout(rt.layout())
-        .map_err(|u| ktx_runtime::trust::error(rt.layout(), u))?;
-    let st = rt.status(&features);
-    if st.kind == StatusKind::Ready {
-        if let Some(r) = st.manifest {
-            return Ok(r);
-        }
-    }
+    let st = match checked_status(rt, &features)? {
+        Ok(ready) => return Ok(ready),
+        Err(st) => st,
+    };
     let not_ready = |declined| RunError::NotReady {
         kind: st.kind,
         detail: st.detail.clone(),
