@@ -27,7 +27,9 @@ pub fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 /// Whether `s` is a lowercase sha256 hex digest (64 chars of `[0-9a-f]`).
 pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]

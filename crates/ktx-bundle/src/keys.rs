@@ -10,7 +10,9 @@
 //!   `keys/dev.key`): anyone can sign with it, so a bundle it signed is marked development
 //!   everywhere ktx shows it, and `cargo xtask release-readiness` refuses to ship one.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer};
+/// The key types, re-exported so users need no direct ed25519 dependency.
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
 /// The id of the official release key (`keys/release.pub`).
 pub const RELEASE_KEY_ID: &str = "ktx-release-1";
@@ -165,7 +167,11 @@ mod tests {
         let sig = sign(&key, b"bytes");
         assert!(signature_ok(ring.get(DEV_KEY_ID).unwrap(), b"bytes", &sig));
         assert!(!signature_ok(ring.get(DEV_KEY_ID).unwrap(), b"bytez", &sig));
-        assert!(!signature_ok(ring.get(RELEASE_KEY_ID).unwrap(), b"bytes", &sig));
+        assert!(!signature_ok(
+            ring.get(RELEASE_KEY_ID).unwrap(),
+            b"bytes",
+            &sig
+        ));
     }
 
     #[test]
@@ -174,6 +180,9 @@ mod tests {
         assert!(parse_public_key(&format!("{}\n{}\n", "0".repeat(64), "0".repeat(64))).is_err());
         assert!(parse_signing_key("zz").is_err());
         let k = parse_signing_key(&format!("# comment\n{}\n", "11".repeat(32))).unwrap();
-        assert_eq!(parse_public_key(&public_key_file(&k)).unwrap(), k.verifying_key());
+        assert_eq!(
+            parse_public_key(&public_key_file(&k)).unwrap(),
+            k.verifying_key()
+        );
     }
 }

@@ -142,7 +142,10 @@ fn open_regular(path: &Path) -> Result<(File, u64), BundleError> {
             return Err(BundleError::new(
                 BundleErrorKind::Symlink,
                 path,
-                format!("{} is a symlink; a bundle holds only regular files", path.display()),
+                format!(
+                    "{} is a symlink; a bundle holds only regular files",
+                    path.display()
+                ),
             ))
         }
         Ok(_) => {}
@@ -223,7 +226,10 @@ pub fn read_bundle(dir: &Path) -> Result<Bundle, BundleError> {
         BundleError::new(
             BundleErrorKind::Manifest,
             &manifest_path,
-            format!("{} is not a valid bundle manifest: {e}", manifest_path.display()),
+            format!(
+                "{} is not a valid bundle manifest: {e}",
+                manifest_path.display()
+            ),
         )
     })?;
     if let Some(problem) = manifest.problem() {

@@ -68,7 +68,10 @@ fn expect_err(dir: &Path, kind: BundleErrorKind, file: &str) {
     let err = verify_dir(dir, &Keyring::builtin()).expect_err("must be refused");
     assert_eq!(err.kind, kind, "{err:?}");
     assert_eq!(err.file, dir.join(file), "{err:?}");
-    assert!(err.message.contains(file), "the message names the file: {err}");
+    assert!(
+        err.message.contains(file),
+        "the message names the file: {err}"
+    );
 }
 
 #[test]
@@ -201,7 +204,13 @@ fn a_path_that_escapes_the_bundle_dir_is_refused() {
     fs::write(t.path().join("outside.txt"), b"secret").unwrap();
     let dir = t.path().join("lang-python").join("0.1.0");
     fs::create_dir_all(&dir).unwrap();
-    for bad in ["../../outside.txt", "/etc/passwd", "sub/x", "..", "manifest.sig"] {
+    for bad in [
+        "../../outside.txt",
+        "/etc/passwd",
+        "sub/x",
+        "..",
+        "manifest.sig",
+    ] {
         let manifest = Manifest {
             schema_version: 1,
             name: "lang-python".into(),
@@ -254,7 +263,10 @@ fn install_copies_a_verified_bundle_and_is_idempotent() {
     assert_eq!(got.verified.dir, dest);
     assert!(!got.already_installed);
     for f in ["manifest.json", "manifest.sig", "python.wasm", "extra.txt"] {
-        assert_eq!(fs::read(src.join(f)).unwrap(), fs::read(dest.join(f)).unwrap());
+        assert_eq!(
+            fs::read(src.join(f)).unwrap(),
+            fs::read(dest.join(f)).unwrap()
+        );
     }
     verify_dir(&dest, &Keyring::builtin()).unwrap();
     let again = install(&src, &bundles, &Keyring::builtin()).unwrap();
