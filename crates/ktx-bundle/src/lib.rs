@@ -35,3 +35,20 @@ pub const SIGNATURE_FILE: &str = "manifest.sig";
 pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
 /// The exact size of `manifest.sig`: one raw ed25519 signature.
 pub const SIGNATURE_BYTES: u64 = 64;
+
+/// The dir of the bundles ktx ships: `KTX_BUNDLE_DIR` if set, else `bundles/` of the npm
+/// package (`<package>/native/<platform>/ktx` -> `<package>/bundles/`, found the way the
+/// Python asset dir is).
+pub fn package_bundles_dir() -> Option<std::path::PathBuf> {
+    if let Some(dir) = ktx_base::env::non_empty(ktx_base::env::BUNDLE_DIR) {
+        let dir = std::path::PathBuf::from(dir);
+        return Some(if dir.is_absolute() {
+            dir
+        } else {
+            std::env::current_dir().ok()?.join(dir)
+        });
+    }
+    let exe = std::env::current_exe().ok()?;
+    let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
+    Some(exe.parent()?.parent()?.parent()?.join("bundles"))
+}

@@ -544,6 +544,12 @@ pub fn install(src: &Path, bundles: &Path, keyring: &Keyring) -> Result<Installe
         .tempdir_in(&name_dir)
         .map_err(|e| BundleError::io(&name_dir, "create a temporary dir in", &e))?;
     let tmp_path = tmp.path().to_path_buf();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&tmp_path, fs::Permissions::from_mode(0o700))
+            .map_err(|e| BundleError::io(&tmp_path, "set the mode of", &e))?;
+    }
     let mut verified = bundle.verify_with(keyring, |rel| {
         let path = tmp_path.join(rel);
         let mut opts = fs::OpenOptions::new();
