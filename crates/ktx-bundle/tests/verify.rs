@@ -100,6 +100,12 @@ fn a_truncated_or_grown_file_is_a_size_error() {
     let dir = dev_bundle(t.path(), "0.1.0", b"\0asm wasm bytes");
     fs::write(dir.join("python.wasm"), b"\0asm wasm").unwrap();
     expect_err(&dir, BundleErrorKind::Size, "python.wasm");
+    // Caught by the size check before any byte is read (not by the streamed count).
+    let err = verify_dir(&dir, &Keyring::builtin()).unwrap_err();
+    assert!(
+        err.message.ends_with("is 9 bytes, the manifest says 15"),
+        "{err}"
+    );
     fs::write(dir.join("python.wasm"), b"\0asm wasm bytes!").unwrap();
     expect_err(&dir, BundleErrorKind::Size, "python.wasm");
 }
