@@ -63,6 +63,15 @@ pub struct Source {
     pub transform: String,
 }
 
+/// A rule a manifest breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// An asset path that is not a plain file name in the bundle dir (or is listed twice).
+    UnsafePath(String),
+    /// Any other rule (schema version, name, version, empty files, a malformed hash).
+    Invalid(String),
+}
+
 /// A bundle name: 1-64 chars of `[a-z0-9-]`, starting with a letter.
 pub fn is_safe_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
@@ -104,39 +113,43 @@ impl Manifest {
         text.into_bytes()
     }
 
-    /// The first rule the manifest breaks, as a sentence; `None` when it is well formed.
-    pub fn problem(&self) -> Option<String> {
+    /// The first rule the manifest breaks; `None` when it is well formed.
+    pub fn problem(&self) -> Option<Problem> {
+        let bad = |text: String| Some(Problem::Invalid(text));
         if self.schema_version != MANIFEST_SCHEMA_VERSION {
-            return Some(format!(
+            return bad(format!(
                 "schemaVersion is {}, this ktx reads {MANIFEST_SCHEMA_VERSION}",
                 self.schema_version
             ));
         }
         if !is_safe_name(&self.name) {
-            return Some(format!("name {:?} is not a valid bundle name", self.name));
+            return bad(format!("name {:?} is not a valid bundle name", self.name));
         }
         if !is_safe_version(&self.version) {
-            return Some(format!(
+            return bad(format!(
                 "version {:?} is not a valid bundle version",
                 self.version
             ));
         }
         if self.files.is_empty() {
-            return Some("files is empty".into());
+            return bad("files is empty".into());
         }
         let mut seen = std::collections::BTreeSet::new();
         for f in &self.files {
             if !is_safe_asset_path(&f.path) {
-                return Some(format!(
+                return Some(Problem::UnsafePath(format!(
                     "file path {:?} is not a plain file name inside the bundle dir",
                     f.path
-                ));
+                )));
             }
             if !seen.insert(f.path.as_str()) {
-                return Some(format!("file path {:?} is listed twice", f.path));
+                return Some(Problem::UnsafePath(format!(
+                    "file path {:?} is listed twice",
+                    f.path
+                )));
             }
             if !crate::hex::is_sha256(&f.sha256) {
-                return Some(format!(
+                return bad(format!(
                     "sha256 of {:?} is not 64 lowercase hex digits",
                     f.path
                 ));

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::keys::{self, Keyring};
-use crate::manifest::{is_safe_name, is_safe_version, Manifest};
+use crate::manifest::{is_safe_name, is_safe_version, Manifest, Problem};
 use crate::{MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_BYTES, SIGNATURE_FILE};
 
 /// What went wrong (stable; the CLI's `--json` shows it as `kind`).
@@ -233,10 +233,9 @@ pub fn read_bundle(dir: &Path) -> Result<Bundle, BundleError> {
         )
     })?;
     if let Some(problem) = manifest.problem() {
-        let kind = if problem.contains("file path") {
-            BundleErrorKind::UnsafePath
-        } else {
-            BundleErrorKind::Manifest
+        let (kind, problem) = match problem {
+            Problem::UnsafePath(p) => (BundleErrorKind::UnsafePath, p),
+            Problem::Invalid(p) => (BundleErrorKind::Manifest, p),
         };
         return Err(BundleError::new(
             kind,
