@@ -13,6 +13,7 @@ use std::process::ExitCode;
 mod artifacts_verify;
 mod bench;
 mod build_wheel;
+mod bundle;
 mod dist;
 mod dist_manifest;
 mod fsx;
@@ -63,6 +64,8 @@ enum Cmd {
     ReleaseReadiness(release::readiness::Args),
     /// Publish dist/'s npm tarball: a dry run unless --live (which also needs CI=true, policy, readiness).
     Publish(release::publish::Args),
+    /// Build a signed bundle (lang-python) into dist/bundles/ from its pinned upstream source.
+    Bundle(bundle::Args),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Cmd::RefreshUvPins(args) => uv_pins::run(args),
         Cmd::ReleaseReadiness(args) => release::readiness::run(args),
         Cmd::Publish(args) => release::publish::run(args),
+        Cmd::Bundle(args) => bundle::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,6 +30,7 @@ fn fresh_dist_is_ready() {
         tarball-rebuild: pass
         repository-url: pass
         policy-mode: pass
+        bundle-signature: skip
     "#]]
     .assert_eq(&verdict(&report));
     assert!(detail(&report, "versions").contains(&version()));
@@ -96,6 +97,7 @@ fn an_edited_package_json_version_fails() {
         tarball-rebuild: fail
         repository-url: pass
         policy-mode: pass
+        bundle-signature: skip
     "#]]
     .assert_eq(&verdict(&report));
     assert!(
@@ -126,6 +128,7 @@ fn a_stale_version_py_fails() {
         tarball-rebuild: fail
         repository-url: pass
         policy-mode: pass
+        bundle-signature: skip
     "#]]
     .assert_eq(&verdict(&report));
     assert!(
@@ -159,6 +162,7 @@ fn the_wrong_dist_tag_for_a_prerelease_fails() {
         tarball-rebuild: pass
         repository-url: pass
         policy-mode: pass
+        bundle-signature: skip
     "#]]
     .assert_eq(&verdict(&report));
     assert!(detail(&report, "dist-tag").contains("must publish under `next`"));
@@ -183,6 +187,7 @@ fn a_missing_repository_url_fails() {
         tarball-rebuild: fail
         repository-url: fail
         policy-mode: pass
+        bundle-signature: skip
     "#]]
     .assert_eq(&verdict(&report));
     assert!(
@@ -206,6 +211,7 @@ fn a_repository_other_than_github_repository_fails() {
         tarball-rebuild: pass
         repository-url: fail
         policy-mode: pass
+        bundle-signature: skip
     "#]]
     .assert_eq(&verdict(&report));
     assert!(detail(&report, "repository-url").contains("GITHUB_REPOSITORY is `someone/fork`"));
@@ -230,6 +236,7 @@ fn an_invalid_policy_fails_naming_the_key() {
         tarball-rebuild: pass
         repository-url: pass
         policy-mode: fail
+        bundle-signature: skip
     "#]]
     .assert_eq(&verdict(&report));
     assert!(
@@ -266,6 +273,7 @@ fn policy_mode_requirements_are_checked() {
         tarball-rebuild: pass
         repository-url: pass
         policy-mode: fail
+        bundle-signature: skip
     "#]]
     .assert_eq(&verdict(&report));
     assert!(detail(&report, "policy-mode").contains("requires npm.publish true"));
@@ -366,4 +374,42 @@ fn a_packed_binary_other_than_the_built_one_fails() {
     let (ok, report) = readiness(tmp.path(), &[], &[("CARGO_TARGET_DIR", "target")]);
     assert!(ok, "{report:#}");
     assert_eq!(status(&report, "native-binary"), "pass", "{report:#}");
+}
+
+#[test]
+fn a_development_signed_bundle_in_dist_fails() {
+    let tmp = project_copy();
+    let native = native_binary().to_str().unwrap();
+    // The real build, signed with the development key (the wheel is cached under target/).
+    let out = run(xtask()
+        .env_remove("KTX_BUNDLE_SIGNING_KEY")
+        .args(["bundle", "lang-python", "--out"])
+        .arg(tmp.path().join("dist/bundles")));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DEVELOPMENT key ktx-dev-1"));
+    let (ok, report) = readiness(
+        tmp.path(),
+        &["--native", native],
+        &[("GITHUB_REPOSITORY", "kaelio/ktx")],
+    );
+    assert!(!ok);
+    assert_eq!(
+        report["checks"].as_array().unwrap().last().unwrap()["status"],
+        "fail"
+    );
+    let d = detail(&report, "bundle-signature");
+    assert!(
+        d.contains("lang-python@0.1.0 is signed with the development key ktx-dev-1"),
+        "{d}"
+    );
+    // Every other check still passes: the bundle is the only reason.
+    assert_eq!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "fail")
+            .count(),
+        1
+    );
 }

@@ -23,6 +23,10 @@ pub const LAUNCHER: &str = "KTX_LAUNCHER";
 /// The npm package that launched ktx, set by the npm launcher.
 pub const NPM_PACKAGE: &str = "KTX_NPM_PACKAGE";
 
+/// Overrides where ktx looks for the bundles it ships (default: `bundles/` of the npm package,
+/// next to `native/`).
+pub const BUNDLE_DIR: &str = "KTX_BUNDLE_DIR";
+
 /// The value of `name` when set and not empty (a blank value means unset).
 pub fn non_empty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())

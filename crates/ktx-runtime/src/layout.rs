@@ -10,6 +10,7 @@
 //!   logs/install-<stamp>-<pid>.log
 //!   wheels/<sha256>/<wheel file>  content-addressed copy of the bundled wheel
 //!   daemon/{state.json,token,daemon.log,lifecycle.lock}
+//!   bundles/<name>/<version>/     installed signed bundles (`ktx bundle install`, crate ktx-bundle)
 //! <root>/tools/uv/<uv-version>/uv bootstrapped uv binaries
 //! ```
 //!

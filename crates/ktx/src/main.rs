@@ -18,6 +18,7 @@
 //! document; each document's shape is in `docs/json-output.md`. Progress, notes and errors go
 //! to stderr.
 
+mod bundle_cmd;
 mod daemon_cmd;
 mod demo_cmd;
 mod embed_cmd;
@@ -85,6 +86,7 @@ enum Command {
     Embed(embed_cmd::Args),
     Sl(sl_cmd::Args),
     Demo(demo_cmd::Args),
+    Bundle(bundle_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -135,6 +137,7 @@ fn main() -> ExitCode {
         Some(Command::Embed(args)) => embed_cmd::run(args, &cli.global),
         Some(Command::Sl(args)) => sl_cmd::run(args, &cli.global),
         Some(Command::Demo(args)) => demo_cmd::run(args, &cli.global),
+        Some(Command::Bundle(args)) => bundle_cmd::run(args, &cli.global),
     };
     finish(result)
 }

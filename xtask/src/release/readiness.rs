@@ -4,7 +4,7 @@
 //!
 //! Checks (ids are stable, tests and RELEASING.md name them):
 //! `policy`, `versions`, `dist-tag`, `git-tag`, `artifacts-manifest`, `native-binary`,
-//! `tarball-rebuild`, `repository-url`, `policy-mode`.
+//! `tarball-rebuild`, `repository-url`, `policy-mode`, `bundle-signature`.
 
 use super::policy::{self, Policy, ReleaseMode};
 use crate::dist_manifest::DistManifest;
@@ -271,6 +271,7 @@ pub fn evaluate(inputs: &Inputs) -> Report {
         check_tarball_rebuild(inputs, &facts),
         check_repository_url(&facts),
         check_policy_mode(&facts),
+        check_bundle_signature(&inputs.dist),
     ];
     Report {
         ready: checks.iter().all(|c| c.status != Status::Fail),
@@ -314,6 +315,41 @@ fn check(id: &'static str, status: Status, detail: impl Into<String>) -> Check {
         id,
         status,
         detail: detail.into(),
+    }
+}
+
+/// `bundle-signature`: every bundle in `<dist>/bundles/` verifies with the keys compiled into
+/// ktx and is signed with a release key, not the development key. Skipped when dist/ holds no
+/// bundle.
+pub(crate) fn check_bundle_signature(dist: &Path) -> Check {
+    const ID: &str = "bundle-signature";
+    let dir = dist.join("bundles");
+    let found = match ktx_bundle::find_bundles(&dir) {
+        Ok(f) => f,
+        Err(e) => return check(ID, Status::Fail, e.message),
+    };
+    if found.is_empty() {
+        return check(ID, Status::Skip, format!("no bundle in {}", dir.display()));
+    }
+    let ring = ktx_bundle::Keyring::builtin();
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for b in &found {
+        let id = format!("{}@{}", b.name, b.version);
+        match ktx_bundle::verify_dir(&b.dir, &ring) {
+            Ok(v) if v.development => bad.push(format!(
+                "{id} is signed with the development key {} (set KTX_BUNDLE_SIGNING_KEY to the \
+                 release key and rerun `cargo xtask bundle {}`; RELEASING.md)",
+                v.key_id, b.name
+            )),
+            Ok(v) => ok.push(format!("{id} signed by {}", v.key_id)),
+            Err(e) => bad.push(format!("{id} does not verify: {}", e.message)),
+        }
+    }
+    if bad.is_empty() {
+        check(ID, Status::Pass, ok.join("; "))
+    } else {
+        check(ID, Status::Fail, bad.join("; "))
     }
 }
 
