@@ -8,6 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::sync::OnceLock;
 
+mod targets;
+
 /// A stand-in native binary for structure tests: a script printing a marker.
 fn fake_native(dir: &Path) -> PathBuf {
     let p = dir.join("fake-ktx");
@@ -280,7 +282,10 @@ fn os_and_cpu_follow_the_packed_native_binaries() {
         })
         .unwrap_err()
     );
-    assert!(err.contains("`linux` is not `<platform>-<arch>`"), "{err}");
+    assert!(
+        err.contains("unknown npm target `linux`: use one of linux-x64, linux-arm64"),
+        "{err}"
+    );
 }
 
 /// Every bad input fails with a clear message and leaves dist/ exactly as it was.
