@@ -4,7 +4,6 @@
 use super::*;
 use crate::npm_sandbox::NpmSandbox;
 use crate::testutil::{self, run_ok};
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -14,7 +13,7 @@ mod targets;
 fn fake_native(dir: &Path) -> PathBuf {
     let p = dir.join("fake-ktx");
     std::fs::write(&p, "#!/bin/sh\necho fake-ktx \"$@\"\n").unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    testutil::set_executable(&p);
     p
 }
 
@@ -482,6 +481,7 @@ fn launcher_forwards_argv_env_and_exit_code() {
     );
 }
 
+#[cfg(unix)] // signals
 #[test]
 fn launcher_dies_of_the_childs_signal() {
     use std::os::unix::process::ExitStatusExt;
@@ -535,6 +535,7 @@ fn launcher_dies_of_the_childs_signal() {
     }
 }
 
+#[cfg(unix)] // signals
 #[test]
 fn launcher_forwards_sigint_and_sigterm_to_the_child() {
     // The child reports a forwarded signal by exiting from its trap with a code of its own.
@@ -561,6 +562,7 @@ fn launcher_forwards_sigint_and_sigterm_to_the_child() {
 }
 
 /// `kill -<sig> <pid>` via the shell (no libc dependency in xtask).
+#[cfg(unix)]
 fn send_signal(pid: u32, sig: i32) -> i32 {
     Command::new("kill")
         .arg(format!("-{sig}"))

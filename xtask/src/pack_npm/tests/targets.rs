@@ -9,7 +9,7 @@ use super::*;
 fn fake_for(dir: &Path, target: &str) -> PathBuf {
     let p = dir.join(format!("fake-{target}"));
     std::fs::write(&p, format!("#!/bin/sh\necho \"ran {target} $*\"\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    testutil::set_executable(&p);
     p
 }
 
