@@ -98,13 +98,7 @@ pub fn uv() -> Command {
     }
 }
 
-/// Where a venv keeps its executables: `bin`, or `Scripts` on Windows.
-pub const VENV_BIN: &str = if cfg!(windows) { "Scripts" } else { "bin" };
-
-/// An executable's file name on this platform (`uv`, or `uv.exe` on Windows).
-pub fn exe_name(name: &str) -> String {
-    format!("{name}{}", std::env::consts::EXE_SUFFIX)
-}
+pub use crate::workspace::{exe_name, VENV_BIN};
 
 /// Whether `p` is a file this user may execute (any file off Unix: Windows has no x bit).
 pub fn is_executable(p: &Path) -> bool {
