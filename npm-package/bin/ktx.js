@@ -22,13 +22,50 @@ function packageJson() {
   }
 }
 
-// The platform-arch pairs this package ships a binary for: the "ktx.native" keys that
-// `cargo xtask pack-npm` stamps into package.json (this list is the fallback for an unpacked tree).
-function supportedTargets(pkg) {
-  if (pkg.ktx && pkg.ktx.native && typeof pkg.ktx.native === "object") {
-    return Object.keys(pkg.ktx.native).sort();
+// The npm target (the `<platform>-<arch>` key of "ktx.native" that `cargo xtask pack-npm`
+// stamps into package.json) for each `process.platform`/`process.arch` pair ktx is built for.
+// Any other pair (freebsd, linux-ia32, linux-arm, ...) has no binary.
+const TARGETS = {
+  linux: { x64: "linux-x64", arm64: "linux-arm64" },
+  darwin: { x64: "darwin-x64", arm64: "darwin-arm64" },
+  win32: { x64: "win32-x64", arm64: "win32-arm64" },
+};
+
+// Targets that run a pair's binary when its own is not packed: Windows 11 on Arm runs x64
+// binaries under its built-in emulation (macOS needs Rosetta, which may be absent, so no
+// darwin fallback).
+const EMULATED = { "win32-arm64": ["win32-x64"] };
+
+// The npm target this platform/arch pair needs, or null when ktx is not built for it.
+function targetOf(platform, arch) {
+  const byArch = Object.prototype.hasOwnProperty.call(TARGETS, platform) ? TARGETS[platform] : null;
+  return byArch && Object.prototype.hasOwnProperty.call(byArch, arch) ? byArch[arch] : null;
+}
+
+// The native binaries this package ships: target -> path relative to the package root, from
+// package.json's "ktx.native" (an unpacked source tree has none: linux-x64 at its usual path).
+// A path that would leave the package is ignored.
+function packedTargets(pkg) {
+  const native = pkg.ktx && pkg.ktx.native;
+  if (!native || typeof native !== "object") return { "linux-x64": "native/linux-x64/ktx" };
+  const out = {};
+  for (const [target, meta] of Object.entries(native)) {
+    const rel = meta && typeof meta.path === "string" ? meta.path : "";
+    const parts = rel.split(/[\\/]/);
+    if (rel && !path.isAbsolute(rel) && !parts.includes("..") && !parts.includes("")) {
+      out[target] = rel;
+    }
   }
-  return ["linux-x64"];
+  return out;
+}
+
+// The packed target to run for this pair: its own, else one it emulates; null if none.
+function chooseTarget(wanted, packed) {
+  if (!wanted) return null;
+  for (const t of [wanted, ...(EMULATED[wanted] || [])]) {
+    if (Object.prototype.hasOwnProperty.call(packed, t)) return t;
+  }
+  return null;
 }
 
 function fail(message) {
@@ -37,19 +74,20 @@ function fail(message) {
 }
 
 function main() {
-  const target = `${process.platform}-${process.arch}`;
-  const exe = process.platform === "win32" ? "ktx.exe" : "ktx";
-  const binary = path.join(packageRoot, "native", target, exe);
+  const pair = `${process.platform}-${process.arch}`;
   const pkg = packageJson();
-  const supported = supportedTargets(pkg);
+  const packed = packedTargets(pkg);
+  const target = chooseTarget(targetOf(process.platform, process.arch), packed);
 
-  if (!supported.includes(target)) {
+  if (!target) {
+    const supported = Object.keys(packed).sort();
     fail(
-      `ktx: unsupported platform ${target}: this package has no native ktx binary for it.\n` +
+      `ktx: unsupported platform ${pair}: this package has no native ktx binary for it.\n` +
         `Supported platforms: ${supported.length ? supported.join(", ") : "(none)"}.\n` +
         `Please report your platform at https://github.com/kaelio/ktx/issues\n`
     );
   }
+  const binary = path.join(packageRoot, ...packed[target].split("/"));
   if (!fs.existsSync(binary)) {
     fail(
       `ktx: the native binary ${binary} is missing from this installation.\n` +

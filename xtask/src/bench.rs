@@ -879,9 +879,21 @@ fn path_without(path: &std::ffi::OsStr, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// (device, inode) and allocated bytes of a file, like `du` counts it (Unix).
+#[cfg(unix)]
+fn usage_of(m: &std::fs::Metadata) -> (Option<(u64, u64)>, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (Some((m.dev(), m.ino())), m.blocks() * 512)
+}
+
+/// Off Unix: the file's length (no portable inode or block count; hard links count twice).
+#[cfg(not(unix))]
+fn usage_of(m: &std::fs::Metadata) -> (Option<(u64, u64)>, u64) {
+    (None, m.len())
+}
+
 /// Disk usage like `du` (allocated blocks, hard links counted once) and the file count.
 fn disk_usage(dir: &Path) -> Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
     let mut seen = std::collections::HashSet::new();
     let mut bytes = 0;
     let mut files = 0;
@@ -895,8 +907,9 @@ fn disk_usage(dir: &Path) -> Result<(u64, u64)> {
                 .path()
                 .symlink_metadata()
                 .with_context(|| format!("cannot stat {}", e.path().display()))?;
-            if seen.insert((m.dev(), m.ino())) {
-                bytes += m.blocks() * 512;
+            let (id, used) = usage_of(&m);
+            if id.is_none_or(|id| seen.insert(id)) {
+                bytes += used;
             }
             if m.is_dir() {
                 stack.push(e.path());

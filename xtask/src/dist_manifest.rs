@@ -6,9 +6,12 @@
 //!  "artifacts": [
 //!    {"kind": "npm", "name": "@kaelio/ktx", "path": "npm/kaelio-ktx-0.1.0-rc.0.tgz",
 //!     "bytes": 1, "sha256": "<hex>", "integrity": "sha512-<base64>"},
-//!    {"kind": "wheel", "name": "kaelio-ktx", "path": "python/kaelio_ktx-0.1.0rc0-py3-none-any.whl", ...}]}
+//!    {"kind": "wheel", "name": "kaelio-ktx", "path": "python/kaelio_ktx-0.1.0rc0-py3-none-any.whl", ...}],
+//!  "native": [
+//!    {"target": "linux-x64", "path": "native/linux-x64/ktx", "bytes": 1, "sha256": "<hex>"}, ...]}
 //! ```
-//! `path` is relative to the dist directory, `/`-separated.
+//! An artifact's `path` is relative to the dist directory, a native binary's to the package
+//! root inside the tarball; both `/`-separated.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -26,6 +29,23 @@ pub struct DistManifest {
     pub pep440_version: String,
     /// Every artifact, npm tarball first.
     pub artifacts: Vec<Artifact>,
+    /// Every native binary inside the npm tarball, sorted by target (absent in manifests
+    /// written before multi-platform packing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub native: Vec<NativeBinary>,
+}
+
+/// One native `ktx` binary packed into the npm tarball.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeBinary {
+    /// npm's `<platform>-<arch>` (`linux-x64`, `win32-x64`, ...).
+    pub target: String,
+    /// Path inside the package (without `package/`), e.g. `native/win32-x64/ktx.exe`.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Lower-case hex SHA-256 (the value package.json's `ktx.native.<target>.sha256` carries).
+    pub sha256: String,
 }
 
 /// One artifact.

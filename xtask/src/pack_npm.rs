@@ -2,7 +2,7 @@
 //! (`dist/npm/<scope>-<name>-<version>.tgz`) with its `.sha256`, the wheel in `dist/python/`,
 //! and `dist/manifest.json`. Nothing reaches dist/ unless every artifact could be built.
 
-use crate::dist_manifest::{Artifact, DistManifest};
+use crate::dist_manifest::{Artifact, DistManifest, NativeBinary};
 use crate::npm_tarball::{self, Entry};
 use crate::ordered_json::Object;
 use crate::wheel::{self, BuiltWheel};
@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 /// Flags of `pack-npm`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Use this ktx binary for the host platform instead of `cargo build --release -p ktx`.
-    #[arg(long, value_name = "PATH")]
-    pub native: Option<PathBuf>,
+    /// Pack this ktx binary instead of `cargo build --release -p ktx`: `PATH` is the host
+    /// platform's, `<npm-target>=PATH` (e.g. `darwin-arm64=ktx-macos`) another platform's.
+    /// Repeatable (one per target), so a fan-in job can pack binaries built elsewhere.
+    #[arg(long, value_name = "[TARGET=]PATH")]
+    pub native: Vec<String>,
     /// Write the artifacts into this directory instead of `<root>/dist`.
     #[arg(long, value_name = "DIR")]
     pub dist: Option<PathBuf>,
@@ -54,11 +56,16 @@ pub fn run(args: &Args) -> Result<()> {
         .as_ref()
         .map(|r| cwd.join(r))
         .unwrap_or_else(crate::project_root);
-    let binary = match &args.native {
-        Some(p) => std::env::current_dir()
-            .map(|c| c.join(p))
-            .unwrap_or(p.clone()),
-        None => build_release_binary(&root)?,
+    let native = if args.native.is_empty() {
+        vec![(host_npm_target()?, build_release_binary(&root)?)]
+    } else {
+        args.native
+            .iter()
+            .map(|a| {
+                let (target, path) = parse_native_arg(a)?;
+                Ok((target, cwd.join(path)))
+            })
+            .collect::<Result<Vec<_>>>()?
     };
     let started = std::time::Instant::now();
     let packed = pack(&PackInputs {
@@ -68,7 +75,7 @@ pub fn run(args: &Args) -> Result<()> {
             .as_ref()
             .map(|d| cwd.join(d))
             .unwrap_or_else(|| root.join("dist")),
-        native: vec![(host_npm_target()?, binary)],
+        native,
         epoch: wheel::source_date_epoch_from_env()?,
     })?;
     print_packed(&packed);
@@ -115,6 +122,57 @@ pub fn host_npm_target() -> Result<String> {
     Ok(format!("{os}-{arch}"))
 }
 
+/// The npm targets (`<process.platform>-<process.arch>`) a package may carry a binary for;
+/// `npm-package/bin/ktx.js` maps each platform/arch pair to one of these.
+pub const NPM_TARGETS: [&str; 6] = [
+    "linux-x64",
+    "linux-arm64",
+    "darwin-x64",
+    "darwin-arm64",
+    "win32-x64",
+    "win32-arm64",
+];
+
+/// Refuses a target name the launcher would never look for.
+pub fn check_npm_target(target: &str) -> Result<()> {
+    if NPM_TARGETS.contains(&target) {
+        return Ok(());
+    }
+    bail!(
+        "unknown npm target `{target}`: use one of {} (npm's `<platform>-<arch>`)",
+        NPM_TARGETS.join(", ")
+    )
+}
+
+/// Splits one `--native` value: `<npm-target>=PATH`, or a bare `PATH` for the host target.
+/// The text before the first `=` is a target name when it has no path separator (so
+/// `./a=b/ktx` is a path); an unknown name is refused.
+pub fn parse_native_arg(arg: &str) -> Result<(String, PathBuf)> {
+    match arg.split_once('=') {
+        Some((target, path)) if !target.contains(['/', '\\']) => {
+            check_npm_target(target).with_context(|| {
+                format!("--native {arg}: expected `<npm-target>=PATH` or a PATH (write `./{arg}` for a path containing `=`)")
+            })?;
+            if path.is_empty() {
+                bail!("--native {arg}: no path after `=`; give the {target} binary's path");
+            }
+            Ok((target.to_string(), PathBuf::from(path)))
+        }
+        _ if arg.is_empty() => bail!("--native needs a path (or `<npm-target>=PATH`)"),
+        _ => Ok((host_npm_target()?, PathBuf::from(arg))),
+    }
+}
+
+/// The path of `target`'s binary inside the package (`.exe` on Windows, which runs nothing else).
+pub fn native_rel_path(target: &str) -> String {
+    let exe = if target.starts_with("win32-") {
+        ".exe"
+    } else {
+        ""
+    };
+    format!("native/{target}/ktx{exe}")
+}
+
 /// The npm package name: `npm.packages[0]` of release-policy.json.
 pub fn npm_package_name(root: &Path) -> Result<String> {
     let path = root.join("release-policy.json");
@@ -151,8 +209,13 @@ fn files_under(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) -> Resul
     Ok(())
 }
 
-/// Assembles the package's entries and its stamped package.json.
-fn entries(inputs: &PackInputs, name: &str, wheel: &BuiltWheel) -> Result<Vec<Entry>> {
+/// Assembles the package's entries and its stamped package.json; also returns the packed
+/// native binaries (for dist/manifest.json).
+fn entries(
+    inputs: &PackInputs,
+    name: &str,
+    wheel: &BuiltWheel,
+) -> Result<(Vec<Entry>, Vec<NativeBinary>)> {
     let root = &inputs.root;
     let npm_dir = root.join("npm-package");
     let pj_path = npm_dir.join("package.json");
@@ -200,10 +263,20 @@ fn entries(inputs: &PackInputs, name: &str, wheel: &BuiltWheel) -> Result<Vec<En
     });
 
     let mut native_meta = serde_json::Map::new();
-    if inputs.native.is_empty() {
+    let mut natives = Vec::new();
+    // Sorted, so neither package.json nor the manifest depends on the order of `--native`.
+    let mut native = inputs.native.clone();
+    native.sort();
+    if native.is_empty() {
         bail!("no native binary to pack");
     }
-    for (target, path) in &inputs.native {
+    for (i, (target, _)) in native.iter().enumerate() {
+        check_npm_target(target)?;
+        if native[..i].iter().any(|(t, _)| t == target) {
+            bail!("two native binaries for {target}; pass one `--native {target}=PATH`");
+        }
+    }
+    for (target, path) in &native {
         let data = std::fs::read(path).with_context(|| {
             format!(
                 "native ktx binary for {target} not found at {}; build it with \
@@ -211,18 +284,15 @@ fn entries(inputs: &PackInputs, name: &str, wheel: &BuiltWheel) -> Result<Vec<En
                 path.display()
             )
         })?;
-        let rel = format!(
-            "native/{target}/ktx{}",
-            if target.starts_with("win32") {
-                ".exe"
-            } else {
-                ""
-            }
-        );
-        native_meta.insert(
-            target.clone(),
-            json!({"path": rel, "sha256": crate::fsx::sha256_hex(&data)}),
-        );
+        let rel = native_rel_path(target);
+        let sha256 = crate::fsx::sha256_hex(&data);
+        native_meta.insert(target.clone(), json!({"path": rel, "sha256": sha256}));
+        natives.push(NativeBinary {
+            target: target.clone(),
+            path: rel.clone(),
+            bytes: data.len() as u64,
+            sha256,
+        });
         out.push(Entry {
             path: rel,
             data,
@@ -246,10 +316,9 @@ fn entries(inputs: &PackInputs, name: &str, wheel: &BuiltWheel) -> Result<Vec<En
     // binaries' platforms (a pack on macOS ships darwin-arm64, not the template's linux-x64).
     let mut oses = Vec::new();
     let mut cpus = Vec::new();
-    for (target, _) in &inputs.native {
-        let Some((os, cpu)) = target.split_once('-') else {
-            bail!("native target `{target}` is not `<platform>-<arch>` (e.g. linux-x64)");
-        };
+    for (target, _) in &native {
+        // Checked above: every target is `<platform>-<arch>`.
+        let (os, cpu) = target.split_once('-').unwrap_or((target.as_str(), ""));
         oses.push(os);
         cpus.push(cpu);
     }
@@ -273,7 +342,7 @@ fn entries(inputs: &PackInputs, name: &str, wheel: &BuiltWheel) -> Result<Vec<En
         data: pj.to_pretty()?,
         executable: false,
     });
-    Ok(out)
+    Ok((out, natives))
 }
 
 /// Checks that package.json's `files` (if any) covers every entry, so `npm pack` of the same
@@ -316,7 +385,8 @@ fn check_files_field(pj: &Object, path: &Path, entries: &[Entry]) -> Result<()> 
 pub fn pack(inputs: &PackInputs) -> Result<Packed> {
     let name = npm_package_name(&inputs.root)?;
     let wheel = wheel::build(&inputs.root, inputs.epoch)?;
-    let tgz_bytes = npm_tarball::build(entries(inputs, &name, &wheel)?)?;
+    let (entries, native) = entries(inputs, &name, &wheel)?;
+    let tgz_bytes = npm_tarball::build(entries)?;
     let tgz_name = npm_tarball::tarball_name(&name, &wheel.versions.semver);
     let dist = &inputs.dist;
     let tgz = dist.join("npm").join(&tgz_name);
@@ -330,6 +400,7 @@ pub fn pack(inputs: &PackInputs) -> Result<Packed> {
             Artifact::new("npm", &name, &tgz_rel, &tgz_bytes),
             Artifact::new("wheel", &wheel.dist_name, &whl_rel, &wheel.bytes),
         ],
+        native,
     };
     let sha_line = format!("{}  {tgz_name}\n", crate::fsx::sha256_hex(&tgz_bytes));
     let mut files = wheel::asset_dir_files(&wheel, &dist.join("python"))?;

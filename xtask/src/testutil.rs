@@ -98,20 +98,43 @@ pub fn uv() -> Command {
     }
 }
 
+pub use crate::workspace::{exe_name, VENV_BIN};
+
+/// Whether `p` is a file this user may execute (any file off Unix: Windows has no x bit).
+pub fn is_executable(p: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        p.is_file()
+    }
+}
+
+/// Makes `p` executable (mode 0755; nothing to do off Unix).
+pub fn set_executable(p: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("chmod 755 {}: {e}", p.display()));
+    }
+    #[cfg(not(unix))]
+    let _ = p;
+}
+
 /// Finds uv: an executable `uv` in a `path` directory (`cargo xtask test` puts `.dev-venv/bin`
 /// first), else `<root>/.dev-venv/bin/uv`. The error says how to get one.
 pub fn find_uv(path: Option<std::ffi::OsString>, root: &Path) -> Result<PathBuf, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
     let dirs = path.map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
-    let dev_venv = root.join(".dev-venv/bin");
+    let dev_venv = root.join(".dev-venv").join(VENV_BIN);
     dirs.unwrap_or_default()
         .into_iter()
         .chain([dev_venv.clone()])
-        .map(|d| d.join("uv"))
-        .find(|p| executable(p))
+        .map(|d| d.join(exe_name("uv")))
+        .find(|p| is_executable(p))
         .ok_or_else(|| {
             format!(
                 "this test needs uv, which is neither on PATH nor in {}: run the tests with \
@@ -124,7 +147,7 @@ pub fn find_uv(path: Option<std::ffi::OsString>, root: &Path) -> Result<PathBuf,
 
 /// A venv's interpreter path.
 pub fn venv_python(venv: &Path) -> PathBuf {
-    venv.join("bin/python")
+    venv.join(VENV_BIN).join(exe_name("python"))
 }
 
 /// Sends one ABI v1 request to `python -I -m ktx_daemon call`; returns the parsed response.
@@ -156,13 +179,12 @@ pub fn abi_call(python: &Path, op: &str) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     fn fake_uv(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(dir).unwrap();
-        let uv = dir.join("uv");
+        let uv = dir.join(exe_name("uv"));
         std::fs::write(&uv, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&uv, std::fs::Permissions::from_mode(0o755)).unwrap();
+        set_executable(&uv);
         uv
     }
 
@@ -174,14 +196,18 @@ mod tests {
         std::fs::create_dir_all(&empty).unwrap();
         let err = find_uv(Some(empty.clone().into_os_string()), &root).unwrap_err();
         assert!(
-            err.contains("`cargo xtask test`") && err.contains(".dev-venv/bin"),
+            err.contains("`cargo xtask test`")
+                && err.contains(&root.join(".dev-venv").join(VENV_BIN).display().to_string()),
             "{err}"
         );
         assert!(find_uv(None, &root).is_err());
-        // A non-executable `uv` does not count.
-        std::fs::write(empty.join("uv"), "").unwrap();
-        assert!(find_uv(Some(empty.clone().into_os_string()), &root).is_err());
-        let venv_uv = fake_uv(&root.join(".dev-venv/bin"));
+        // A non-executable `uv` does not count (Windows has no such thing).
+        #[cfg(unix)]
+        {
+            std::fs::write(empty.join("uv"), "").unwrap();
+            assert!(find_uv(Some(empty.clone().into_os_string()), &root).is_err());
+        }
+        let venv_uv = fake_uv(&root.join(".dev-venv").join(VENV_BIN));
         assert_eq!(find_uv(Some(empty.into_os_string()), &root), Ok(venv_uv));
         let path_uv = fake_uv(&tmp.path().join("bin"));
         let path = std::env::join_paths([tmp.path().join("nope"), tmp.path().join("bin")]).unwrap();

@@ -101,6 +101,14 @@ pub fn target_dir(root: &Path) -> PathBuf {
     })
 }
 
+/// Where a venv keeps its executables: `bin`, or `Scripts` on Windows.
+pub const VENV_BIN: &str = if cfg!(windows) { "Scripts" } else { "bin" };
+
+/// An executable's file name on this platform (`uv`, or `uv.exe` on Windows).
+pub fn exe_name(name: &str) -> String {
+    format!("{name}{}", std::env::consts::EXE_SUFFIX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

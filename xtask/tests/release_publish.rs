@@ -389,6 +389,7 @@ fn different_build(base: &Path) -> tempfile::TempDir {
 
 /// Downloads the tarball the registry serves for `spec` (with an empty npm cache, so the bytes
 /// come from the registry) and returns them.
+#[cfg(unix)] // used by the Unix-only swap test
 fn served_tarball(reg: &Registry, spec: &str, npmrc: &Path) -> Vec<u8> {
     let dest = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
@@ -407,6 +408,8 @@ fn served_tarball(reg: &Registry, spec: &str, npmrc: &Path) -> Vec<u8> {
     std::fs::read(&files[0]).unwrap()
 }
 
+// The attacker is a `/bin/sh` wrapper script, so this runs on Unix only.
+#[cfg(unix)]
 #[test]
 fn a_tarball_swapped_after_verification_is_not_what_gets_uploaded() {
     // The attacker: a `KTX_NPM` wrapper replaces dist/'s tarball with another build of the same

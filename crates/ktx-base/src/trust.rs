@@ -161,6 +161,7 @@ pub fn current_uid() -> u32 {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Rule {
     /// Only traversed: a root-owned sticky directory (`/tmp`) is fine.
+    #[cfg_attr(not(unix), allow(dead_code))] // the walk that uses it is Unix-only
     Ancestor,
     /// Read from, executed from or created in: private to the user (or root).
     Private,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{asset_manifest, install_runtime, ktx_bin, ktx_std, text, VERSION};
+use common::{asset_manifest, install_runtime, ktx_std, text, VERSION};
 
 /// The upper bound of one command on a ready runtime.
 const COMMAND_LIMIT: Duration = Duration::from_secs(120);
@@ -224,6 +224,7 @@ fn every_command_reports_a_full_stdout_with_exit_1_and_never_panics() {
     );
 }
 
+#[cfg(unix)] // EPIPE and exit 141 (128 + SIGPIPE) are Unix's
 #[test]
 fn a_closed_stdout_ends_every_printing_command_quietly_with_141() {
     let root = common::sl_and_demo_root();
@@ -556,6 +557,7 @@ fn demo_prints_npx_commands_when_npm_launched_ktx() {
 }
 
 /// The real launcher (`npm-package/bin/ktx.js`) tells ktx it runs from npm.
+#[cfg(unix)] // symlinks the binary into a package tree
 #[test]
 fn the_npm_launcher_makes_demo_print_npx_commands() {
     let has_node = Command::new("node")
@@ -575,7 +577,7 @@ fn the_npm_launcher_makes_demo_print_npx_commands() {
     for file in ["bin/ktx.js", "package.json"] {
         std::fs::copy(repo.join("npm-package").join(file), pkg.path().join(file)).unwrap();
     }
-    std::os::unix::fs::symlink(ktx_bin(), pkg.path().join("native/linux-x64/ktx")).unwrap();
+    std::os::unix::fs::symlink(common::ktx_bin(), pkg.path().join("native/linux-x64/ktx")).unwrap();
     std::os::unix::fs::symlink(common::asset_dir(), pkg.path().join("python")).unwrap();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("demo");

@@ -539,8 +539,9 @@ fn answer_on_a_pty(mut cmd: StdCommand, prompt: &str, answer: &[u8]) -> (ExitSta
             &mut master,
             &mut slave,
             std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
+            // `*mut` here: macOS declares termios and winsize `*mut`, Linux `*const`.
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
         )
     };
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());

@@ -104,6 +104,35 @@ pub fn check(tgz_rel: &str, data: &[u8], dist: &DistManifest) -> Result<()> {
             inside(path)
         );
     }
+    // dist/manifest.json (when it lists them) names exactly the packed binaries, byte for byte.
+    if !dist.native.is_empty() {
+        let packed: Vec<(&str, &str, &str)> = native
+            .iter()
+            .map(|(t, m)| {
+                let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default();
+                (t.as_str(), s("path"), s("sha256"))
+            })
+            .collect();
+        let listed: Vec<(&str, &str, &str)> = dist
+            .native
+            .iter()
+            .map(|n| (n.target.as_str(), n.path.as_str(), n.sha256.as_str()))
+            .collect();
+        ensure!(
+            packed == listed,
+            "{}'s `ktx.native` {packed:?} is not dist/manifest.json's `native` {listed:?}; {fix}",
+            inside("package.json")
+        );
+        for n in &dist.native {
+            let len = get(&n.path)?.len() as u64;
+            ensure!(
+                len == n.bytes,
+                "{} has {len} bytes, dist/manifest.json says {}; {fix}",
+                inside(&n.path),
+                n.bytes
+            );
+        }
+    }
     Ok(())
 }
 
@@ -150,6 +179,7 @@ mod tests {
                 Artifact::new("npm", "@kaelio/ktx", "npm/x.tgz", &tgz),
                 Artifact::new("wheel", "kaelio-ktx", &format!("python/{WHEEL}"), wheel),
             ],
+            native: vec![],
         };
         (tgz, dist)
     }
@@ -171,6 +201,35 @@ mod tests {
                 "checksum mismatch: package/python/{WHEEL} inside npm/x.tgz does not match \
                  package/python/manifest.json"
             )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_manifest_native_list_must_match_the_packed_binaries() {
+        let (tgz, mut dist) = package(b"PK", b"PK");
+        let elf = b"\x7fELF".to_vec();
+        let listed = crate::dist_manifest::NativeBinary {
+            target: "linux-x64".into(),
+            path: "native/linux-x64/ktx".into(),
+            bytes: elf.len() as u64,
+            sha256: crate::fsx::sha256_hex(&elf),
+        };
+        dist.native = vec![listed.clone()];
+        check("npm/x.tgz", &tgz, &dist).unwrap();
+        let mut other = listed.clone();
+        other.target = "win32-x64".into();
+        other.path = "native/win32-x64/ktx.exe".into();
+        dist.native = vec![listed.clone(), other];
+        let err = format!("{:#}", check("npm/x.tgz", &tgz, &dist).unwrap_err());
+        assert!(
+            err.contains("`ktx.native`") && err.contains("dist/manifest.json's `native`"),
+            "{err}"
+        );
+        dist.native = vec![crate::dist_manifest::NativeBinary { bytes: 5, ..listed }];
+        let err = format!("{:#}", check("npm/x.tgz", &tgz, &dist).unwrap_err());
+        assert!(
+            err.contains("has 4 bytes, dist/manifest.json says 5"),
             "{err}"
         );
     }

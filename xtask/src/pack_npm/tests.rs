@@ -4,15 +4,16 @@
 use super::*;
 use crate::npm_sandbox::NpmSandbox;
 use crate::testutil::{self, run_ok};
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::sync::OnceLock;
+
+mod targets;
 
 /// A stand-in native binary for structure tests: a script printing a marker.
 fn fake_native(dir: &Path) -> PathBuf {
     let p = dir.join("fake-ktx");
     std::fs::write(&p, "#!/bin/sh\necho fake-ktx \"$@\"\n").unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    testutil::set_executable(&p);
     p
 }
 
@@ -280,7 +281,10 @@ fn os_and_cpu_follow_the_packed_native_binaries() {
         })
         .unwrap_err()
     );
-    assert!(err.contains("`linux` is not `<platform>-<arch>`"), "{err}");
+    assert!(
+        err.contains("unknown npm target `linux`: use one of linux-x64, linux-arm64"),
+        "{err}"
+    );
 }
 
 /// Every bad input fails with a clear message and leaves dist/ exactly as it was.
@@ -477,6 +481,7 @@ fn launcher_forwards_argv_env_and_exit_code() {
     );
 }
 
+#[cfg(unix)] // signals
 #[test]
 fn launcher_dies_of_the_childs_signal() {
     use std::os::unix::process::ExitStatusExt;
@@ -530,6 +535,7 @@ fn launcher_dies_of_the_childs_signal() {
     }
 }
 
+#[cfg(unix)] // signals
 #[test]
 fn launcher_forwards_sigint_and_sigterm_to_the_child() {
     // The child reports a forwarded signal by exiting from its trap with a code of its own.
@@ -556,6 +562,7 @@ fn launcher_forwards_sigint_and_sigterm_to_the_child() {
 }
 
 /// `kill -<sig> <pid>` via the shell (no libc dependency in xtask).
+#[cfg(unix)]
 fn send_signal(pid: u32, sig: i32) -> i32 {
     Command::new("kill")
         .arg(format!("-{sig}"))

@@ -263,6 +263,7 @@ impl Snapshot {
 /// Copies the regular files under `from` (following symlinks to files, not to directories)
 /// into the new directory `to`.
 fn copy_files(from: &Path, to: &Path) -> Result<()> {
+    #[cfg_attr(not(unix), allow(unused_mut))] // only Unix sets a mode
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
