@@ -13,16 +13,14 @@
 
 mod common;
 
-use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::{Command as StdCommand, ExitStatus, Output};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use assert_cmd::Command;
+use common::pty::PtyChild;
 use common::{receipt, stderr_of, text};
 use serde_json::Value;
 
@@ -532,73 +530,19 @@ fn demo_with_driver_duckdb_loads_the_warehouse_into_duckdb() {
 /// the terminal. The prompt must come within [`PROMPT_LIMIT`] (nothing is installed before
 /// it), the exit within [`LIMIT`] of the answer.
 fn answer_on_a_pty(mut cmd: StdCommand, prompt: &str, answer: &[u8]) -> (ExitStatus, String) {
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills in two new descriptors; we own them from here on.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            // `*mut` here: macOS declares termios and winsize `*mut`, Linux `*const`.
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        )
+    cmd.env("TERM", "dumb");
+    let mut pty = PtyChild::spawn(cmd);
+    let asked = common::wait_until(PROMPT_LIMIT, || pty.text().contains(prompt));
+    assert!(
+        asked,
+        "no {prompt:?} on the terminal within {PROMPT_LIMIT:?}:\n{}",
+        pty.text()
+    );
+    pty.type_keys(answer);
+    let Some(status) = pty.wait_for_exit(LIMIT) else {
+        panic!("ktx still runs {LIMIT:?} after the answer:\n{}", pty.text());
     };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both descriptors were just opened by openpty and are not owned elsewhere.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave))
-        .env("TERM", "dumb");
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().expect("spawn ktx on a pty");
-    drop(cmd); // closes the parent's copies of the slave side
-    let mut master = File::from(master);
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut reader = master.try_clone().unwrap();
-    let sink = Arc::clone(&seen);
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        // Ends with EIO once the child and every copy of the slave side are gone.
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let text = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
-    let asked = common::wait_until(PROMPT_LIMIT, || text().contains(prompt));
-    if !asked {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "no {prompt:?} on the terminal within {PROMPT_LIMIT:?}:\n{}",
-            text()
-        );
-    }
-    master.write_all(answer).unwrap();
-    let mut status = None;
-    common::wait_until(LIMIT, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("ktx still runs {LIMIT:?} after the answer:\n{}", text());
-    };
-    common::wait_until(Duration::from_secs(10), || reader.is_finished());
-    (status, text())
+    (status, pty.final_text(Duration::from_secs(10)))
 }
 
 /// Needs the Python executors: on a terminal, the driver is offered with its size, Enter

@@ -6,6 +6,9 @@
 //! Each test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+#[cfg(unix)]
+pub mod pty;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Output};
