@@ -21,16 +21,25 @@ const VERDACCIO_PACKAGE_JSON: &str = r#"{
 }
 "#;
 
-/// Installs verdaccio into `<target>/verdaccio` unless it is already there.
+/// Installs verdaccio into `<target>/verdaccio` unless it is already there. The test binary's
+/// tests run as separate processes (nextest): a file lock makes one install while the others
+/// wait, instead of two `npm install`s racing in the same directory.
 fn verdaccio_bin() -> PathBuf {
     let dir = target_dir().join("verdaccio");
+    std::fs::create_dir_all(&dir).unwrap();
+    let _install = ktx_base::lock::FileLock::acquire(
+        &target_dir().join("verdaccio.lock"),
+        "install verdaccio for the release tests",
+        Duration::from_secs(600),
+        |_| {},
+    )
+    .expect("cannot lock the verdaccio install");
     let bin = dir.join("node_modules/.bin/verdaccio");
     let pj = dir.join("package.json");
     if bin.exists() && std::fs::read_to_string(&pj).ok().as_deref() == Some(VERDACCIO_PACKAGE_JSON)
     {
         return bin;
     }
-    std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(&pj, VERDACCIO_PACKAGE_JSON).unwrap();
     let out = run(Command::new("npm")
         .args([
