@@ -31,12 +31,22 @@ pub mod sync;
 pub mod template;
 
 use std::fmt;
+use std::time::Duration;
 
 pub use defaults::{SeedReport, DEFAULTS};
 pub use frontmatter::{Kind, Meta};
 pub use index::{Row, StatsRow};
 pub use store::Scripts;
 pub use sync::{Method, SyncReport};
+
+/// The deadline of one call when neither the call nor the script's `timeout` sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The deadline of a call to `row`: the call's own (`--timeout`), else the script's
+/// frontmatter `timeout`, else [`DEFAULT_TIMEOUT`].
+pub fn deadline(row: &Row, call: Option<Duration>) -> Duration {
+    call.or(row.timeout).unwrap_or(DEFAULT_TIMEOUT)
+}
 
 /// A failure: what is wrong, the fix, and close names the user may have meant.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -272,7 +272,8 @@ fn sync_locked(root: &Path, tx: &Tx<'_>, mode: Mode) -> Result<SyncReport, Scrip
         }
         let p = read(root, e)?;
         match row {
-            Some(r) if r.content_hash == p.hash && p.parsed.meta.id.as_deref() == Some(&r.id) => {
+            // The row was made from these very bytes: only the stat is new.
+            Some(r) if r.content_hash == p.hash => {
                 claimed.insert(r.id.clone(), e.rel.clone());
                 if !stat_same {
                     restat.push(Row {

@@ -24,6 +24,7 @@ mod demo_cmd;
 mod embed_cmd;
 mod output;
 mod runtime;
+mod script_cmd;
 mod sl_cmd;
 
 use clap::{Args, Parser, Subcommand};
@@ -87,6 +88,7 @@ enum Command {
     Sl(sl_cmd::Args),
     Demo(demo_cmd::Args),
     Bundle(bundle_cmd::Args),
+    Script(script_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -138,6 +140,7 @@ fn main() -> ExitCode {
         Some(Command::Sl(args)) => sl_cmd::run(args, &cli.global),
         Some(Command::Demo(args)) => demo_cmd::run(args, &cli.global),
         Some(Command::Bundle(args)) => bundle_cmd::run(args, &cli.global),
+        Some(Command::Script(args)) => script_cmd::run(args, &cli.global),
     };
     finish(result)
 }

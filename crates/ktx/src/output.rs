@@ -86,7 +86,7 @@ pub fn op_error(err: ktx_runner::RunError) -> CliError {
 
 /// `text`, then `\n  did you mean: a, b?` when there are suggestions (the one place the line
 /// is written: the ops send the names as data, never in their messages).
-fn with_suggestions(mut text: String, suggestions: &[String]) -> String {
+pub fn with_suggestions(mut text: String, suggestions: &[String]) -> String {
     if !suggestions.is_empty() {
         text.push_str(&format!("\n  did you mean: {}?", suggestions.join(", ")));
     }
