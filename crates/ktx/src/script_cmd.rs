@@ -9,12 +9,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Subcommand;
 use serde::Serialize;
 use serde_json::json;
 
-use ktx_scripts::{Kind, Row, Scripts, ScriptsError, SeedReport, SyncReport};
+use ktx_scripts::{Kind, Row, Scripts, ScriptsError, SeedReport, StatsRow, SyncReport};
+use ktx_worker::{CallError, CallOutcome, ScriptRef, Worker, WorkerConfig};
 
 use crate::output::{emit, emit_json, with_suggestions};
 use crate::{CliError, GlobalArgs};
@@ -70,6 +72,8 @@ enum ScriptCommand {
     Enable(SlugArgs),
     Disable(SlugArgs),
     Rm(SlugArgs),
+    Check(CheckArgs),
+    Run(RunArgs),
     Rebuild(JsonArgs),
     Reconcile(JsonArgs),
     Seed(JsonArgs),
@@ -107,6 +111,54 @@ struct NewArgs {
     kind: Kind,
 }
 
+/// Check scripts in the managed runtime: syntax (file:line:col) and the entrypoint
+///
+/// The script's code is not run: the check compiles it and looks for the entrypoint as a
+/// top-level function. Frontmatter warnings are listed too. Exit 1 when a script has an error.
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// Only this script (default: every script).
+    slug: Option<String>,
+}
+
+/// Call a script's entrypoint with a JSON context in a worker process
+///
+/// Prints the result as JSON on stdout; what the script printed goes to stderr (capped at
+/// 1 MiB). The call is killed after its deadline: --timeout, else the script's frontmatter
+/// `timeout`, else 2 s. Errors are typed: raised, timeout, bad-result (NaN, Infinity, bytes,
+/// sets, non-string keys or ints beyond 64 bits, with the JSON path of the value), crashed,
+/// missing-entrypoint, load-failed. Exit 1 on any error. The counters go to `ktx script stats`.
+///
+/// Examples:
+///   ktx script run slugify --context '{"text": "Revenue by Segment"}'
+///   ktx script run top_rows --context @rows.json --timeout 5 --json
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+struct RunArgs {
+    /// The script's slug (its file name without .py).
+    slug: String,
+    /// The context: a JSON object, or @FILE to read it from a file (default: {}).
+    #[arg(long, value_name = "JSON|@FILE")]
+    context: Option<String>,
+    /// The call's deadline in seconds (a number > 0, at most 86400).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+    /// Print {schemaVersion, slug, id, ok, result, stdout, stdoutTruncated, latencyMs, error}
+    /// (also when the call failed; the exit code is then 1).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let rule = ktx_base::duration::Seconds::POSITIVE_UP_TO_A_DAY;
+    rule.parse(text).ok_or_else(|| {
+        format!(
+            "must be a number of seconds greater than 0 and at most {} (e.g. 2 or 0.5), got {text:?}",
+            rule.max.as_secs()
+        )
+    })
+}
+
 /// A subcommand that takes one script.
 #[derive(Debug, clap::Args)]
 struct SlugArgs {
@@ -131,7 +183,6 @@ fn parse_kind(text: &str) -> Result<Kind, String> {
 pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let root = ktx_runner::project::project_dir(args.project_dir.as_deref())
         .map_err(|e| CliError::failure(e.to_string()))?;
-    let _ = global;
     match args.command {
         ScriptCommand::Rebuild(a) => {
             let (scripts, report) = Scripts::rebuild(&root).map_err(scripts_error)?;
@@ -142,12 +193,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             let mut scripts = Scripts::open(&root).map_err(scripts_error)?;
             let opened = scripts.opened().clone();
             print_sync_notes(&scripts, &opened);
-            dispatch(command, &mut scripts)
+            dispatch(command, &mut scripts, global)
         }
     }
 }
 
-fn dispatch(command: ScriptCommand, scripts: &mut Scripts) -> Result<ExitCode, CliError> {
+fn dispatch(
+    command: ScriptCommand,
+    scripts: &mut Scripts,
+    global: &GlobalArgs,
+) -> Result<ExitCode, CliError> {
     match command {
         ScriptCommand::List(a) => list(scripts, a),
         ScriptCommand::Show(a) => show(scripts, a),
@@ -183,6 +238,8 @@ fn dispatch(command: ScriptCommand, scripts: &mut Scripts) -> Result<ExitCode, C
             seed_output(scripts, &report, a.json)
         }
         ScriptCommand::Stats(a) => stats(scripts, a),
+        ScriptCommand::Check(a) => check(scripts, a, global),
+        ScriptCommand::Run(a) => run_script(scripts, a, global),
         ScriptCommand::Rebuild(_) => unreachable!("handled before the index is opened"),
     }
 }
@@ -564,4 +621,256 @@ fn stats(scripts: &Scripts, a: JsonArgs) -> Result<ExitCode, CliError> {
     }
     emit(&out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- run and check
+
+/// The managed runtime's interpreter, installed first per the --yes / --no-input policy.
+fn runtime_python(global: &GlobalArgs) -> Result<PathBuf, CliError> {
+    let rt = ktx_runtime::Runtime::from_env()?;
+    let opts = global.call_options()?;
+    Ok(ktx_runner::ensure_runtime(&rt, &opts)?.python_path)
+}
+
+/// A worker running in the project directory.
+fn spawn_worker(scripts: &Scripts, global: &GlobalArgs) -> Result<Worker, CliError> {
+    let mut cfg = WorkerConfig::new(runtime_python(global)?);
+    cfg.cwd = Some(scripts.root().to_path_buf());
+    Worker::spawn(cfg).map_err(|e| {
+        CliError::failure(format!(
+            "cannot start the script worker: {e}\n  hint: check the runtime with `ktx runtime doctor`"
+        ))
+    })
+}
+
+fn script_ref(scripts: &Scripts, row: &Row) -> ScriptRef {
+    ScriptRef {
+        id: row.id.clone(),
+        path: scripts.file_of(row),
+        content_hash: row.content_hash.clone(),
+        entrypoint: row.entrypoint.clone(),
+    }
+}
+
+/// `--context`: a JSON object given inline or as `@FILE`; `{}` when absent.
+fn read_context(arg: Option<&str>) -> Result<serde_json::Value, CliError> {
+    let usage = |message: String| CliError { code: 2, message };
+    let Some(arg) = arg else {
+        return Ok(json!({}));
+    };
+    let (text, origin) = match arg.strip_prefix('@') {
+        Some(file) => (
+            std::fs::read_to_string(file)
+                .map_err(|e| usage(format!("--context @{file}: cannot read the file: {e}")))?,
+            format!("the file {file}"),
+        ),
+        None => (arg.to_string(), "--context".to_string()),
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        usage(format!(
+            "{origin} is not valid JSON: {e}\n  hint: pass an object, e.g. --context '{{\"value\": 1}}', or @FILE"
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(usage(format!(
+            "{origin} must be a JSON object (the script receives it as a dict)\n  hint: e.g. --context '{{\"value\": 1}}'"
+        )));
+    }
+    Ok(value)
+}
+
+/// A call error in `--json` output.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CallErrorJson {
+    kind: &'static str,
+    message: String,
+    path: Option<String>,
+    location: Option<String>,
+    traceback: Option<String>,
+}
+
+/// `ktx script run --json`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunJson {
+    slug: String,
+    id: String,
+    ok: bool,
+    result: Option<serde_json::Value>,
+    stdout: String,
+    stdout_truncated: bool,
+    latency_ms: f64,
+    error: Option<CallErrorJson>,
+}
+
+fn error_json(e: &CallError) -> CallErrorJson {
+    CallErrorJson {
+        kind: e.kind.as_str(),
+        message: e.message.clone(),
+        path: e.path.clone(),
+        location: e.location.clone(),
+        traceback: e.traceback.clone(),
+    }
+}
+
+/// The error of a failed call as the user reads it.
+fn call_error_text(slug: &str, e: &CallError) -> String {
+    let mut text = format!("script {slug} failed ({}): {}", e.kind.as_str(), e.message);
+    if let Some(path) = &e.path {
+        text.push_str(&format!("\n  at {path} of the result"));
+    }
+    if let Some(location) = &e.location {
+        text.push_str(&format!("\n  in {location}"));
+    }
+    if let Some(tb) = &e.traceback {
+        text.push_str(&format!("\n{}", tb.trim_end()));
+    }
+    text
+}
+
+fn run_script(
+    scripts: &mut Scripts,
+    a: RunArgs,
+    global: &GlobalArgs,
+) -> Result<ExitCode, CliError> {
+    let row = scripts.get(&a.slug).map_err(scripts_error)?;
+    if !row.enabled {
+        return Err(CliError::failure(format!(
+            "script {} is disabled ({})\n  hint: enable it with `ktx script enable {}`",
+            row.slug,
+            scripts.file_of(&row).display(),
+            row.slug
+        )));
+    }
+    let context = read_context(a.context.as_deref())?;
+    let deadline = ktx_scripts::deadline(&row, a.timeout);
+    let mut worker = spawn_worker(scripts, global)?;
+    let out: CallOutcome = worker.call(&script_ref(scripts, &row), &context, deadline);
+    let stats: Vec<StatsRow> = worker
+        .stats()
+        .summary()
+        .into_iter()
+        .map(|s| StatsRow {
+            slug: row.slug.clone(),
+            script_id: s.id,
+            calls: s.calls,
+            errors: s.errors,
+            timeouts: s.timeouts,
+            restarts: s.restarts,
+            p50_us: Some(s.p50_micros),
+            p95_us: Some(s.p95_micros),
+            recorded_at: ktx_base::time::now_rfc3339(),
+        })
+        .collect();
+    drop(worker);
+    if let Err(e) = scripts.record_stats(&stats) {
+        eprintln!("warning: the run's counters were not saved: {e}");
+    }
+    if a.json {
+        emit_json(&RunJson {
+            slug: row.slug.clone(),
+            id: row.id.clone(),
+            ok: out.result.is_ok(),
+            result: out.result.as_ref().ok().cloned(),
+            stdout: out.stdout.clone(),
+            stdout_truncated: out.stdout_truncated,
+            latency_ms: out.latency.as_secs_f64() * 1000.0,
+            error: out.result.as_ref().err().map(error_json),
+        })?;
+        return Ok(if out.result.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    if !out.stdout.is_empty() {
+        eprint!("{}", out.stdout);
+        if !out.stdout.ends_with('\n') {
+            eprintln!();
+        }
+    }
+    if out.stdout_truncated {
+        eprintln!("note: the script printed more than the worker keeps; the output above was cut");
+    }
+    match out.result {
+        Ok(value) => {
+            let text = serde_json::to_string_pretty(&value)
+                .map_err(|e| CliError::failure(format!("cannot encode the result: {e}")))?;
+            emit(&format!("{text}\n"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(CliError::failure(call_error_text(&row.slug, &e))),
+    }
+}
+
+fn check(scripts: &mut Scripts, a: CheckArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
+    let rows = match &a.slug {
+        Some(slug) => vec![scripts.get(slug).map_err(scripts_error)?],
+        None => scripts.list().map_err(scripts_error)?,
+    };
+    if rows.is_empty() {
+        eprintln!(
+            "no scripts to check in {}",
+            scripts.root().join("scripts").display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut worker = spawn_worker(scripts, global)?;
+    let mut out = String::new();
+    let mut failed = 0;
+    for row in &rows {
+        let outcome = worker.check(&script_ref(scripts, row));
+        let mut problems: Vec<String> = outcome
+            .errors
+            .iter()
+            .map(|e| {
+                let at = match (e.line, e.col) {
+                    (Some(l), Some(c)) => format!(":{l}:{c}"),
+                    (Some(l), None) => format!(":{l}"),
+                    _ => String::new(),
+                };
+                format!("error: {}{at}: {}", row.path, e.message)
+            })
+            .collect();
+        if outcome.errors.is_empty() && !outcome.entrypoint_found {
+            problems.push(format!(
+                "error: {}: no top-level function {}(context) (the entrypoint{})",
+                row.path,
+                row.entrypoint,
+                if row.entrypoint == row.kind.default_entrypoint() {
+                    format!(" of a {} script", row.kind)
+                } else {
+                    " the frontmatter names".to_string()
+                }
+            ));
+        }
+        let ok = outcome.ok && outcome.entrypoint_found && problems.is_empty();
+        if !ok {
+            failed += 1;
+        }
+        out.push_str(&format!(
+            "{} {} ({})\n",
+            if ok { "ok  " } else { "FAIL" },
+            row.slug,
+            scripts.file_of(row).display()
+        ));
+        for p in problems {
+            out.push_str(&format!("  {p}\n"));
+        }
+        for w in &row.warnings {
+            out.push_str(&format!("  warning: {w}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "{} script{} checked, {failed} with errors\n",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    ));
+    emit(&out)?;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
