@@ -32,10 +32,19 @@ impl Scripts {
     /// The scripts of the project at `root` (a directory holding `ktx.yaml`): creates `.ktx/`
     /// when needed and brings the index up to date with the files (cheaply).
     pub fn open(root: &Path) -> Result<Scripts, ScriptsError> {
+        Scripts::open_reconciled(root, Mode::Cheap)
+    }
+
+    /// [`Scripts::open`] with a sync of the given depth: [`Mode::Full`] is `ktx script
+    /// reconcile` (git's changes, or a content-hash scan), reported by [`Scripts::opened`].
+    pub fn open_reconciled(root: &Path, mode: Mode) -> Result<Scripts, ScriptsError> {
+        if mode == Mode::Rebuild {
+            return Scripts::rebuild(root).map(|(s, _)| s);
+        }
         let dir = dotktx::ensure(root)
             .map_err(|e| io_err(format!("cannot create {}/.ktx", root.display()), e))?;
         let mut index = Index::open(&dir.join(INDEX_FILE))?;
-        let opened = sync::sync(root, &mut index, Mode::Cheap)?;
+        let opened = sync::sync(root, &mut index, mode)?;
         Ok(Scripts {
             root: root.to_path_buf(),
             index,
@@ -109,12 +118,6 @@ impl Scripts {
     /// The absolute path of a row's file.
     pub fn file_of(&self, row: &Row) -> PathBuf {
         files::abs_path(&self.root, &row.path)
-    }
-
-    /// A full reconcile: git's changes since the indexed commit (renames keep their id), or a
-    /// content-hash scan of every file without git.
-    pub fn reconcile(&mut self) -> Result<SyncReport, ScriptsError> {
-        sync::sync(&self.root, &mut self.index, Mode::Full)
     }
 
     /// Creates `scripts/<slug>.py` from the template for `kind`, and its row.

@@ -17,8 +17,9 @@ use crate::{CliError, GlobalArgs};
 
 /// Create a demo project (a small warehouse and its semantic layer) and show queries to try
 ///
-/// Writes DIR/ktx.yaml, DIR/semantic-layer/warehouse/{customers,orders,order_items}.yaml and
-/// the warehouse (customers, orders, order_items), then prints three `ktx sl query` command
+/// Writes DIR/ktx.yaml, DIR/semantic-layer/warehouse/{customers,orders,order_items}.yaml,
+/// the warehouse (customers, orders, order_items) and the default scripts in DIR/scripts/
+/// (see `ktx script seed`), then prints three `ktx sl query` command
 /// lines; the last one runs with --execute. They carry --project-dir, so they work from any
 /// directory (inside DIR you can drop it).
 ///
@@ -45,7 +46,8 @@ pub struct Args {
     /// Directory to create the demo in (relative to the current directory).
     #[arg(value_name = "DIR", default_value = "ktx-demo")]
     dir: PathBuf,
-    /// Print the result as JSON: {schemaVersion, dir, files, created, kept, queries}.
+    /// Print the result as JSON: {schemaVersion, dir, files, created, kept, queries, notes,
+    /// scripts} (scripts: {added, updated, current, kept}, as `ktx script seed --json`).
     #[arg(long)]
     json: bool,
     /// The engine of the demo warehouse.
@@ -214,6 +216,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     for q in &mut reply.queries {
         *q = ktx_command_line(q);
     }
+    // The default scripts, by the same rule as `ktx script seed` (a changed copy is kept).
+    let seeded = ktx_scripts::Scripts::open(&dir)
+        .and_then(|mut scripts| scripts.seed())
+        .map_err(|e| {
+            CliError::failure(format!(
+                "the demo project was written, but its default scripts were not: {e}"
+            ))
+        })?;
     if args.json {
         emit_json(&json!({
             "dir": reply.dir,
@@ -222,9 +232,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             "kept": reply.kept,
             "queries": reply.queries,
             "notes": reply.notes,
+            "scripts": seeded,
         }))?;
     } else {
         emit(&render(&reply))?;
+        emit(&format!(
+            "\n{}",
+            crate::script_cmd::seed_text(&dir, &seeded)
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -189,6 +189,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             print_sync_notes(&scripts, &report);
             sync_output(&scripts, &report, a.json, "Rebuilt the script index")
         }
+        ScriptCommand::Reconcile(a) => {
+            let scripts = Scripts::open_reconciled(&root, ktx_scripts::sync::Mode::Full)
+                .map_err(scripts_error)?;
+            let report = scripts.opened().clone();
+            print_sync_notes(&scripts, &report);
+            sync_output(&scripts, &report, a.json, "Reconciled the script index")
+        }
         command => {
             let mut scripts = Scripts::open(&root).map_err(scripts_error)?;
             let opened = scripts.opened().clone();
@@ -228,11 +235,6 @@ fn dispatch(
             ))?;
             Ok(ExitCode::SUCCESS)
         }
-        ScriptCommand::Reconcile(a) => {
-            let report = scripts.reconcile().map_err(scripts_error)?;
-            print_sync_notes(scripts, &report);
-            sync_output(scripts, &report, a.json, "Reconciled the script index")
-        }
         ScriptCommand::Seed(a) => {
             let report = scripts.seed().map_err(scripts_error)?;
             seed_output(scripts, &report, a.json)
@@ -240,7 +242,9 @@ fn dispatch(
         ScriptCommand::Stats(a) => stats(scripts, a),
         ScriptCommand::Check(a) => check(scripts, a, global),
         ScriptCommand::Run(a) => run_script(scripts, a, global),
-        ScriptCommand::Rebuild(_) => unreachable!("handled before the index is opened"),
+        ScriptCommand::Rebuild(_) | ScriptCommand::Reconcile(_) => {
+            unreachable!("handled before the index is opened")
+        }
     }
 }
 

@@ -195,6 +195,12 @@ pub fn sl_and_demo_root() -> &'static Path {
     shared_runtime(&ROOT, "ktx-sl-runtime")
 }
 
+/// The ready runtime of `script_cli`'s run and check tests (no daemon is ever started there).
+pub fn scripts_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    shared_runtime(&ROOT, "ktx-scripts-runtime")
+}
+
 /// `python3` + sqlite3 answer to `sql` on the database `db`, as JSON (rows as arrays).
 pub fn sqlite(db: &Path, sql: &str) -> Value {
     let out = StdCommand::new("python3")
