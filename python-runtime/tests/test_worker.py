@@ -116,11 +116,14 @@ def test_a_dataclass_in_a_script_works(tmp_path: Path):
 class _Worker:
     """``python -I -m ktx_worker`` with the source tree on its path, spoken to in frames."""
 
+    CODE = (
+        f"import sys; sys.path.insert(0, {str(SRC)!r}); import runpy; "
+        "sys.argv = ['ktx_worker']; runpy.run_module('ktx_worker', run_name='__main__')"
+    )
+
     def __init__(self) -> None:
-        code = f"import sys; sys.path.insert(0, {str(SRC)!r}); import runpy; "
-        code += "sys.argv = ['ktx_worker']; runpy.run_module('ktx_worker', run_name='__main__')"
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", code],
+            [sys.executable, "-I", "-c", self.CODE],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -170,3 +173,43 @@ def test_the_frame_loop_answers_calls_in_order_and_exits_at_end_of_input(tmp_pat
         assert w.read()["ok"] is True
     finally:
         assert w.close() == 0
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_orphaned_in_a_looping_call_exits(tmp_path: Path):
+    import signal
+    import time
+
+    script = _script(tmp_path, "def render(c):\n    while True:\n        pass\n", "h")
+    parent_code = f"""
+import json, struct, subprocess, sys, time
+code = {_Worker.CODE!r}
+w = subprocess.Popen([sys.executable, "-I", "-c", code], stdin=subprocess.PIPE,
+                     stdout=subprocess.PIPE)
+n, = struct.unpack(">I", w.stdout.read(4)); w.stdout.read(n)
+body = json.dumps({{"op": "call", "calls": [{{"script": {script!r}, "context": None}}]}}).encode()
+w.stdin.write(struct.pack(">I", len(body)) + body); w.stdin.flush()
+print(w.pid, flush=True)
+time.sleep(3600)
+"""
+    parent = subprocess.Popen([sys.executable, "-I", "-c", parent_code], stdout=subprocess.PIPE)
+    try:
+        worker_pid = int(parent.stdout.readline())
+        time.sleep(0.2)
+        assert not _gone(worker_pid)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        parent.stdout.close()
+    limit = time.monotonic() + 20
+    while not _gone(worker_pid):
+        assert time.monotonic() < limit, f"worker {worker_pid} outlived its parent"
+        time.sleep(0.05)
