@@ -13,6 +13,7 @@
 mod report;
 mod stats;
 mod timer;
+mod worker;
 
 use crate::proc::run_ok_input as run_ok;
 use anyhow::{bail, Context, Result};
@@ -47,6 +48,25 @@ pub struct Args {
     /// Keep the temp dir (runtime roots, packed tarball, demo project) and print its path.
     #[arg(long)]
     pub keep: bool,
+    /// Run only these sections (repeatable; default all): the build, the pack and the main
+    /// runtime install always run.
+    #[arg(long, value_enum, value_name = "SECTION")]
+    pub only: Vec<Section>,
+}
+
+/// The sections of the bench, for `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// Fresh installs with uv and pip, and their raw floors.
+    Install,
+    /// The ready fast path and one-shot queries against import floors.
+    Process,
+    /// The daemon: start, CLI through it, ABI calls.
+    Daemon,
+    /// The npm launcher against node.
+    Launcher,
+    /// The script worker: spawn, warm calls, batches, restart after a timeout.
+    Worker,
 }
 
 /// How many runs each kind of measurement gets.
@@ -271,12 +291,24 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let ctx = prepare(tmp.path(), &packed.tgz, &target, &mut notes)?;
 
-    install_rows(&ctx, plan, &mut rows, &mut notes)?;
-    process_rows(&ctx, plan, &mut rows)?;
-    notes.push("query floors: `import semantic_layer` is the issue's floor, but the package is lazy (it imports nothing heavy), so it is only interpreter start-up; `import semantic_layer.compiler` imports sqlglot through our compiler; `import semantic_layer.compiler, yaml` adds PyYAML, which every query needs to read the project: that is the honest floor (query.oneshot)".into());
-    notes.push("fastpath.ktx-overhead: everything ktx does around the Python process (argument parsing, the ready-runtime check, the daemon probe, spawning, JSON in and out) is the +ms against the same request piped to `python -I -m ktx_daemon call`".into());
-    daemon_rows(&ctx, plan, &mut rows, &mut notes)?;
-    launcher_rows(&ctx, plan, &mut rows, &mut notes)?;
+    let wants = |s: Section| args.only.is_empty() || args.only.contains(&s);
+    if wants(Section::Install) {
+        install_rows(&ctx, plan, &mut rows, &mut notes)?;
+    }
+    if wants(Section::Process) {
+        process_rows(&ctx, plan, &mut rows)?;
+        notes.push("query floors: `import semantic_layer` is the issue's floor, but the package is lazy (it imports nothing heavy), so it is only interpreter start-up; `import semantic_layer.compiler` imports sqlglot through our compiler; `import semantic_layer.compiler, yaml` adds PyYAML, which every query needs to read the project: that is the honest floor (query.oneshot)".into());
+        notes.push("fastpath.ktx-overhead: everything ktx does around the Python process (argument parsing, the ready-runtime check, the daemon probe, spawning, JSON in and out) is the +ms against the same request piped to `python -I -m ktx_daemon call`".into());
+    }
+    if wants(Section::Daemon) {
+        daemon_rows(&ctx, plan, &mut rows, &mut notes)?;
+    }
+    if wants(Section::Launcher) {
+        launcher_rows(&ctx, plan, &mut rows, &mut notes)?;
+    }
+    if wants(Section::Worker) {
+        worker::worker_rows(&ctx.venv_python, tmp.path(), plan, &mut rows, &mut notes)?;
+    }
 
     let (bytes, files) = disk_usage(&ctx.version_dir)?;
     sizes.push(Size {
@@ -1033,6 +1065,7 @@ mod tests {
             quick,
             json: false,
             keep: false,
+            only: Vec::new(),
         };
         let p = Plan::from_args(&args(false)).unwrap();
         assert_eq!((p.runs, p.install_runs, p.calls), (20, 5, 1000));

@@ -18,11 +18,13 @@
 //!
 //! Modules: [`config`] (what to start, what to call), [`outcome`] (typed results), [`frame`]
 //! (the wire framing), `child` (the process), `protocol` (the messages), [`stats`] (counters
-//! and HDR histograms), `worker` (supervision).
+//! and HDR histograms), `worker` (supervision), [`shared`] (a bounded queue in front of one
+//! worker, for concurrent callers).
 
 pub mod config;
 pub mod frame;
 pub mod outcome;
+pub mod shared;
 pub mod stats;
 
 mod child;
@@ -34,5 +36,6 @@ pub use config::{
     DEFAULT_STDOUT_LIMIT,
 };
 pub use outcome::{CallError, CallErrorKind, CallOutcome, CheckError, CheckOutcome, WorkerError};
+pub use shared::SharedWorker;
 pub use stats::{ScriptStats, ScriptSummary, WorkerStats};
 pub use worker::Worker;

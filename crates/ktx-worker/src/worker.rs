@@ -296,6 +296,16 @@ impl Worker {
         result
     }
 
+    /// Count an outcome decided outside this worker (a call the shared queue refused).
+    pub(crate) fn record_outcome(
+        &mut self,
+        script_id: &str,
+        outcome: &CallOutcome,
+        restarted: bool,
+    ) {
+        self.stats.record(script_id, outcome, restarted);
+    }
+
     /// Counters per script id (and the worker's restarts).
     pub fn stats(&self) -> &WorkerStats {
         &self.stats

@@ -266,3 +266,55 @@ fn past_the_restart_budget_calls_fail_fast_until_the_window_passes() {
         json!({"ok": 2})
     );
 }
+
+#[test]
+fn a_shared_worker_refuses_calls_past_its_queue_at_once() {
+    let s = Scripts::new();
+    let ok = ok_script(&s);
+    let slow = s.add(
+        "slow",
+        "import time\ndef render(c):\n    time.sleep(1)\n    return 'slept'\n",
+        "render",
+    );
+    let mut cfg = config();
+    cfg.queue_capacity = 2;
+    let shared = ktx_worker::SharedWorker::new(Worker::spawn(cfg).unwrap());
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (shared, slow) = (shared.clone(), slow.clone());
+            std::thread::spawn(move || shared.call(&slow, &json!(null), SLOW_OK))
+        })
+        .collect();
+    let wait = std::time::Instant::now() + Duration::from_secs(20);
+    while shared.pending() < 2 {
+        assert!(
+            std::time::Instant::now() < wait,
+            "the two calls never queued"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let started = std::time::Instant::now();
+    let refused = shared.call(&ok, &json!(1), SLOW_OK);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "a full queue does not wait"
+    );
+    let e = refused.result.unwrap_err();
+    assert_eq!(e.kind, CallErrorKind::QueueFull);
+    assert!(e.message.contains("queue is full (2 calls"), "{e}");
+    for t in threads {
+        assert_eq!(t.join().unwrap().result.unwrap(), json!("slept"));
+    }
+    assert_eq!(
+        shared.call(&ok, &json!(2), SLOW_OK).result.unwrap(),
+        json!({"ok": 2})
+    );
+    let stats = shared.stats();
+    assert_eq!(stats.scripts["slow"].calls, 2);
+    let ok_stats = &stats.scripts["ok"];
+    assert_eq!(
+        (ok_stats.calls, ok_stats.errors),
+        (2, 1),
+        "the refusal is counted"
+    );
+}

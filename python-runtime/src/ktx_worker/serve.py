@@ -138,6 +138,26 @@ def _memory_error(exc: MemoryError, path: str) -> dict:
     return error.to_json()
 
 
+def _exit_with_parent(interval: float = 1.0) -> None:
+    """Exit when the parent (ktx) is gone, even while a script loops: a daemon thread polls.
+
+    Without it a worker orphaned in a long call (ktx killed with SIGKILL) would run on; an idle
+    orphan already exits, at end of input.
+    """
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(70)
+
+    threading.Thread(target=watch, name="ktx-worker-parent-watch", daemon=True).start()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ktx_worker", description=__doc__)
     parser.add_argument("--memory-limit", type=int, default=0, help="bytes (0: none)")
@@ -152,6 +172,7 @@ def main(argv: list[str]) -> int:
     sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - lives as long as the worker
     sys.stdout = sys.__stderr__
     limited = _apply_memory_limit(args.memory_limit)
+    _exit_with_parent()
     server = Server(channel, args.stdout_limit)
     channel.write(
         {

@@ -86,7 +86,8 @@ def check(value: object, path: str = "$", depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise BadValue(
-                    path, f"object key {key!r} ({_type_name(key)}) is not a string: JSON keys are"
+                    path,
+                    f"object key {key!r} ({_type_name(key)}) is not a string: JSON keys are"
                     " strings",
                 )
             _check_str(key, path)
