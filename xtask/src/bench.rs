@@ -11,6 +11,7 @@
 //! The goals of the benchmark issue are evaluated and printed as met / MISSED.
 
 mod report;
+mod scripts;
 mod stats;
 mod timer;
 mod worker;
@@ -67,6 +68,8 @@ pub enum Section {
     Launcher,
     /// The script worker: spawn, warm calls, batches, restart after a timeout.
     Worker,
+    /// The script index: cheap check and reconcile for 100 and 1,000 scripts.
+    Scripts,
 }
 
 /// How many runs each kind of measurement gets.
@@ -308,6 +311,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if wants(Section::Worker) {
         worker::worker_rows(&ctx.venv_python, tmp.path(), plan, &mut rows, &mut notes)?;
+    }
+    if wants(Section::Scripts) {
+        scripts::scripts_rows(tmp.path(), plan, &mut rows, &mut notes)?;
     }
 
     let (bytes, files) = disk_usage(&ctx.version_dir)?;
