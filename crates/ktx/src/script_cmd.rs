@@ -125,9 +125,9 @@ struct CheckArgs {
 ///
 /// Prints the result as JSON on stdout; what the script printed goes to stderr (capped at
 /// 1 MiB). The call is killed after its deadline: --timeout, else the script's frontmatter
-/// `timeout`, else 2 s. Errors are typed: raised, timeout, bad-result (NaN, Infinity, bytes,
+/// `timeout`, else 2 s. Errors are typed: raised, timeout, bad_result (NaN, Infinity, bytes,
 /// sets, non-string keys or ints beyond 64 bits, with the JSON path of the value), crashed,
-/// missing-entrypoint, load-failed. Exit 1 on any error. The counters go to `ktx script stats`.
+/// missing_entrypoint, load_failed. Exit 1 on any error. The counters go to `ktx script stats`.
 ///
 /// Examples:
 ///   ktx script run slugify --context '{"text": "Revenue by Segment"}'

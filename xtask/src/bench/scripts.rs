@@ -81,7 +81,10 @@ pub(super) fn scripts_rows(
     notes: &mut Vec<String>,
 ) -> Result<()> {
     for n in [100usize, 1000] {
-        progress(&format!("scripts: reconcile of {n} scripts, {} runs each", plan.runs));
+        progress(&format!(
+            "scripts: reconcile of {n} scripts, {} runs each",
+            plan.runs
+        ));
         let dir = tmp.join(format!("scripts-{n}"));
         project(&dir, n)?;
 
