@@ -18,7 +18,7 @@ def render(context):
     """The formatted number as a string."""
     value = context.get("value")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("context.value must be a number")
+        raise TypeError("context.value must be a number")
     decimals = context.get("decimals", 0)
     if not isinstance(decimals, int) or not 0 <= decimals <= 12:
         raise ValueError("context.decimals must be an integer from 0 to 12")

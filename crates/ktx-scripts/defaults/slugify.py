@@ -21,6 +21,6 @@ def main(context):
     """The slug of context.text."""
     text = context.get("text")
     if not isinstance(text, str):
-        raise ValueError("context.text must be a string")
+        raise TypeError("context.text must be a string")
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return "-".join(re.findall(r"[a-z0-9]+", ascii_text.lower()))

@@ -23,7 +23,7 @@ def transform(context):
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ValueError("context.rows must be a list of objects")
     if not isinstance(by, str):
-        raise ValueError("context.by must be a column name")
+        raise TypeError("context.by must be a column name")
     if not isinstance(n, int) or n < 0:
         raise ValueError("context.n must be a non-negative integer")
 
