@@ -67,8 +67,9 @@ impl Worker {
         context: &serde_json::Value,
         deadline: Duration,
     ) -> CallOutcome {
-        let calls = [(script.clone(), context.clone(), deadline)];
-        self.call_many(&calls).pop().expect("one outcome per call")
+        self.run_calls(&[(script, context, deadline)])
+            .pop()
+            .expect("one outcome per call")
     }
 
     /// Several calls in one request frame, each with its own deadline; one outcome per call,
