@@ -7,14 +7,19 @@
 //! `sys.stdout.buffer` and `os.write(1, ...)` cannot reach the channel, a script's stdout is
 //! captured per call (capped, `stdout_truncated`), and stdin reads as empty.
 //!
-//! Semantics (`docs/ARCHITECTURE.md`, "Script worker"):
+//! Semantics (`docs/ARCHITECTURE.md`, "The script worker"):
 //! - each module is loaded once per content hash, its entrypoint reused; a new hash reloads;
 //! - every call has a deadline; on expiry the process group is killed, the call is `Timeout`,
 //!   and a fresh worker serves the next call; restarts are bounded ([`WorkerConfig`]);
 //! - results must be plain JSON, checked in the worker (NaN, Infinity, bytes, sets, non-string
 //!   keys, ints beyond 64 bits are `BadResult` with the JSON path; tuples become arrays);
 //! - the worker's address space is limited (RLIMIT_AS, 1 GiB by default): a runaway
-//!   allocation is a `MemoryError` (`Raised`, then the worker restarts) or a `Crashed` call.
+//!   allocation is a `MemoryError` (`Raised`, then the worker restarts) or a `Crashed` call;
+//! - a bad result or a raised exception costs nothing but the call: the process lives on.
+//!
+//! Platforms: Linux is complete. macOS has process groups but does not reliably enforce
+//! RLIMIT_AS. Windows has no process group here: a kill is `taskkill /T /F` on the worker's
+//! tree (no Job object yet) and there is no memory limit; it compiles and is untested.
 //!
 //! Modules: [`config`] (what to start, what to call), [`outcome`] (typed results), [`frame`]
 //! (the wire framing), `child` (the process), `protocol` (the messages), [`stats`] (counters

@@ -69,7 +69,8 @@ pub enum CallErrorKind {
     Raised,
     /// The deadline passed; the worker's process group was killed.
     Timeout,
-    /// The result is not plain JSON; `path` says where.
+    /// The result is not plain JSON (`path` says where), or the request itself is over the
+    /// frame limit.
     BadResult,
     /// The worker died during the call (`os._exit`, a signal, a fatal error), could not be
     /// started, or its restart budget is exhausted.

@@ -2,8 +2,8 @@
 
 use crate::config::ScriptRef;
 use crate::outcome::{CallError, CallErrorKind, CheckOutcome};
+use crate::worker::CallRef;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 #[derive(Serialize)]
 struct WireScript<'a> {
@@ -38,11 +38,11 @@ enum Request<'a> {
 }
 
 /// The body of a `call` request for these calls.
-pub fn call_request(calls: &[(ScriptRef, serde_json::Value, Duration)]) -> Vec<u8> {
+pub fn call_request(calls: &[CallRef<'_>]) -> Vec<u8> {
     let calls = calls
         .iter()
         .map(|(script, context, _)| WireCall {
-            script: script.into(),
+            script: (*script).into(),
             context,
         })
         .collect();

@@ -30,6 +30,9 @@ pub struct Worker {
     memory_limited: bool,
 }
 
+/// A call as the batch code handles it: borrowed script and context, and the deadline.
+pub(crate) type CallRef<'a> = (&'a ScriptRef, &'a serde_json::Value, Duration);
+
 /// How a call in a batch ended for the process.
 enum Fate {
     /// The process lives on.
@@ -64,8 +67,9 @@ impl Worker {
         context: &serde_json::Value,
         deadline: Duration,
     ) -> CallOutcome {
-        let calls = [(script.clone(), context.clone(), deadline)];
-        self.call_many(&calls).pop().expect("one outcome per call")
+        self.run_calls(&[(script, context, deadline)])
+            .pop()
+            .expect("one outcome per call")
     }
 
     /// Several calls in one request frame, each with its own deadline; one outcome per call,
@@ -74,6 +78,11 @@ impl Worker {
         &mut self,
         calls: &[(ScriptRef, serde_json::Value, Duration)],
     ) -> Vec<CallOutcome> {
+        let calls: Vec<CallRef<'_>> = calls.iter().map(|(s, c, d)| (s, c, *d)).collect();
+        self.run_calls(&calls)
+    }
+
+    fn run_calls(&mut self, calls: &[CallRef<'_>]) -> Vec<CallOutcome> {
         let capacity = self.cfg.queue_capacity.max(1);
         let run = &calls[..calls.len().min(capacity)];
         let mut out: Vec<CallOutcome> = Vec::with_capacity(calls.len());
@@ -106,16 +115,30 @@ impl Worker {
     }
 
     /// Sends `calls` to the live process and collects replies until one costs the process.
-    fn run_batch(
-        &mut self,
-        calls: &[(ScriptRef, serde_json::Value, Duration)],
-        out: &mut Vec<CallOutcome>,
-    ) {
+    fn run_batch(&mut self, calls: &[CallRef<'_>], out: &mut Vec<CallOutcome>) {
         let start_timeout = self.cfg.start_timeout;
-        let process = self.process.as_mut().expect("ensured");
         let mut started = Instant::now();
+        let request = protocol::call_request(calls);
+        if request.len() > crate::frame::MAX_FRAME {
+            // Refused before anything is written: the process stays usable.
+            for (script, _, _) in calls {
+                let error = CallError::new(
+                    CallErrorKind::BadResult,
+                    format!(
+                        "the request is {} bytes, over the {}-byte frame limit: pass a smaller context (or fewer calls per batch)",
+                        request.len(),
+                        crate::frame::MAX_FRAME
+                    ),
+                );
+                let outcome = failed(error, Duration::ZERO);
+                self.stats.record(&script.id, &outcome, false);
+                out.push(outcome);
+            }
+            return;
+        }
+        let process = self.process.as_mut().expect("ensured");
         let sent = process
-            .send(&protocol::call_request(calls))
+            .send(&request)
             .map_err(|e| format!("cannot write to the worker: {e}"));
         let ready = sent.and_then(|()| {
             if process.ready {

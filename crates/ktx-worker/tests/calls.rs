@@ -159,3 +159,27 @@ def fine(c): return {"t": (1, 2), "max": 2**64 - 1, "min": -(2**63), "f": 1e308}
     );
     assert_eq!(w.pid(), pid, "bad results do not cost the process");
 }
+
+#[test]
+fn a_context_over_the_frame_limit_is_refused_without_losing_the_worker() {
+    let s = Scripts::new();
+    let script = s.add(
+        "echo",
+        "def render(context):\n    return len(context)\n",
+        "render",
+    );
+    let mut w = worker();
+    let pid = w.pid();
+    let huge = serde_json::Value::String("x".repeat(ktx_worker::frame::MAX_FRAME));
+    let e = err(&w.call(&script, &huge, SLOW_OK)).clone();
+    assert_eq!(e.kind, CallErrorKind::BadResult);
+    assert!(
+        e.message.contains("over the 67108864-byte frame limit"),
+        "{e}"
+    );
+    assert_eq!(
+        w.call(&script, &json!("abc"), SLOW_OK).result.unwrap(),
+        json!(3)
+    );
+    assert_eq!(w.pid(), pid);
+}

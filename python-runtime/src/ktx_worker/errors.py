@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import traceback
-from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import traceback
+    from types import TracebackType
 
 
 class ScriptError(Exception):
@@ -37,6 +40,8 @@ class ScriptError(Exception):
 
 
 def _script_frames(tb: TracebackType | None, filename: str) -> list[traceback.FrameSummary]:
+    import traceback  # imported on the first error, not at start-up (restart time)
+
     return [f for f in traceback.extract_tb(tb) if f.filename == filename]
 
 
@@ -56,6 +61,8 @@ def location_of(exc: BaseException, filename: str) -> str | None:
 
 def from_exception(kind: str, exc: BaseException, filename: str, skip: int) -> ScriptError:
     """A :class:`ScriptError` for ``exc``; its traceback skips the worker's ``skip`` frames."""
+    import traceback
+
     tb = exc.__traceback__
     for _ in range(skip):
         if tb is not None:

@@ -11,7 +11,6 @@ limit, and a fresh worker is cheap.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -144,7 +143,7 @@ def _exit_with_parent(interval: float = 1.0) -> None:
     Without it a worker orphaned in a long call (ktx killed with SIGKILL) would run on; an idle
     orphan already exits, at end of input.
     """
-    import threading
+    import _thread  # built in: `threading` would cost the start-up a few milliseconds
     import time
 
     parent = os.getppid()
@@ -155,25 +154,38 @@ def _exit_with_parent(interval: float = 1.0) -> None:
             if os.getppid() != parent:
                 os._exit(70)
 
-    threading.Thread(target=watch, name="ktx-worker-parent-watch", daemon=True).start()
+    _thread.start_new_thread(watch, ())
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ktx_worker", description=__doc__)
-    parser.add_argument("--memory-limit", type=int, default=0, help="bytes (0: none)")
-    parser.add_argument("--stdout-limit", type=int, default=DEFAULT_STDOUT_LIMIT, help="bytes")
-    return parser
+_USAGE = "usage: python -m ktx_worker [--memory-limit BYTES] [--stdout-limit BYTES]"
+
+
+def parse_args(argv: list[str]) -> dict[str, int]:
+    """``--memory-limit`` (0: none) and ``--stdout-limit``, by hand: ``argparse`` alone costs
+    the start-up more than everything else the worker imports."""
+    flags = {"--memory-limit": 0, "--stdout-limit": DEFAULT_STDOUT_LIMIT}
+    rest = list(argv)
+    while rest:
+        name = rest.pop(0)
+        if name in ("-h", "--help"):
+            print(_USAGE + "\n\n" + (__doc__ or ""))
+            raise SystemExit(0)
+        if name not in flags or not rest or not rest[0].isdigit():
+            print(f"{_USAGE}\nbad argument: {name}", file=sys.stderr)
+            raise SystemExit(2)
+        flags[name] = int(rest.pop(0))
+    return {"memory_limit": flags["--memory-limit"], "stdout_limit": flags["--stdout-limit"]}
 
 
 def main(argv: list[str]) -> int:
     """Serve until the channel closes (exit 0) or a ``MemoryError`` (exit 0 after the reply)."""
-    args = _parser().parse_args(argv)
+    args = parse_args(argv)
     channel = take_std_fds()
     sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - lives as long as the worker
     sys.stdout = sys.__stderr__
-    limited = _apply_memory_limit(args.memory_limit)
+    limited = _apply_memory_limit(args["memory_limit"])
     _exit_with_parent()
-    server = Server(channel, args.stdout_limit)
+    server = Server(channel, args["stdout_limit"])
     channel.write(
         {
             "ready": True,

@@ -10,14 +10,11 @@ ints, objects) is a :class:`BadValue` naming the JSON path of the value, e.g. ``
 from __future__ import annotations
 
 import math
-import re
 
 #: Deepest nesting accepted (the Rust reader's own limit is 128, and the reply wraps the value).
 MAX_DEPTH = 100
 INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1
-
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class BadValue(Exception):
@@ -31,9 +28,9 @@ class BadValue(Exception):
 
 def child_path(path: str, key: str) -> str:
     """``$.a`` for identifier keys, ``$["a b"]`` for the others."""
-    if _IDENT.match(key):
+    if key.isascii() and key.isidentifier():
         return f"{path}.{key}"
-    import json
+    import json  # only for the rare quoted key: keeps the worker's start-up imports small
 
     return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
 

@@ -62,17 +62,34 @@ pub(super) fn worker_rows(
         "def render(context):\n    while True:\n        pass\n",
     )?;
 
-    progress(&format!("worker: spawn to ready, {} runs", plan.runs));
+    progress(&format!(
+        "worker: spawn to ready and bare interpreter start, {} runs each",
+        plan.runs
+    ));
     let mut spawns = Vec::with_capacity(plan.runs);
+    let mut floor = Vec::with_capacity(plan.runs);
     for _ in 0..plan.runs {
+        // Interleaved, so that the ratio holds on a loaded machine.
+        let t = Instant::now();
+        let status = std::process::Command::new(python)
+            .args(["-I", "-c", "pass"])
+            .env_clear()
+            .status()
+            .with_context(|| format!("cannot run {}", python.display()))?;
+        floor.push(ms(t.elapsed()));
+        if !status.success() {
+            bail!("{} -I -c pass failed: {status}", python.display());
+        }
         let t = Instant::now();
         let w = Worker::spawn(config(python, &dir)).context("the script worker did not start")?;
         spawns.push(ms(t.elapsed()));
         drop(w);
     }
-    rows.push(Row::alone(
+    let floor = series("python -I -c pass (interpreter start-up)", &floor)?;
+    rows.push(Row::against(
         "worker.spawn",
         series("Worker::spawn (python -I -m ktx_worker to ready)", &spawns)?,
+        floor.clone(),
     ));
 
     let mut w = Worker::spawn(config(python, &dir)).context("the script worker did not start")?;
@@ -146,12 +163,13 @@ pub(super) fn worker_rows(
         restarts.push(ms(t.elapsed()));
         overshoot.push(ms(out.latency.saturating_sub(LOOP_DEADLINE)));
     }
-    let r = Row::alone(
+    let r = Row::against(
         "worker.restart",
         series(
             "after a timeout: kill, fresh worker, load, next call answered",
             &restarts,
         )?,
+        floor,
     );
     let met = r.subject.stats.p95 <= 150.0;
     rows.push(r.goal("<= 150 ms (p95)", met));
