@@ -31,5 +31,5 @@ pub mod process;
 pub mod time;
 pub mod trust;
 
-pub use fs::{no_follow, remove_no_follow, sync_dir, write_atomic};
+pub use fs::{no_follow, open_no_follow, remove_no_follow, sync_dir, write_atomic};
 pub use trust::{current_uid, describe_uid, user_name, Problem, TrustedBase, Untrusted};
