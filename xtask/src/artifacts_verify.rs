@@ -202,7 +202,7 @@ impl Ctx {
     /// The installed `ktx` (`<project>/node_modules/.bin/ktx`, npm's launcher) with `args`, run
     /// in the warehouse project.
     pub fn ktx(&self, args: &[&str]) -> Command {
-        let mut c = self.command(self.sandbox.project().join("node_modules/.bin/ktx"));
+        let mut c = self.command(crate::workspace::project_bin(self.sandbox.project(), "ktx"));
         c.args(args).current_dir(self.warehouse());
         c
     }

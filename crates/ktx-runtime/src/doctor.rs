@@ -578,10 +578,11 @@ fn check_runtime(rt: &Runtime) -> Check {
                 detail.push_str(&format!("; ktx cannot install it here: {problem}"));
             }
             return Check::new(
-                RUNTIME_CHECK, label,
+                RUNTIME_CHECK,
+                label,
                 Outcome::Fail,
                 detail,
-                Some("Set KTX_RUNTIME_ROOT to a writable directory, e.g. `export KTX_RUNTIME_ROOT=$HOME/.ktx-runtime`.".into()),
+                Some(crate::error::writable_root_hint()),
             );
         }
     }
