@@ -451,10 +451,16 @@ fn check_python(rt: &Runtime) -> Check {
             let mut notes = Vec::new();
             let has_uv = matches!(uv::find_uv(rt.layout(), &mut notes), Ok(Some(_)));
             let fix = format!(
-                "Install Python {spec_text} (https://www.python.org/downloads/) or set KTX_PYTHON=/path/to/python3."
+                "Install Python {spec_text} ({}), or point KTX_PYTHON at one: {}.",
+                crate::python::where_to_get_python(),
+                crate::python::set_ktx_python()
             );
             let tried = if tried.is_empty() {
-                "no python3/python on PATH".to_string()
+                if cfg!(windows) {
+                    "no py/python3/python on PATH".to_string()
+                } else {
+                    "no python3/python on PATH".to_string()
+                }
             } else {
                 tried
                     .iter()

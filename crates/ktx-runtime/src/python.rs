@@ -259,23 +259,34 @@ pub fn no_python_error(spec: &Specifiers, tried: &[(String, String)]) -> Runtime
         .with_hint(format!(
             "Install Python {} ({}), or install uv (https://docs.astral.sh/uv/getting-started/installation/) and ktx will download a Python for you.",
             spec.as_str(),
-            if cfg!(windows) {
-                "https://www.python.org/downloads/windows/, or `winget install Python.Python.3.12`"
-            } else {
-                "https://www.python.org/downloads/, or your package manager: e.g. `apt install python3 python3-venv`"
-            }
+            where_to_get_python()
         ))
         .with_hint(format!(
             "If Python is installed somewhere unusual, point KTX_PYTHON at it: {}.",
-            ktx_base::shell::set_env(
-                ktx_base::env::PYTHON,
-                if cfg!(windows) {
-                    "C:\\path\\to\\python.exe"
-                } else {
-                    "/path/to/python3"
-                }
-            )
+            set_ktx_python()
         ))
+}
+
+/// Where this platform's users get a Python: python.org (and winget on Windows, a package
+/// manager elsewhere).
+pub fn where_to_get_python() -> &'static str {
+    if cfg!(windows) {
+        "https://www.python.org/downloads/windows/ (it installs the `py` launcher), or `winget install Python.Python.3.12`"
+    } else {
+        "https://www.python.org/downloads/, or your package manager: e.g. `apt install python3 python3-venv`"
+    }
+}
+
+/// The command that points `KTX_PYTHON` at an interpreter, in the user's shell syntax.
+pub fn set_ktx_python() -> String {
+    ktx_base::shell::set_env(
+        ktx_base::env::PYTHON,
+        if cfg!(windows) {
+            "C:\\path\\to\\python.exe"
+        } else {
+            "/path/to/python3"
+        },
+    )
 }
 
 #[cfg(test)]

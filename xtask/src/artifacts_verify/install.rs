@@ -25,7 +25,7 @@ pub fn npm_install_local(ctx: &mut Ctx) -> Result<()> {
         .args(["--ignore-scripts", "--no-audit", "--no-fund", "--cache"])
         .arg(ctx.sandbox.cache());
     let ran = cmd.succeeds(INSTALL)?;
-    let bin = crate::workspace::project_bin(ctx.sandbox.project(), "ktx");
+    let bin = crate::workspace::project_bin(&ctx.sandbox.project(), "ktx");
     ran.require(bin.exists(), format!("npm linked no {}", bin.display()))
 }
 
@@ -54,7 +54,7 @@ pub fn npm_install_global(ctx: &mut Ctx) -> Result<()> {
 
 /// Step 8b: `<prefix>/bin/ktx --version` (`<prefix>\\ktx.cmd` on Windows).
 pub fn global_version(ctx: &mut Ctx) -> Result<()> {
-    let bin = crate::workspace::global_bin(ctx.sandbox.prefix(), "ktx");
+    let bin = crate::workspace::global_bin(&ctx.sandbox.prefix(), "ktx");
     let mut cmd = ctx.command(bin);
     cmd.arg("--version");
     expect_version(ctx, cmd)
