@@ -222,10 +222,18 @@ pub fn check_root_permissions(rt: &Runtime) -> Check {
             crate::trust::DOCTOR_CHECK_ID,
             ROOT_PERMISSIONS_LABEL,
             Outcome::Pass,
-            format!(
-                "{} and its ancestors are writable only by you or root",
-                layout.root().display()
-            ),
+            if cfg!(windows) {
+                // What the Windows trust rules check (see ktx_base::trust): links, not ACLs.
+                format!(
+                    "{} is no symlink or junction and holds none (owners and ACLs are not checked on Windows)",
+                    layout.root().display()
+                )
+            } else {
+                format!(
+                    "{} and its ancestors are writable only by you or root",
+                    layout.root().display()
+                )
+            },
             None,
         ),
         Err(u) => {
