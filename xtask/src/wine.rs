@@ -56,7 +56,7 @@ impl Wine {
     /// starts its wineserver (call [`Wine::stop_server`] when done).
     pub fn prepare(root: &Path) -> Result<Wine> {
         for (tool, package) in [("wine", "wine wine64"), (MINGW_GCC, "gcc-mingw-w64-x86-64")] {
-            if which(tool).is_none() {
+            if ktx_runtime::python::which(tool).is_none() {
                 bail!("`{tool}` is not on PATH: install it (Debian: `apt-get install {package}`)");
             }
         }
@@ -179,12 +179,4 @@ fn build_stub(dir: &Path) -> Result<PathBuf> {
         );
     }
     Ok(dll)
-}
-
-/// `name` on PATH.
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }

@@ -47,7 +47,8 @@ pub fn require_support(what: &'static str) -> Result<(), Unsupported> {
 /// What we know about a live process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcInfo {
-    /// Opaque start-time token (compare for equality only).
+    /// Opaque start-time token (compare for equality only); empty when the process exists
+    /// but its start time cannot be read (Windows: access denied), so it matches nothing.
     pub start_time: String,
     /// The process has exited but was not reaped yet.
     pub zombie: bool,
@@ -85,7 +86,8 @@ pub fn may_be_running(pid: u32) -> bool {
 
 /// The pid is running and its start time is `start_time`: the very process that was recorded.
 pub fn is_same_process(pid: u32, start_time: &str) -> bool {
-    proc_info(pid).is_some_and(|p| !p.zombie && p.start_time == start_time)
+    proc_info(pid)
+        .is_some_and(|p| !p.zombie && !p.start_time.is_empty() && p.start_time == start_time)
 }
 
 /// Parse the content of `/proc/<pid>/stat`: (state char, start time field 22).
@@ -517,7 +519,16 @@ mod sys {
     const QUERY: PROCESS_ACCESS_RIGHTS = PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE;
 
     pub(super) fn proc_info(pid: u32) -> Option<ProcInfo> {
-        let h = Handle::open(pid, QUERY)?;
+        use windows_sys::Win32::Foundation::{GetLastError, ERROR_ACCESS_DENIED};
+        let Some(h) = Handle::open(pid, QUERY) else {
+            // SAFETY: reads this thread's last-error value, set by the failed OpenProcess.
+            // Access denied (a protected or another user's elevated process): it exists, but
+            // its start time cannot be read, so it runs and is never "the same process".
+            return (unsafe { GetLastError() } == ERROR_ACCESS_DENIED).then(|| ProcInfo {
+                start_time: String::new(),
+                zombie: false,
+            });
+        };
         Some(ProcInfo {
             start_time: h.start_time()?,
             zombie: h.exited(),
