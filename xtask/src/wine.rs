@@ -6,7 +6,8 @@
 //! dies at load. A stub DLL exporting `ProcessPrng` (on top of `advapi32!SystemFunction036`,
 //! Wine's RtlGenRandom), compiled with mingw-w64 and copied into the prefix's `system32`, makes
 //! them start. The stub is rebuilt when its source changes; the prefix is created once
-//! (`wineboot -i`, ~10 s) and reused.
+//! (`wineboot -i`, ~15 s) and reused; each use starts its own wineserver and services
+//! (`wineboot`) and stops them at the end.
 //!
 //! Needs `wine` and `x86_64-w64-mingw32-gcc` (Debian: `apt-get install wine wine64
 //! gcc-mingw-w64-x86-64`; `.ci/run` installs them).
@@ -68,29 +69,36 @@ impl Wine {
         };
         crate::fsx::create_dir_all(&wine.prefix)?;
         wine.start_server()?;
-        // Written once wineboot succeeded (the registry files appear only when the persistent
-        // wineserver exits, so they cannot tell).
+        // Written once `wineboot -i` succeeded (the registry files appear only when the
+        // persistent wineserver exits, so they cannot tell).
         let ready = dir.join("prefix-ready");
-        if !ready.is_file() || !wine.system32().is_dir() {
+        let create = !ready.is_file() || !wine.system32().is_dir();
+        if create {
             println!(
                 "==> wine: creating the prefix {} (once)",
                 wine.prefix.display()
             );
-            // wineboot leaves Wine's services running (they hold whatever stdout they were
-            // given until `wineserver -k`): its output goes to a log file, not a pipe.
-            let log_path = dir.join("wineboot.log");
-            let log = std::fs::File::create(&log_path)
-                .with_context(|| format!("cannot create {}", log_path.display()))?;
-            let mut boot = wine.raw("wineboot");
-            boot.arg("-i").stdout(log.try_clone()?).stderr(log);
-            let status = boot.status().context("cannot run wineboot")?;
-            if !status.success() || !wine.system32().is_dir() {
-                bail!(
-                    "`wineboot -i` failed ({status}) to create {}; see {}",
-                    wine.prefix.display(),
-                    log_path.display()
-                );
-            }
+        }
+        // wineboot (`-i`: create the prefix) starts Wine's services under the new wineserver;
+        // they hold whatever stdout they were given until `wineserver -k`, so its output goes
+        // to a log file, and no later command starts them with its own pipes.
+        let log_path = dir.join("wineboot.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let mut boot = wine.raw("wineboot");
+        if create {
+            boot.arg("-i");
+        }
+        boot.stdout(log.try_clone()?).stderr(log);
+        let status = boot.status().context("cannot run wineboot")?;
+        if !status.success() || !wine.system32().is_dir() {
+            bail!(
+                "`wineboot` failed ({status}) in {}; see {}",
+                wine.prefix.display(),
+                log_path.display()
+            );
+        }
+        if create {
             std::fs::write(&ready, "wineboot -i succeeded\n")
                 .with_context(|| format!("cannot write {}", ready.display()))?;
         }
