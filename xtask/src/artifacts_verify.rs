@@ -1,5 +1,6 @@
 //! `cargo xtask artifacts-verify [--dist DIR] [--keep] [--local-embeddings]`: the black-box
-//! smoke of the packed npm tarball, and the gate before any release.
+//! smoke of the packed npm tarball, and the gate before any release. `--target win32-x64`
+//! verifies the Windows binary under Wine instead ([`wine`]).
 //!
 //! It builds dist/ (unless `--dist` names an existing one), re-verifies its checksums, then
 //! installs the tarball the ways users do into a throwaway sandbox (own HOME, npm cache, npm
@@ -21,6 +22,7 @@ mod isolation;
 mod package;
 mod parse;
 mod runtime;
+mod wine;
 
 use crate::dist_manifest::DistManifest;
 use crate::npm_sandbox::NpmSandbox;
@@ -45,6 +47,10 @@ pub struct Args {
     /// [env: KTX_RUN_LOCAL_EMBEDDINGS_SMOKE=1].
     #[arg(long)]
     pub local_embeddings: bool,
+    /// Verify another platform's binary under emulation instead of the npm smoke:
+    /// `win32-x64` runs it (and ktx-base's unit tests) under Wine, see `artifacts_verify::wine`.
+    #[arg(long, value_name = "NPM_TARGET")]
+    pub target: Option<String>,
 }
 
 /// The environment variable that opts into the local-embeddings steps.
@@ -202,7 +208,10 @@ impl Ctx {
     /// The installed `ktx` (`<project>/node_modules/.bin/ktx`, npm's launcher) with `args`, run
     /// in the warehouse project.
     pub fn ktx(&self, args: &[&str]) -> Command {
-        let mut c = self.command(self.sandbox.project().join("node_modules/.bin/ktx"));
+        let mut c = self.command(crate::workspace::project_bin(
+            &self.sandbox.project(),
+            "ktx",
+        ));
         c.args(args).current_dir(self.warehouse());
         c
     }
@@ -244,6 +253,14 @@ impl Ctx {
 /// Runs the main job.
 pub fn run(args: &Args) -> Result<()> {
     let root = crate::project_root();
+    match args.target.as_deref() {
+        None => {}
+        Some(wine::TARGET) => return wine::run(&root, args.dist.as_deref()),
+        Some(other) => anyhow::bail!(
+            "--target {other} is not verified here; supported: {}",
+            wine::TARGET
+        ),
+    }
     let total = Instant::now();
     let dist = match &args.dist {
         Some(d) => std::env::current_dir()

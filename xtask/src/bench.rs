@@ -493,11 +493,11 @@ fn install_rows(ctx: &Ctx, plan: Plan, rows: &mut Vec<Row>, notes: &mut Vec<Stri
             let a = run_ok(&mut venv, None, LONG)?.ms();
             let mut pip = ctx.clean(&uv);
             pip.args(["pip", "install", "--python"])
-                .arg(venv_dir.join("bin/python"))
+                .arg(crate::workspace::venv_exe(&venv_dir, "python"))
                 .arg(&wheel);
             let b = run_ok(&mut pip, None, LONG)?.ms();
             if name == "raw-uv" && i < usize::MAX / 2 {
-                let mut imp = ctx.clean(venv_dir.join("bin/python"));
+                let mut imp = ctx.clean(crate::workspace::venv_exe(&venv_dir, "python"));
                 imp.args(["-I", "-c", "import sqlglot, yaml, semantic_layer"]);
                 let c = run_ok(&mut imp, None, SHORT)?.ms();
                 first_import.borrow_mut().push(a + b + c);
@@ -588,7 +588,7 @@ fn install_rows(ctx: &Ctx, plan: Plan, rows: &mut Vec<Row>, notes: &mut Vec<Stri
         let mut venv = ctx.clean(&ctx.python);
         venv.args(["-m", "venv"]).arg(&dir);
         let a = run_ok(&mut venv, None, LONG)?.ms();
-        let mut pip = ctx.clean(dir.join("bin/python"));
+        let mut pip = ctx.clean(crate::workspace::venv_exe(&dir, "python"));
         pip.args([
             "-m",
             "pip",

@@ -207,11 +207,7 @@ pub fn wheel_bytes(root: &Path, cache: &Path) -> Result<Vec<u8>> {
 /// The dev venv's Python (`.dev-venv`), else `python3` from PATH.
 fn dev_python(root: &Path) -> PathBuf {
     let venv = root.join(".dev-venv");
-    let p = if cfg!(windows) {
-        venv.join("Scripts").join("python.exe")
-    } else {
-        venv.join("bin").join("python")
-    };
+    let p = crate::workspace::venv_exe(&venv, "python");
     if p.exists() {
         p
     } else {

@@ -31,6 +31,7 @@ mod testutil;
 mod uv_pins;
 mod version;
 mod wheel;
+mod wine;
 mod workspace;
 
 /// Release tooling for ktx (run as `cargo xtask <command>`).

@@ -94,7 +94,7 @@ impl NpmSandbox {
 
     /// `npm <args>` in the sandbox.
     pub fn npm(&self, args: &[&str]) -> Command {
-        let mut c = self.command("npm");
+        let mut c = self.command(crate::workspace::npm_shim("npm"));
         c.args(args);
         c
     }

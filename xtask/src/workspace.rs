@@ -109,6 +109,42 @@ pub fn exe_name(name: &str) -> String {
     format!("{name}{}", std::env::consts::EXE_SUFFIX)
 }
 
+/// The executable `name` of the venv at `venv`: `<venv>/bin/<name>`, or
+/// `<venv>\Scripts\<name>.exe` on Windows.
+pub fn venv_exe(venv: &Path, name: &str) -> PathBuf {
+    venv.join(VENV_BIN).join(exe_name(name))
+}
+
+/// A program npm installs as a shell shim (`npm`, `npx`, and every package bin), as spawned
+/// by name or path: `name`, or `name.cmd` on Windows, where the shims are batch files that
+/// `CreateProcess` does not find by the bare name.
+pub fn npm_shim(name: &str) -> String {
+    if cfg!(windows) {
+        format!("{name}.cmd")
+    } else {
+        name.to_string()
+    }
+}
+
+/// The bin `name` that `npm install` links into a project: `<project>/node_modules/.bin/<name>`
+/// (`.cmd` on Windows).
+pub fn project_bin(project: &Path, name: &str) -> PathBuf {
+    project
+        .join("node_modules")
+        .join(".bin")
+        .join(npm_shim(name))
+}
+
+/// The bin `name` that `npm install -g --prefix <prefix>` installs: `<prefix>/bin/<name>`, or
+/// `<prefix>\<name>.cmd` on Windows (npm puts global bins in the prefix itself there).
+pub fn global_bin(prefix: &Path, name: &str) -> PathBuf {
+    if cfg!(windows) {
+        prefix.join(npm_shim(name))
+    } else {
+        prefix.join("bin").join(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

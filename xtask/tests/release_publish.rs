@@ -34,14 +34,18 @@ fn verdaccio_bin() -> PathBuf {
         |_| {},
     )
     .expect("cannot lock the verdaccio install");
-    let bin = dir.join("node_modules/.bin/verdaccio");
+    let bin = dir.join("node_modules/.bin").join(if cfg!(windows) {
+        "verdaccio.cmd"
+    } else {
+        "verdaccio"
+    });
     let pj = dir.join("package.json");
     if bin.exists() && std::fs::read_to_string(&pj).ok().as_deref() == Some(VERDACCIO_PACKAGE_JSON)
     {
         return bin;
     }
     std::fs::write(&pj, VERDACCIO_PACKAGE_JSON).unwrap();
-    let out = run(Command::new("npm")
+    let out = run(npm()
         .args([
             "install",
             "--no-audit",
@@ -245,7 +249,7 @@ fn publish_against_a_real_local_registry() {
         run(&mut cmd)
     };
     let view = |args: &[&str]| {
-        let mut cmd = Command::new("npm");
+        let mut cmd = npm();
         cmd.arg("view")
             .args(args)
             .arg("--json")
@@ -267,7 +271,7 @@ fn publish_against_a_real_local_registry() {
         r#"{"name": "@kaelio/ktx", "version": "0.0.1", "license": "MIT"}"#,
     )
     .unwrap();
-    let mut cmd = Command::new("npm");
+    let mut cmd = npm();
     cmd.args(["publish", "--tag", "old", "--registry", &reg.url])
         .current_dir(older.path());
     npm_env(&mut cmd, &npmrc, cache.path());
@@ -402,7 +406,7 @@ fn different_build(base: &Path) -> tempfile::TempDir {
 fn served_tarball(reg: &Registry, spec: &str, npmrc: &Path) -> Vec<u8> {
     let dest = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new("npm");
+    let mut cmd = npm();
     cmd.args(["pack", spec, "--registry", &reg.url, "--pack-destination"])
         .arg(dest.path())
         .current_dir(dest.path());
@@ -538,7 +542,7 @@ fn a_live_publish_with_a_foreign_policy_is_refused() {
         assert!(text(&out).contains("--policy"), "{}", text(&out));
     }
 
-    let mut cmd = Command::new("npm");
+    let mut cmd = npm();
     cmd.args(["view", &spec, "version", "--json", "--registry", &reg.url]);
     npm_env(&mut cmd, &npmrc, cache.path());
     let out = run(&mut cmd);

@@ -24,15 +24,48 @@ pub fn remove_no_follow(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Makes `opts` refuse to open a symlink as the last path component (`O_NOFOLLOW`; no-op off
-/// Unix): for the lock and log files ktx opens by a fixed name.
+/// Makes `opts` refuse to follow a symlink as the last path component, for the lock and log
+/// files ktx opens by a fixed name. Unix: `O_NOFOLLOW` (the open fails). Windows:
+/// `FILE_FLAG_OPEN_REPARSE_POINT` opens the link itself, never its target; [`refuse_link`]
+/// then rejects the handle.
 pub fn no_follow(opts: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.custom_flags(libc::O_NOFOLLOW);
     }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        opts.custom_flags(windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT);
+    }
     opts
+}
+
+/// Opens `path` with `opts` made [`no_follow`]: a symlink (Windows: any reparse point) at
+/// `path` is an error and its target is never opened.
+pub fn open_no_follow(opts: &mut fs::OpenOptions, path: &Path) -> io::Result<fs::File> {
+    let file = no_follow(opts).open(path)?;
+    refuse_link(&file)?;
+    Ok(file)
+}
+
+/// Errors when `file`, opened through [`no_follow`], is a link rather than a regular file
+/// (Windows: a reparse point; on Unix the open itself already failed).
+fn refuse_link(file: &fs::File) -> io::Result<()> {
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::MetadataExt;
+        let attrs = file.metadata()?.file_attributes();
+        if attrs & windows_sys::Win32::Storage::FileSystem::FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+            return Err(io::Error::other(
+                "refusing to open a symbolic link or junction (reparse point)",
+            ));
+        }
+    }
+    #[cfg(not(windows))]
+    let _ = file;
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically with permission bits `mode`: a temporary file created

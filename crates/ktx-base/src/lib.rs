@@ -11,6 +11,7 @@
 //!   it waits for, `KTX_LOCK_TIMEOUT`.
 //! - [`process`]: process identity (pid + start time), the only place that decides "is this
 //!   still the same process", and signals that never reach a recycled pid.
+//! - [`shell`]: commands in hints, in the user's shell syntax (sh; PowerShell and cmd).
 //! - [`time`]: RFC 3339 and compact UTC stamps (the civil-date algorithm, once).
 //! - [`duration`]: the one parser for "a number of seconds" (timeouts from the environment).
 //! - [`abi`]: the ABI version ktx speaks with its Python runtime.
@@ -28,8 +29,9 @@ pub mod env;
 pub mod fs;
 pub mod lock;
 pub mod process;
+pub mod shell;
 pub mod time;
 pub mod trust;
 
-pub use fs::{no_follow, remove_no_follow, sync_dir, write_atomic};
+pub use fs::{no_follow, open_no_follow, remove_no_follow, sync_dir, write_atomic};
 pub use trust::{current_uid, describe_uid, user_name, Problem, TrustedBase, Untrusted};

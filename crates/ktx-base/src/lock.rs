@@ -148,13 +148,11 @@ fn open(path: &Path) -> Result<File, LockError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    crate::fs::no_follow(&mut opts)
-        .open(path)
-        .map_err(|source| LockError::Io {
-            op: "open lock file",
-            path: path.to_path_buf(),
-            source,
-        })
+    crate::fs::open_no_follow(&mut opts, path).map_err(|source| LockError::Io {
+        op: "open lock file",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Locks `file` if it is free right now.
@@ -175,7 +173,7 @@ fn try_exclusive(file: &File, path: &Path) -> Result<bool, LockError> {
 pub fn holder(path: &Path) -> Option<Holder> {
     let mut opts = OpenOptions::new();
     opts.read(true);
-    let file = crate::fs::no_follow(&mut opts).open(path).ok()?;
+    let file = crate::fs::open_no_follow(&mut opts, path).ok()?;
     let mut text = String::new();
     file.take(512).read_to_string(&mut text).ok()?;
     Holder::parse(&text)

@@ -153,8 +153,7 @@ fn open_regular(path: &Path) -> Result<(File, u64), BundleError> {
     }
     let mut opts = fs::OpenOptions::new();
     opts.read(true);
-    let file = ktx_base::fs::no_follow(&mut opts)
-        .open(path)
+    let file = ktx_base::fs::open_no_follow(&mut opts, path)
         .map_err(|e| BundleError::io(path, "open", &e))?;
     let meta = file
         .metadata()

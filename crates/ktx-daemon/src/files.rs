@@ -237,8 +237,7 @@ pub(crate) fn open_log(paths: &DaemonPaths) -> Result<(File, u64)> {
         options.mode(0o600);
     }
     // A symlink at the log's name is refused: the daemon's output never lands elsewhere.
-    let file = ktx_base::no_follow(&mut options)
-        .open(&paths.log)
+    let file = ktx_base::open_no_follow(&mut options, &paths.log)
         .map_err(|e| DaemonError::io("opening the daemon log", &paths.log, e))?;
     let offset = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((file, offset))

@@ -16,7 +16,8 @@
 //!   features; otherwise it cleans up (never signalling a process it cannot prove is ours)
 //!   and spawns a new one, detached in its own session with stdin null and output in
 //!   `daemon.log`, so the caller's pipes are never inherited.
-//! * [`stop`] asks for `/v1/shutdown`, then escalates to SIGTERM and SIGKILL.
+//! * [`stop`] asks for `/v1/shutdown`, then escalates to SIGTERM and SIGKILL (Windows:
+//!   `TerminateProcess` through a handle whose start time was re-verified).
 //! * [`status`] is read-only.
 //! * [`Client`] calls the ABI over HTTP/1.1 keep-alive. The HTTP client is hand-written over
 //!   `std::net::TcpStream` to `127.0.0.1` only: proxy variables are never consulted.

@@ -74,7 +74,7 @@ pub enum StopOutcome {
     Stopped {
         /// Its pid.
         pid: u32,
-        /// How it went down: `shutdown`, `SIGTERM` or `SIGKILL`.
+        /// How it went down: `shutdown`, `SIGTERM` or `SIGKILL` (Windows: `TerminateProcess`).
         how: String,
     },
     /// Nothing was running (`KTX Python daemon already stopped`); `cleaned` says which stale
@@ -456,7 +456,8 @@ pub fn stop(daemon_dir: &Path) -> Result<StopOutcome> {
     stop_with_progress(daemon_dir, Duration::from_secs(60), &mut |_| {})
 }
 
-/// Stop the daemon: `POST /v1/shutdown`, wait, then SIGTERM, then SIGKILL after a grace period.
+/// Stop the daemon: `POST /v1/shutdown`, wait, then SIGTERM, then SIGKILL after a grace period
+/// (Windows: `TerminateProcess` on the verified process).
 /// Only a process whose start time matches the recorded one is ever signalled. Stale state is
 /// removed (compare-and-delete).
 pub fn stop_with_progress(
@@ -520,6 +521,17 @@ fn wait_gone(pid: u32, start_time: Option<&str>, timeout: Duration) -> bool {
     }
 }
 
+/// What follows a `/v1/shutdown` the daemon did not obey, each step with its grace period.
+/// Windows has no SIGTERM for a console-less process: there it is `TerminateProcess` at once.
+#[cfg(unix)]
+const ESCALATION: &[(Signal, &str, Duration)] = &[
+    (Signal::Term, "SIGTERM", Duration::from_secs(3)),
+    (Signal::Kill, "SIGKILL", Duration::from_secs(3)),
+];
+#[cfg(not(unix))]
+const ESCALATION: &[(Signal, &str, Duration)] =
+    &[(Signal::Kill, "TerminateProcess", Duration::from_secs(3))];
+
 /// Bring a daemon down and remove its leftovers: `POST /v1/shutdown` through `client` (a
 /// daemon that authenticated with our token and the state's identity), then, for our own
 /// recorded process `ours` if it still runs, SIGTERM and SIGKILL, each followed by a grace
@@ -542,10 +554,7 @@ fn take_down(
     if let Some(o) = ours {
         if process::is_same_process(o.pid, &o.start_time) {
             let mut how = None;
-            for (sig, name, grace) in [
-                (Signal::Term, "SIGTERM", Duration::from_secs(3)),
-                (Signal::Kill, "SIGKILL", Duration::from_secs(3)),
-            ] {
+            for &(sig, name, grace) in ESCALATION {
                 process::signal_if_same(o.pid, &o.start_time, sig);
                 if wait_gone(o.pid, Some(&o.start_time), grace) {
                     how = Some(name.to_string());
@@ -557,7 +566,14 @@ fn take_down(
                 None => {
                     return Err(DaemonError::StopFailed {
                         pid: o.pid,
-                        message: "it survived /v1/shutdown, SIGTERM and SIGKILL".into(),
+                        message: format!(
+                            "it survived /v1/shutdown, {}",
+                            ESCALATION
+                                .iter()
+                                .map(|(_, name, _)| *name)
+                                .collect::<Vec<_>>()
+                                .join(" and ")
+                        ),
                     })
                 }
             }
@@ -597,7 +613,18 @@ fn detach(command: &mut Command) {
     }
 }
 
-#[cfg(not(unix))]
+/// Windows: no console (the daemon must not pop up a window nor die with the CLI's console),
+/// its own process group (a Ctrl-C in the CLI's console does not reach it).
+#[cfg(windows)]
+fn detach(command: &mut Command) {
+    use std::os::windows::process::CommandExt;
+    use windows_sys::Win32::System::Threading::{
+        CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, DETACHED_PROCESS,
+    };
+    command.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+}
+
+#[cfg(not(any(unix, windows)))]
 fn detach(_command: &mut Command) {}
 
 fn start_failed(paths: &DaemonPaths, offset: u64, reason: String) -> DaemonError {

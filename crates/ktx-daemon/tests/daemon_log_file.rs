@@ -1,4 +1,5 @@
 //! The daemon is told where its log is, so it can keep `daemon.log` size-capped itself.
+// Linux only: reads the daemon's open files from /proc; the log handling itself is the same Python code on every OS.
 #![cfg(target_os = "linux")]
 
 mod common;

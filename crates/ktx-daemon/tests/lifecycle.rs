@@ -1,4 +1,5 @@
 //! Lifecycle tests against a real Python daemon (see `common` for the cheap venv).
+// Unix only: fakes venvs with sh scripts and chmod, checks SIGTERM/SIGKILL and /proc; a real Windows daemon needs a Windows CPython (none under Wine here): the Windows identity and TerminateProcess path is tested in ktx-base (under Wine by `cargo xtask artifacts-verify --target win32-x64`).
 #![cfg(unix)]
 
 mod common;

@@ -36,7 +36,7 @@ pub fn resolve_project_dir(explicit: Option<&Path>, cwd: &Path) -> Result<PathBu
         } else {
             cwd.join(dir)
         };
-        let abs = std::fs::canonicalize(&abs).unwrap_or(abs);
+        let abs = dunce::canonicalize(&abs).unwrap_or(abs);
         if abs.join(PROJECT_FILE).is_file() {
             return Ok(abs);
         }
@@ -56,7 +56,7 @@ pub fn resolve_project_dir(explicit: Option<&Path>, cwd: &Path) -> Result<PathBu
     }
     for dir in cwd.ancestors() {
         if dir.join(PROJECT_FILE).is_file() {
-            return Ok(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
+            return Ok(dunce::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
         }
     }
     Err(ProjectError {
@@ -84,7 +84,7 @@ mod tests {
     #[test]
     fn project_dir_is_found_upwards_or_refused_with_the_fix() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        let root = dunce::canonicalize(tmp.path()).unwrap();
         let deep = root.join("a/b");
         std::fs::create_dir_all(&deep).unwrap();
         let err = resolve_project_dir(None, &deep).unwrap_err().to_string();

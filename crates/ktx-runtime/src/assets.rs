@@ -66,7 +66,7 @@ pub fn discover_asset_dir() -> Result<PathBuf, RuntimeError> {
         )
         .with_hint("Set KTX_ASSET_DIR to the directory holding manifest.json and the wheel.")
     })?;
-    let exe = fs::canonicalize(&exe).unwrap_or(exe);
+    let exe = dunce::canonicalize(&exe).unwrap_or(exe);
     let dir = exe
         .parent()
         .and_then(Path::parent)

@@ -222,10 +222,18 @@ pub fn check_root_permissions(rt: &Runtime) -> Check {
             crate::trust::DOCTOR_CHECK_ID,
             ROOT_PERMISSIONS_LABEL,
             Outcome::Pass,
-            format!(
-                "{} and its ancestors are writable only by you or root",
-                layout.root().display()
-            ),
+            if cfg!(windows) {
+                // What the Windows trust rules check (see ktx_base::trust): links, not ACLs.
+                format!(
+                    "{} is no symlink or junction and holds none (owners and ACLs are not checked on Windows)",
+                    layout.root().display()
+                )
+            } else {
+                format!(
+                    "{} and its ancestors are writable only by you or root",
+                    layout.root().display()
+                )
+            },
             None,
         ),
         Err(u) => {
@@ -451,10 +459,16 @@ fn check_python(rt: &Runtime) -> Check {
             let mut notes = Vec::new();
             let has_uv = matches!(uv::find_uv(rt.layout(), &mut notes), Ok(Some(_)));
             let fix = format!(
-                "Install Python {spec_text} (https://www.python.org/downloads/) or set KTX_PYTHON=/path/to/python3."
+                "Install Python {spec_text} ({}), or point KTX_PYTHON at one: {}.",
+                crate::python::where_to_get_python(),
+                crate::python::set_ktx_python()
             );
             let tried = if tried.is_empty() {
-                "no python3/python on PATH".to_string()
+                if cfg!(windows) {
+                    "no py/python3/python on PATH".to_string()
+                } else {
+                    "no python3/python on PATH".to_string()
+                }
             } else {
                 tried
                     .iter()
@@ -578,10 +592,11 @@ fn check_runtime(rt: &Runtime) -> Check {
                 detail.push_str(&format!("; ktx cannot install it here: {problem}"));
             }
             return Check::new(
-                RUNTIME_CHECK, label,
+                RUNTIME_CHECK,
+                label,
                 Outcome::Fail,
                 detail,
-                Some("Set KTX_RUNTIME_ROOT to a writable directory, e.g. `export KTX_RUNTIME_ROOT=$HOME/.ktx-runtime`.".into()),
+                Some(crate::error::writable_root_hint()),
             );
         }
     }

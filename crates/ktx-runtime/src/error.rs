@@ -93,15 +93,29 @@ impl RuntimeError {
     }
 }
 
+/// "Set KTX_RUNTIME_ROOT to a writable directory, e.g. `export KTX_RUNTIME_ROOT=$HOME/...`"
+/// in the user's shell syntax.
+pub(crate) fn writable_root_hint() -> String {
+    format!(
+        "Set KTX_RUNTIME_ROOT to a writable directory, e.g. {}.",
+        ktx_base::shell::set_env_dir(
+            ktx_base::env::RUNTIME_ROOT,
+            ktx_base::shell::Base::Home,
+            ".ktx-runtime"
+        )
+    )
+}
+
 /// What to do about a filesystem error, when the user can do something.
-fn io_hint(err: &std::io::Error) -> Option<&'static str> {
+fn io_hint(err: &std::io::Error) -> Option<String> {
     use std::io::ErrorKind as K;
     match err.kind() {
-        K::ReadOnlyFilesystem | K::PermissionDenied => Some(
-            "The runtime root is not writable. Set KTX_RUNTIME_ROOT to a directory you can write, e.g. `export KTX_RUNTIME_ROOT=$HOME/.ktx-runtime`.",
-        ),
+        K::ReadOnlyFilesystem | K::PermissionDenied => Some(format!(
+            "The runtime root is not writable. {}",
+            writable_root_hint()
+        )),
         K::NotADirectory => Some(
-            "A file stands where ktx needs a directory. Move that file away, or set KTX_RUNTIME_ROOT to another directory.",
+            "A file stands where ktx needs a directory. Move that file away, or set KTX_RUNTIME_ROOT to another directory.".into(),
         ),
         _ => None,
     }
@@ -131,7 +145,7 @@ mod tests {
         let p = Path::new("/r/0.1.0/manifest.json");
         // EROFS, ENOTDIR (same numbers on Linux and macOS)
         for (errno, needle) in [
-            (30, "Set KTX_RUNTIME_ROOT to a directory you can write"),
+            (30, "The runtime root is not writable. Set KTX_RUNTIME_ROOT to a writable directory, e.g. `export KTX_RUNTIME_ROOT=$HOME/.ktx-runtime`"),
             (20, "A file stands where ktx needs a directory"),
         ] {
             let e = RuntimeError::io("write", p, &std::io::Error::from_raw_os_error(errno));

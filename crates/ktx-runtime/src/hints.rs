@@ -27,7 +27,7 @@ pub fn hints_for(output: &str, offline: bool, wheel: &Path) -> Vec<String> {
         "sslerror",
         "tls handshake",
     ]) {
-        hints.push("TLS verification failed. If a proxy intercepts TLS on this network, point SSL_CERT_FILE at its CA bundle (`export SSL_CERT_FILE=/path/to/ca.pem`) or set UV_SYSTEM_CERTS=1 (older uv: UV_NATIVE_TLS=1) to use the system trust store.".to_string());
+        hints.push(format!("TLS verification failed. If a proxy intercepts TLS on this network, point SSL_CERT_FILE at its CA bundle ({}) or set UV_SYSTEM_CERTS=1 (older uv: UV_NATIVE_TLS=1) to use the system trust store.", ktx_base::shell::set_env("SSL_CERT_FILE", if cfg!(windows) { "C:\\path\\to\\ca.pem" } else { "/path/to/ca.pem" })));
     }
     if !offline
         && any(&[

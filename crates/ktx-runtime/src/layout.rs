@@ -158,7 +158,14 @@ pub fn runtime_root_from_env() -> Result<PathBuf, RuntimeError> {
             ErrorKind::Config,
             "cannot find a directory for the KTX Python runtime: no home directory is set",
         )
-        .with_hint("Set KTX_RUNTIME_ROOT to a writable directory, e.g. `export KTX_RUNTIME_ROOT=$PWD/.ktx-runtime`.")
+        .with_hint(format!(
+            "Set KTX_RUNTIME_ROOT to a writable directory, e.g. {}.",
+            ktx_base::shell::set_env_dir(
+                ktx_base::env::RUNTIME_ROOT,
+                ktx_base::shell::Base::CurrentDir,
+                ".ktx-runtime"
+            )
+        ))
     };
     if cfg!(windows) {
         let base = non_empty_env("LOCALAPPDATA").ok_or_else(no_home)?;

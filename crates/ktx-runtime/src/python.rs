@@ -1,7 +1,11 @@
 //! Finding a base Python interpreter that satisfies the wheel's Requires-Python.
 //!
-//! Order: `KTX_PYTHON` (an explicit choice: used or refused, never skipped); then `python3`,
-//! `python` and `python3.N` on PATH, first match wins.
+//! Order: `KTX_PYTHON` (an explicit choice: used or refused, never skipped); then, on Windows,
+//! the `py -3` launcher (python.org's installers put it on PATH; `python.exe` often is only the
+//! Microsoft Store alias there); then `python3`, `python` and `python3.N` on PATH, first match
+//! wins. The probe also asks the interpreter for its platform ([`Interpreter::pins_key`]):
+//! what it downloads (the uv wheel) must match the interpreter, which may differ from ktx's
+//! own (an x86_64 Python under Rosetta, an x64 Python on Windows on Arm).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,16 +25,62 @@ pub struct Interpreter {
     pub version: String,
     /// Where it was found: `KTX_PYTHON` or `PATH (python3)`.
     pub source: String,
+    /// Its `sysconfig.get_platform()` (`linux-x86_64`, `macosx-11.0-arm64`, `win-amd64`...).
+    pub platform: String,
+    /// Its `platform.machine()` (`x86_64`, `arm64`, `AMD64`...): decides a `universal2` build.
+    pub machine: String,
 }
 
-/// Runs `python -I -c ...` to learn its real executable and version.
+impl Interpreter {
+    /// This interpreter's key in uv-pins.json (`linux-x86_64`, `macos-aarch64`,
+    /// `windows-x86_64`...), or None for a platform no uv wheel is pinned for.
+    pub fn pins_key(&self) -> Option<String> {
+        pins_key(&self.platform, &self.machine)
+    }
+}
+
+/// Maps a `sysconfig.get_platform()` and `platform.machine()` pair to a uv-pins.json key.
+/// A macOS `universal2` interpreter runs as the machine it reports (an x86_64 process under
+/// Rosetta says `x86_64`); Windows names come as `win-amd64` / `win-arm64`.
+pub fn pins_key(platform: &str, machine: &str) -> Option<String> {
+    let arch = |a: &str| -> Option<&'static str> {
+        match a.to_ascii_lowercase().as_str() {
+            "x86_64" | "amd64" | "x64" => Some("x86_64"),
+            "aarch64" | "arm64" => Some("aarch64"),
+            _ => None,
+        }
+    };
+    let p = platform.to_ascii_lowercase();
+    let (os, cpu) = if let Some(rest) = p.strip_prefix("macosx-") {
+        // `macosx-11.0-arm64`, `macosx-10.9-universal2`
+        let cpu = rest.rsplit('-').next()?;
+        let cpu = match cpu {
+            "universal2" | "universal" | "intel" | "fat" | "fat3" | "fat64" => machine,
+            other => other,
+        };
+        ("macos", arch(cpu)?)
+    } else if let Some(cpu) = p.strip_prefix("win-") {
+        ("windows", arch(cpu)?)
+    } else if let Some(cpu) = p.strip_prefix("linux-") {
+        ("linux", arch(cpu)?)
+    } else {
+        return None;
+    };
+    Some(format!("{os}-{cpu}"))
+}
+
+/// What the probe prints: executable, version, platform, machine (one per line).
+const PROBE: &str = "import sys, sysconfig, platform; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3]); print(sysconfig.get_platform()); print(platform.machine())";
+
+/// Runs `python -I -c ...` to learn its real executable, version and platform.
 pub fn probe(python: &Path) -> Result<Interpreter, String> {
+    probe_with(python, &[])
+}
+
+/// [`probe`] with `args` before the probe's own (`py -3`).
+fn probe_with(python: &Path, args: &[&str]) -> Result<Interpreter, String> {
     let mut cmd = Command::new(python);
-    cmd.args([
-        "-I",
-        "-c",
-        "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])",
-    ]);
+    cmd.args(args).args(["-I", "-c", PROBE]);
     let out = run_bounded(&mut cmd, None, &Limits::new(Duration::from_secs(30)))
         .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
     if !out.success() {
@@ -45,6 +95,8 @@ pub fn probe(python: &Path) -> Result<Interpreter, String> {
     let mut lines = text.lines();
     let exe = lines.next().unwrap_or_default().trim();
     let version = lines.next().unwrap_or_default().trim().to_string();
+    let platform = lines.next().unwrap_or_default().trim().to_string();
+    let machine = lines.next().unwrap_or_default().trim().to_string();
     if parse_release(&version).is_none() {
         return Err(format!("{} printed no version", python.display()));
     }
@@ -57,6 +109,8 @@ pub fn probe(python: &Path) -> Result<Interpreter, String> {
         path,
         version,
         source: String::new(),
+        platform,
+        machine,
     })
 }
 
@@ -123,6 +177,30 @@ pub fn find_interpreter(spec: &Specifiers) -> Result<Search, RuntimeError> {
     }
     let mut tried = Vec::new();
     let mut seen: Vec<PathBuf> = Vec::new();
+    // The Windows launcher: `py -3` picks the newest installed Python 3.
+    if cfg!(windows) {
+        if let Some(py) = which("py") {
+            match probe_with(&py, &["-3"]) {
+                Ok(mut interp) => {
+                    let release = parse_release(&interp.version).unwrap_or_default();
+                    if spec.contains(&release) {
+                        interp.source = "PATH (py -3)".into();
+                        return Ok(Search::Found(interp));
+                    }
+                    tried.push((
+                        format!("{} -3", py.display()),
+                        format!(
+                            "Python {} does not satisfy {}",
+                            interp.version,
+                            spec.as_str()
+                        ),
+                    ));
+                    seen.push(dunce::canonicalize(&interp.path).unwrap_or(interp.path));
+                }
+                Err(e) => tried.push((format!("{} -3", py.display()), e)),
+            }
+        }
+    }
     let names = [
         "python3",
         "python",
@@ -134,7 +212,7 @@ pub fn find_interpreter(spec: &Specifiers) -> Result<Search, RuntimeError> {
     ];
     for name in names {
         let Some(path) = which(name) else { continue };
-        let canonical = std::fs::canonicalize(&path).unwrap_or(path.clone());
+        let canonical = dunce::canonicalize(&path).unwrap_or(path.clone());
         if seen.contains(&canonical) {
             continue;
         }
@@ -168,15 +246,97 @@ pub fn no_python_error(spec: &Specifiers, tried: &[(String, String)]) -> Runtime
         spec.as_str()
     );
     if tried.is_empty() {
-        msg.push_str("\n  (no python3 or python on PATH)");
+        msg.push_str(if cfg!(windows) {
+            "\n  (no py, python3 or python on PATH)"
+        } else {
+            "\n  (no python3 or python on PATH)"
+        });
     }
     for (c, why) in tried {
         msg.push_str(&format!("\n  tried {c}: {why}"));
     }
     RuntimeError::new(ErrorKind::NoPython, msg)
         .with_hint(format!(
-            "Install Python {} (https://www.python.org/downloads/, or your package manager: e.g. `apt install python3 python3-venv`), or install uv (https://docs.astral.sh/uv/getting-started/installation/) and ktx will download a Python for you.",
-            spec.as_str()
+            "Install Python {} ({}), or install uv (https://docs.astral.sh/uv/getting-started/installation/) and ktx will download a Python for you.",
+            spec.as_str(),
+            where_to_get_python()
         ))
-        .with_hint("If Python is installed somewhere unusual, set KTX_PYTHON=/path/to/python3.")
+        .with_hint(format!(
+            "If Python is installed somewhere unusual, point KTX_PYTHON at it: {}.",
+            set_ktx_python()
+        ))
+}
+
+/// Where this platform's users get a Python: python.org (and winget on Windows, a package
+/// manager elsewhere).
+pub fn where_to_get_python() -> &'static str {
+    if cfg!(windows) {
+        "https://www.python.org/downloads/windows/ (it installs the `py` launcher), or `winget install Python.Python.3.12`"
+    } else {
+        "https://www.python.org/downloads/, or your package manager: e.g. `apt install python3 python3-venv`"
+    }
+}
+
+/// The command that points `KTX_PYTHON` at an interpreter, in the user's shell syntax.
+pub fn set_ktx_python() -> String {
+    ktx_base::shell::set_env(
+        ktx_base::env::PYTHON,
+        if cfg!(windows) {
+            "C:\\path\\to\\python.exe"
+        } else {
+            "/path/to/python3"
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pair CPython reports maps to the key of the wheels that interpreter's pip would
+    /// accept, whatever ktx itself was built for.
+    #[test]
+    fn the_interpreters_platform_picks_the_pins_key() {
+        let cases = [
+            ("linux-x86_64", "x86_64", Some("linux-x86_64")),
+            ("linux-aarch64", "aarch64", Some("linux-aarch64")),
+            ("macosx-11.0-arm64", "arm64", Some("macos-aarch64")),
+            ("macosx-10.9-x86_64", "x86_64", Some("macos-x86_64")),
+            // python.org's universal2 build on an arm64 Mac, native and under Rosetta.
+            ("macosx-10.9-universal2", "arm64", Some("macos-aarch64")),
+            ("macosx-10.9-universal2", "x86_64", Some("macos-x86_64")),
+            ("win-amd64", "AMD64", Some("windows-x86_64")),
+            // An x64 Python on Windows on Arm runs emulated and reports itself as x64.
+            ("win-amd64", "ARM64", Some("windows-x86_64")),
+            ("win-arm64", "ARM64", Some("windows-aarch64")),
+            ("win32", "AMD64", None),
+            ("linux-i686", "i686", None),
+            ("freebsd-14.0-RELEASE-amd64", "amd64", None),
+            ("", "", None),
+        ];
+        let pins = crate::uv::pins().unwrap();
+        for (platform, machine, want) in cases {
+            let got = pins_key(platform, machine);
+            assert_eq!(got.as_deref(), want, "{platform} / {machine}");
+            if let Some(key) = got {
+                assert!(
+                    pins.platforms.contains_key(&key),
+                    "{key} is not in uv-pins.json"
+                );
+            }
+        }
+    }
+
+    /// A real interpreter on this machine reports a platform with pinned uv wheels.
+    #[test]
+    fn a_real_interpreter_reports_its_platform() {
+        let Some(python) = which("python3").or_else(|| which("python")) else {
+            panic!("the tests need a python3 on PATH");
+        };
+        let interp = probe(&python).unwrap();
+        let key = interp
+            .pins_key()
+            .unwrap_or_else(|| panic!("no key for {} / {}", interp.platform, interp.machine));
+        assert!(crate::uv::pins().unwrap().platforms.contains_key(&key));
+    }
 }

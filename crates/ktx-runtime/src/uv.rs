@@ -69,11 +69,6 @@ pub fn pins() -> Result<UvPins, RuntimeError> {
     })
 }
 
-/// This platform's key in the pins file (`linux-x86_64`, `macos-aarch64`, `windows-x86_64`...).
-pub fn platform_key() -> String {
-    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
-}
-
 /// Where a uv came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UvSource {
@@ -231,9 +226,18 @@ fn choose_real_uv(
     let Some(dir) = python_exe.parent() else {
         return found;
     };
-    let candidate = dir.join(exe_name("uv"));
-    if candidate == found.path || !crate::python::is_executable(&candidate) || is_script(&candidate)
-    {
+    // `pip install uv` puts it next to a venv's interpreter, and in `Scripts\` next to a
+    // base Windows interpreter.
+    let Some(candidate) = [
+        dir.join(exe_name("uv")),
+        dir.join("Scripts").join(exe_name("uv")),
+    ]
+    .into_iter()
+    .take(if cfg!(windows) { 2 } else { 1 })
+    .find(|c| crate::python::is_executable(c)) else {
+        return found;
+    };
+    if candidate == found.path || is_script(&candidate) {
         return found;
     }
     match version_of(&candidate) {
@@ -373,7 +377,14 @@ pub fn bootstrap(
     log: &InstallLog,
 ) -> Result<Uv, RuntimeError> {
     let pins = pins()?;
-    let key = platform_key();
+    // The interpreter's pip downloads the wheel, for the interpreter's platform (which may
+    // not be ktx's own: an x86_64 Python under Rosetta, an x64 Python on Windows on Arm).
+    let key = python.pins_key().ok_or_else(|| {
+        uv_err(format!(
+            "no pinned uv wheel for the interpreter's platform {} ({})",
+            python.platform, python.machine
+        ))
+    })?;
     let wheels = pins
         .platforms
         .get(&key)

@@ -146,11 +146,11 @@ fn layout_files(venv: &Path, python_version: &str) -> Vec<PathBuf> {
 /// venv's resolved path. `Err` texts are complete sentences without the fix.
 pub(crate) fn confined_venv(layout: &Layout, receipt: &Receipt) -> Result<PathBuf, String> {
     let venv = &receipt.venv_dir;
-    let Ok(real_venv) = fs::canonicalize(venv) else {
+    let Ok(real_venv) = dunce::canonicalize(venv) else {
         return Err(format!("the venv {} is gone", venv.display()));
     };
     let venvs = layout.venvs_dir();
-    let real_venvs = fs::canonicalize(layout.version_dir())
+    let real_venvs = dunce::canonicalize(layout.version_dir())
         .map(|v| v.join("venvs"))
         .unwrap_or_else(|_| venvs.clone());
     if real_venv.parent() != Some(real_venvs.as_path()) || !real_venv.is_dir() {
@@ -164,7 +164,7 @@ pub(crate) fn confined_venv(layout: &Layout, receipt: &Receipt) -> Result<PathBu
     let python = &receipt.python_path;
     let own = venv_python(&real_venv);
     let resolved = match (python.parent(), python.file_name()) {
-        (Some(dir), Some(name)) => fs::canonicalize(dir).ok().map(|d| d.join(name)),
+        (Some(dir), Some(name)) => dunce::canonicalize(dir).ok().map(|d| d.join(name)),
         _ => None,
     };
     let inside = match &resolved {

@@ -4,6 +4,7 @@
 //!
 //! Needs `KTX_TEST_ASSET_DIR` (set by `cargo xtask test`, or `cargo xtask build-wheel --out DIR`)
 //! and `uv` on PATH.
+// Unix only: installs a real runtime (uv + CPython; none for Windows under Wine here) and checks the daemon through /proc and SIGKILL; Windows stop is covered in ktx-base's process tests.
 #![cfg(unix)]
 
 mod common;

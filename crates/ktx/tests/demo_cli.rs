@@ -3,6 +3,7 @@
 //!
 //! Needs `KTX_TEST_ASSET_DIR` (set by `cargo xtask test`, or `cargo xtask build-wheel --out DIR`)
 //! and `uv` and `python3` on PATH.
+// Unix only: installs a real runtime (no Windows CPython under Wine here) and runs the printed queries through sh, as a Unix user would paste them.
 #![cfg(unix)]
 
 mod common;

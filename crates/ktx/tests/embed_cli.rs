@@ -3,6 +3,7 @@
 //! The tests that need a `core` runtime install one with real uv from `KTX_TEST_ASSET_DIR`
 //! (set by `cargo xtask test`, or `cargo xtask build-wheel --out DIR`). The real feature install
 //! and the real model (PyTorch: gigabytes) run only with `KTX_RUN_LOCAL_EMBEDDINGS_SMOKE=1`.
+// Unix only: installs a real runtime with uv and a CPython (none for Windows under Wine here) through tests/common, which is Unix (bin/python, /proc).
 #![cfg(unix)]
 
 mod common;

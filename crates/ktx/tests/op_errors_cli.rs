@@ -3,6 +3,7 @@
 //! a, b?`, for every error that has them (the message itself never carries them).
 //!
 //! Needs `KTX_TEST_ASSET_DIR` and `uv` on PATH, like `sl_cli`.
+// Unix only: installs a real runtime with uv and a CPython (none for Windows under Wine here) through tests/common, which is Unix (bin/python, /proc).
 #![cfg(unix)]
 
 mod common;

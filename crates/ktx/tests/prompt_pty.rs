@@ -7,6 +7,7 @@
 //! controlling terminal, so `\x03` written to the master is turned into SIGINT by the
 //! terminal's line discipline, exactly as a keyboard Ctrl-C is.
 
+// Unix only: drives ktx in a POSIX pseudo-terminal (openpty/setsid); Windows consoles (ConPTY) are another API, not covered here.
 #![cfg(unix)]
 
 mod common;

@@ -2,6 +2,7 @@
 //! identity (pid **and** start time, `ktx-base`'s process module through `ktx-daemon`), not by
 //! "some process has this pid": a recycled pid never keeps a dead runtime on disk, and a live
 //! daemon is never pruned from under itself.
+// Linux only: fakes recycled pids by reading /proc/<pid>/stat; the identity rule itself (pid + start time) is tested on every OS in ktx-base (Windows under Wine).
 #![cfg(target_os = "linux")]
 
 mod common;

@@ -5,6 +5,7 @@
 //! and `uv` on PATH. Tests named `slow_*` run real installs that download packages (PyPI, or the
 //! configured index) and take several seconds each; the rest share one ready runtime or need
 //! no install at all.
+// Unix only: installs real runtimes (no Windows CPython under Wine here) and plants symlinks, chmod-ed dirs and `bin/python`; the Windows binary's status/doctor run under Wine in `cargo xtask artifacts-verify --target win32-x64`.
 #![cfg(unix)]
 
 mod common;

@@ -6,6 +6,7 @@
 //! real installs. The full-disk tests mount a small tmpfs and so need root; they skip (saying
 //! why) otherwise. The bootstrap tests need pip and its index (or pip's cache), as
 //! `runtime_cli`'s bootstrap test does.
+// Unix only: plants symlinked interpreters at `bin/python` and mounts a tmpfs for the full-disk cases; no Windows CPython is reachable here (Wine) to build a real Windows runtime.
 #![cfg(unix)]
 
 mod common;

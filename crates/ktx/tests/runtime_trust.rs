@@ -6,6 +6,7 @@
 //!
 //! Tests that need a second local user run as root (uid 65534 plays the other user, through
 //! `chown` or `runuser -u nobody`) and skip with a printed reason otherwise.
+// Unix only: plants other users' owners and group/world-writable modes (chown, chmod): the Unix trust rules; the Windows rules (no owner/ACL check, links refused) are tested in ktx_base::trust::windows_tests.
 #![cfg(unix)]
 
 mod common;

@@ -4,6 +4,7 @@
 //!
 //! Needs `KTX_TEST_ASSET_DIR` (set by `cargo xtask test`, or `cargo xtask build-wheel --out DIR`)
 //! and `uv` on PATH.
+// Unix only: installs a real runtime with uv and a CPython (none for Windows under Wine here) through tests/common, which is Unix (bin/python, /proc).
 #![cfg(unix)]
 
 mod common;

@@ -9,6 +9,7 @@
 //!
 //! Needs `KTX_TEST_ASSET_DIR` (set by `cargo xtask test`, or `cargo xtask build-wheel --out DIR`)
 //! and `uv` and `python3` on PATH.
+// Unix only: installs real runtimes with uv and a CPython (no Windows CPython is reachable here, under Wine) through tests/common, which is Unix (bin/python, /proc).
 #![cfg(unix)]
 
 mod common;

@@ -25,7 +25,7 @@ pub fn npm_install_local(ctx: &mut Ctx) -> Result<()> {
         .args(["--ignore-scripts", "--no-audit", "--no-fund", "--cache"])
         .arg(ctx.sandbox.cache());
     let ran = cmd.succeeds(INSTALL)?;
-    let bin = ctx.sandbox.project().join("node_modules/.bin/ktx");
+    let bin = crate::workspace::project_bin(&ctx.sandbox.project(), "ktx");
     ran.require(bin.exists(), format!("npm linked no {}", bin.display()))
 }
 
@@ -52,9 +52,9 @@ pub fn npm_install_global(ctx: &mut Ctx) -> Result<()> {
     cmd.succeeds(INSTALL).map(|_| ())
 }
 
-/// Step 8b: `<prefix>/bin/ktx --version`.
+/// Step 8b: `<prefix>/bin/ktx --version` (`<prefix>\\ktx.cmd` on Windows).
 pub fn global_version(ctx: &mut Ctx) -> Result<()> {
-    let bin = ctx.sandbox.prefix().join("bin/ktx");
+    let bin = crate::workspace::global_bin(&ctx.sandbox.prefix(), "ktx");
     let mut cmd = ctx.command(bin);
     cmd.arg("--version");
     expect_version(ctx, cmd)

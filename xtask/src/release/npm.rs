@@ -33,7 +33,7 @@ impl Npm {
         let program = std::env::var_os("KTX_NPM")
             .filter(|p| !p.is_empty())
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("npm"));
+            .unwrap_or_else(|| PathBuf::from(crate::workspace::npm_shim("npm")));
         Npm { program, registry }
     }
 

@@ -269,7 +269,7 @@ fn assert_installed(venv: &std::path::Path, w: &BuiltWheel) {
         "{resp}"
     );
     assert!(
-        venv.join("bin/ktx-daemon").exists(),
+        crate::workspace::venv_exe(venv, "ktx-daemon").exists(),
         "console script installed"
     );
 }

@@ -41,6 +41,12 @@ pub fn xtask() -> Command {
     cmd
 }
 
+/// `npm` as a program to spawn: `npm.cmd` on Windows (a batch shim `CreateProcess` does not
+/// find by the bare name; xtask's own code uses `workspace::npm_shim`).
+pub fn npm() -> Command {
+    Command::new(if cfg!(windows) { "npm.cmd" } else { "npm" })
+}
+
 /// Runs `cmd`, returning its output (stdout and stderr are shown when a test fails).
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd
