@@ -325,6 +325,12 @@ fn prompt(
              all-MiniLM-L6-v2 model: {LOCAL_EMBEDDINGS_SIZE}.\n"
         ));
     }
+    // The other sized features (drivers, the sandbox) say what they add; Enter still means yes.
+    for f in features {
+        if let (Some(size), false) = (feature_size(*f), *f == Feature::LocalEmbeddings) {
+            question.push_str(&format!("The {f} feature adds {size}.\n"));
+        }
+    }
     question.push_str(if large {
         "Install it now? [y/N] "
     } else {
