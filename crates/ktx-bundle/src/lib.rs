@@ -23,8 +23,8 @@ pub mod verify;
 pub use keys::{KeyInfo, Keyring};
 pub use manifest::{FileEntry, Manifest, Source};
 pub use verify::{
-    find_bundles, install, read_bundle, verify_dir, BundleError, BundleErrorKind, Found, Installed,
-    Verified,
+    find_bundles, install, install_from, read_bundle, read_from, verify_dir, BundleError,
+    BundleErrorKind, BundleSource, DirSource, Found, Installed, Verified,
 };
 
 /// The manifest's file name inside a bundle dir.
