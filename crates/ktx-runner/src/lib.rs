@@ -19,15 +19,18 @@
 //!
 //! The policy a command needs beyond that lives here too, so the binary only parses, calls
 //! and prints: typed op calls ([`ops`]), project discovery ([`project`]), the consent policy
-//! of the large `local-embeddings` feature ([`local_embeddings`]), and the doctor report with
-//! the daemon check ([`doctor`]).
+//! of the large `local-embeddings` feature ([`local_embeddings`]), the signed bundle a command
+//! uses and its locked install ([`bundles`]), `ktx python`'s limits and calls ([`sandbox`]),
+//! and the doctor report with the daemon and sandbox checks ([`doctor`]).
 
+pub mod bundles;
 pub mod daemon;
 pub mod features;
 pub mod local_embeddings;
 pub mod ops;
 pub mod project;
 mod reporter;
+pub mod sandbox;
 mod transport;
 
 use std::io::{BufRead, IsTerminal, Write};

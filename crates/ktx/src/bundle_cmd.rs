@@ -112,15 +112,6 @@ fn parse_spec(spec: &str) -> Result<(String, String), CliError> {
     Ok((name.to_string(), version.to_string()))
 }
 
-/// `<root>/<ktx-version>/bundles`, after checking the runtime root (and the dirs that exist
-/// down to it) are trusted.
-fn installed_dir(layout: &Layout) -> Result<PathBuf, CliError> {
-    let dir = layout.version_dir().join("bundles");
-    ktx_runtime::trust::check(layout, &dir)
-        .map_err(|u| CliError::from(ktx_runtime::trust::error(layout, u)))?;
-    Ok(dir)
-}
-
 fn bundle_error(e: BundleError) -> CliError {
     CliError::failure(format!("{}\n  {}", e.message, e.fix))
 }
@@ -137,7 +128,7 @@ fn candidates() -> Result<Vec<Candidate>, CliError> {
         }
     }
     let layout = Layout::from_env()?;
-    let dir = installed_dir(&layout)?;
+    let dir = ktx_runner::bundles::installed_dir(&layout)?;
     for found in ktx_bundle::find_bundles(&dir).map_err(bundle_error)? {
         out.push(Candidate {
             location: Location::Installed,
@@ -353,12 +344,9 @@ fn install(spec: &str, registry: &Path, json: bool) -> Result<ExitCode, CliError
         )));
     }
     let layout = Layout::from_env()?;
-    let bundles = installed_dir(&layout)?;
-    // The version dir (with its marker) and bundles/<name>/, each 0700 and verified.
-    ktx_runtime::trust::ensure_version_dir(&layout)?;
-    ktx_runtime::trust::ensure_dir(&layout, &bundles.join(&name))?;
-    let installed =
-        ktx_bundle::install(&src, &bundles, &Keyring::builtin()).map_err(bundle_error)?;
+    // Under bundles.lock, into a private temporary dir, renamed into place after every check.
+    let source = ktx_bundle::DirSource(src.clone());
+    let installed = ktx_runner::bundles::install_locked(&layout, &source, &src, &name)?;
     let v = &installed.verified;
     if json {
         #[derive(Serialize)]

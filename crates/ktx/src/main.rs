@@ -23,6 +23,7 @@ mod daemon_cmd;
 mod demo_cmd;
 mod embed_cmd;
 mod output;
+mod python_cmd;
 mod runtime;
 mod sl_cmd;
 
@@ -87,6 +88,7 @@ enum Command {
     Sl(sl_cmd::Args),
     Demo(demo_cmd::Args),
     Bundle(bundle_cmd::Args),
+    Python(python_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -138,6 +140,7 @@ fn main() -> ExitCode {
         Some(Command::Sl(args)) => sl_cmd::run(args, &cli.global),
         Some(Command::Demo(args)) => demo_cmd::run(args, &cli.global),
         Some(Command::Bundle(args)) => bundle_cmd::run(args, &cli.global),
+        Some(Command::Python(args)) => python_cmd::run(args, &cli.global),
     };
     finish(result)
 }
