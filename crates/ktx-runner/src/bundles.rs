@@ -70,7 +70,9 @@ pub fn install_locked(
         &layout.bundles_lock_path(),
         ktx_runtime::lock::lock_timeout_from_env(),
         |pid| match pid {
-            Some(pid) => eprintln!("Waiting for another ktx (pid {pid}) to finish installing a bundle..."),
+            Some(pid) => {
+                eprintln!("Waiting for another ktx (pid {pid}) to finish installing a bundle...")
+            }
             None => eprintln!("Waiting for another ktx to finish installing a bundle..."),
         },
     )?;

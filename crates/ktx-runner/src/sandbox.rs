@@ -25,7 +25,8 @@ pub const DEFAULT_MEMORY_BYTES: u64 = 128 * 1024 * 1024;
 /// Default bytes kept per output stream (1 MiB).
 pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
 /// The longest wall-clock limit accepted (a day).
-pub const MAX_TIMEOUT: ktx_base::duration::Seconds = ktx_base::duration::Seconds::POSITIVE_UP_TO_A_DAY;
+pub const MAX_TIMEOUT: ktx_base::duration::Seconds =
+    ktx_base::duration::Seconds::POSITIVE_UP_TO_A_DAY;
 /// The largest memory limit accepted (4 GiB: wasm32's whole address space).
 pub const MAX_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// Time the runner allows beyond the guest's own limit: the runtime may start, compile the
@@ -77,7 +78,9 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     MAX_TIMEOUT
         .parse(text)
         .filter(|d| d.as_millis() >= 1)
-        .ok_or_else(|| format!("{text:?} is not a number of seconds between 0.001 and 86400 (e.g. 10, 2.5)"))
+        .ok_or_else(|| {
+            format!("{text:?} is not a number of seconds between 0.001 and 86400 (e.g. 10, 2.5)")
+        })
 }
 
 /// A size such as `128MiB`, `1GiB`, `512KiB`, `64MB` (decimal) or a plain number of bytes.
@@ -100,7 +103,9 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
 /// `--max-output SIZE`: at least 1 byte.
 pub fn parse_max_output(text: &str) -> Result<u64, String> {
     match parse_size(text)? {
-        0 => Err(format!("{text:?}: the output limit must be at least 1 byte")),
+        0 => Err(format!(
+            "{text:?}: the output limit must be at least 1 byte"
+        )),
         n => Ok(n),
     }
 }
@@ -174,13 +179,19 @@ pub fn note(result: &SandboxRunResult, limits: &Limits) -> Option<String> {
         )),
         S::OutOfFuel => parts.push(format!(
             "stopped: the fuel budget of {} ran out (--fuel)",
-            limits.fuel.map(|f| f.to_string()).unwrap_or_else(|| "?".into())
+            limits
+                .fuel
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| "?".into())
         )),
         S::MemoryLimit => parts.push(format!(
             "stopped: the memory limit of {} bytes was reached (--memory)",
             limits.memory_bytes
         )),
-        S::Error => parts.push("stopped: the sandboxed Python crashed (a WebAssembly trap, e.g. a stack overflow)".to_string()),
+        S::Error => parts.push(
+            "stopped: the sandboxed Python crashed (a WebAssembly trap, e.g. a stack overflow)"
+                .to_string(),
+        ),
     }
     let cut: Vec<&str> = [
         (result.stdout_truncated, "stdout"),

@@ -45,7 +45,11 @@ pub struct Args {
     #[arg(short = 'c', value_name = "CODE")]
     code: Option<String>,
     /// FILE.py (without -c), then the guest's arguments (its sys.argv[1:]).
-    #[arg(value_name = "FILE.py | ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "FILE.py | ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     args: Vec<String>,
     /// Bytes for the guest's standard input: a file, or `-` for ktx's own stdin (default:
     /// empty).
@@ -168,7 +172,10 @@ fn read_input(path: &PathBuf) -> Result<Vec<u8>, CliError> {
         )
     } else {
         let file = std::fs::File::open(path).map_err(|e| {
-            CliError::failure(format!("cannot read the input file {}: {e}", path.display()))
+            CliError::failure(format!(
+                "cannot read the input file {}: {e}",
+                path.display()
+            ))
         })?;
         (
             path.display().to_string(),
