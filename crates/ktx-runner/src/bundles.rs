@@ -97,6 +97,25 @@ fn newest_first(bundles: &Path, name: &str) -> Result<Vec<ktx_bundle::Found>, Ru
     Ok(found)
 }
 
+/// Where the bundle a command would use is, without installing anything: the newest
+/// installed `name` (`true`), else the newest shipped one (`false`); `None` when there is
+/// neither.
+pub fn newest(layout: &Layout, name: &str) -> Result<Option<(PathBuf, bool)>, RunError> {
+    if let Some(found) = newest_first(&installed_dir(layout)?, name)?
+        .into_iter()
+        .next()
+    {
+        return Ok(Some((found.dir, true)));
+    }
+    Ok(match ktx_bundle::package_bundles_dir() {
+        Some(dir) => newest_first(&dir, name)?
+            .into_iter()
+            .next()
+            .map(|f| (f.dir, false)),
+        None => None,
+    })
+}
+
 /// The newest installed `name`, else the newest shipped one installed now (see the module
 /// docs), with its asset `asset`. The error names the fix when there is none, or when the
 /// installed copy does not verify.

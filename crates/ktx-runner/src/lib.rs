@@ -258,10 +258,12 @@ pub const LOCAL_EMBEDDINGS_SIZE: &str =
      on Linux x86-64, where PyTorch from PyPI brings its CUDA libraries)";
 
 /// `ktx runtime doctor`'s report: the runtime's checks, then the daemon's
-/// ([`daemon::doctor_check`]). Read-only.
+/// ([`daemon::doctor_check`]) and the sandbox's ([`sandbox::doctor_check`]). Read-only, except
+/// that the sandbox check's `print(1+1)` compiles and caches the module when it is not cached.
 pub fn doctor(rt: &Runtime) -> ktx_runtime::doctor::DoctorReport {
     let mut report = rt.doctor();
     report.checks.push(daemon::doctor_check(rt));
+    report.checks.push(sandbox::doctor_check(rt));
     report
 }
 

@@ -210,6 +210,154 @@ pub fn note(result: &SandboxRunResult, limits: &Limits) -> Option<String> {
     (!parts.is_empty()).then(|| format!("ktx python: {}", parts.join("; ")))
 }
 
+/// The stable id of the doctor check of the sandbox.
+pub const DOCTOR_CHECK: &str = "sandbox";
+
+/// `ktx runtime doctor`'s sandbox check. When the runtime has the `sandbox` feature: the
+/// bundle `ktx python` would use is fully verified (every byte hashed, then the signature),
+/// the host says whether the compiled module is cached, and `print(1+1)` must print `2` (a
+/// run that compiles and caches the module when it is not cached yet). Without the feature it
+/// is an informational PASS: it installs on first use.
+pub fn doctor_check(rt: &Runtime) -> ktx_runtime::doctor::Check {
+    use ktx_runtime::doctor::{Check, Outcome};
+    const LABEL: &str = "python sandbox";
+    let fail = |detail: String, fix: &str| {
+        Check::new(
+            DOCTOR_CHECK,
+            LABEL,
+            Outcome::Fail,
+            detail,
+            Some(fix.to_string()),
+        )
+    };
+    if ktx_runtime::trust::check_layout(rt.layout()).is_err() {
+        return fail(
+            "not checked: ktx does not use a runtime root that fails the `runtime root permissions` check".into(),
+            "Fix the `runtime root permissions` failure above.",
+        );
+    }
+    let receipt = rt.status(&[Feature::Core]).manifest;
+    let has = receipt
+        .as_ref()
+        .is_some_and(|r| r.features.iter().any(|f| f == Feature::Sandbox.as_str()));
+    if !has {
+        return Check::new(
+            DOCTOR_CHECK,
+            LABEL,
+            Outcome::Pass,
+            "not installed (optional: the first `ktx python` installs the `sandbox` feature, or `ktx runtime install --feature sandbox`)",
+            None,
+        );
+    }
+    match doctor_probe(rt) {
+        Ok(detail) => Check::new(DOCTOR_CHECK, LABEL, Outcome::Pass, detail, None),
+        Err((detail, fix)) => fail(detail, &fix),
+    }
+}
+
+/// The checks behind [`doctor_check`]: `Ok(detail)` or `Err((detail, fix))`.
+fn doctor_probe(rt: &Runtime) -> Result<String, (String, String)> {
+    let layout = rt.layout();
+    let rebuild = "Run `ktx runtime install --feature sandbox --force`, then `ktx runtime doctor`."
+        .to_string();
+    let (dir, installed) = match bundles::newest(layout, bundles::LANG_PYTHON) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Err((
+                "no lang-python bundle is installed and none ships with this ktx".into(),
+                "Reinstall ktx, or `ktx bundle install lang-python@VERSION --registry DIR`.".into(),
+            ))
+        }
+        Err(e) => return Err((e.to_string(), "Fix the error above, then retry.".into())),
+    };
+    let v = ktx_bundle::verify_dir(&dir, &ktx_bundle::Keyring::builtin()).map_err(|e| {
+        (
+            format!(
+                "the bundle {} does not verify: {}",
+                dir.display(),
+                e.message
+            ),
+            e.fix.clone(),
+        )
+    })?;
+    let entry = v
+        .manifest
+        .files
+        .iter()
+        .find(|f| f.path == bundles::PYTHON_WASM)
+        .ok_or_else(|| {
+            (
+                format!(
+                    "the bundle {} has no {}",
+                    dir.display(),
+                    bundles::PYTHON_WASM
+                ),
+                "Install a complete lang-python bundle.".to_string(),
+            )
+        })?;
+    let cache_dir = ktx_runtime::trust::ensure_dir(layout, &layout.sandbox_cache_dir())
+        .map_err(|e| (e.to_string(), "Fix the error above, then retry.".into()))?;
+    let mut opts = CallOptions::new(crate::Policy::NoInput);
+    opts.daemon = false;
+    let limits = Limits::default();
+    let opts = call_options(&opts, &limits);
+    let wasm = v.dir.join(&entry.path);
+    let status = ops::call_with(
+        rt,
+        &SandboxStatus {
+            wasm: wasm.clone(),
+            wasm_sha256: entry.sha256.clone(),
+            cache_dir: cache_dir.clone(),
+        },
+        &opts,
+    )
+    .map_err(|e| (format!("sandbox.status failed: {e}"), rebuild.clone()))?;
+    let run = ops::call_with(
+        rt,
+        &SandboxRun {
+            wasm,
+            wasm_sha256: entry.sha256.clone(),
+            cache_dir,
+            code: "print(1+1)".into(),
+            filename: "<doctor>".into(),
+            argv: Vec::new(),
+            stdin: None,
+            timeout_ms: limits.timeout.as_millis() as u64,
+            memory_bytes: limits.memory_bytes,
+            fuel: None,
+            max_output_bytes: limits.max_output_bytes,
+            deterministic: false,
+        },
+        &opts,
+    )
+    .map_err(|e| (format!("a run of print(1+1) failed: {e}"), rebuild.clone()))?;
+    if run.stdout != "2\n" || run.cli_exit_code() != 0 {
+        return Err((
+            format!(
+                "print(1+1) gave status {} and stdout {:?} (stderr: {:?})",
+                run.status.as_str(),
+                run.stdout,
+                run.stderr
+            ),
+            rebuild,
+        ));
+    }
+    let signer = if v.development {
+        format!("{} (DEVELOPMENT key)", v.key_id)
+    } else {
+        v.key_id.clone()
+    };
+    Ok(format!(
+        "{}@{} ({}) signed by {signer}; wasmtime {}; compiled module {}; print(1+1) printed 2 in {:.0} ms",
+        v.manifest.name,
+        v.manifest.version,
+        if installed { "installed" } else { "shipped, installed on first use" },
+        status.wasmtime_version,
+        if status.cached { "cached" } else { "not cached yet (this check compiled it)" },
+        run.wall_ms
+    ))
+}
+
 fn trim_float(x: f64) -> String {
     let s = format!("{x:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()

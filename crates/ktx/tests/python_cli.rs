@@ -551,3 +551,42 @@ fn runs_through_the_daemon_too() {
         .unwrap();
     assert!(stop.status.success(), "{}", stderr_of(&stop));
 }
+
+/// The doctor's `sandbox` check of a runtime: `(outcome, detail)`.
+fn sandbox_check(root: &Path) -> (String, String) {
+    let out = ktx_with(root, &test_bundles())
+        .args(["runtime", "doctor", "--json"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stderr_of(&out)));
+    let check = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "sandbox")
+        .unwrap_or_else(|| panic!("no sandbox check: {doc}"))
+        .clone();
+    (
+        check["outcome"].as_str().unwrap().to_string(),
+        check["detail"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn doctor_says_the_sandbox_is_optional_on_a_core_runtime() {
+    let (outcome, detail) = sandbox_check(common::runtime_tests_root());
+    assert_eq!(outcome, "PASS", "{detail}");
+    assert!(detail.starts_with("not installed (optional"), "{detail}");
+}
+
+#[test]
+fn doctor_verifies_the_bundle_and_runs_one_plus_one() {
+    let (outcome, detail) = sandbox_check(sandbox_root());
+    assert_eq!(outcome, "PASS", "{detail}");
+    assert!(
+        detail.contains("signed by ktx-dev-1 (DEVELOPMENT key)"),
+        "{detail}"
+    );
+    assert!(detail.contains("print(1+1) printed 2"), "{detail}");
+}
