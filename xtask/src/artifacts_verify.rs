@@ -450,6 +450,7 @@ mod tests {
             dist: dist.clone(),
             native: vec![("linux-x64".into(), native)],
             epoch: None,
+            bundles: None,
         })
         .unwrap();
         let mut ctx = ctx(&dist);

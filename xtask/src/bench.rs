@@ -247,6 +247,7 @@ pub fn run(args: &Args) -> Result<()> {
             dist: dist.clone(),
             native: vec![(target.clone(), binary.clone())],
             epoch,
+            bundles: None,
         })?;
         pack_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         if let Some((_, old)) = packed.replace((p, dist)) {

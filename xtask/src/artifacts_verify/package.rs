@@ -180,6 +180,7 @@ mod tests {
                 Artifact::new("wheel", "kaelio-ktx", &format!("python/{WHEEL}"), wheel),
             ],
             native: vec![],
+            bundles: vec![],
         };
         (tgz, dist)
     }
