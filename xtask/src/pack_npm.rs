@@ -122,9 +122,10 @@ pub fn ensure_shipped_bundles(root: &Path, dist: &Path) -> Result<PathBuf> {
 fn bundle_entries(dir: &Path) -> Result<(Vec<Entry>, Vec<BundleFile>)> {
     let found = ktx_bundle::find_bundles(dir).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     if found.is_empty() {
-        bail!(
-            "no bundle in {}: build one with `cargo xtask bundle lang-python --out {}`",
-            dir.display(),
+        // A release ships lang-python (`ensure_shipped_bundles`); an empty dir is a pack
+        // without bundles (release-readiness's tests, which cannot sign with the release key).
+        eprintln!(
+            "note: no bundle in {}: the package ships none",
             dir.display()
         );
     }
