@@ -64,12 +64,18 @@ def engine_key(wasm_sha256: str) -> str:
 
 
 class Ticker:
-    """Increments ``engine``'s epoch every :data:`TICK_SECONDS` while runs are active."""
+    """Keeps ``engine``'s epoch at (real time elapsed) / :data:`TICK_SECONDS` while runs are
+    active. Epochs are counted since the ticker last resumed (``_base``, ``_done``); the GIL
+    can hold the thread back (a guest busy in host calls), so deadlines are set from real time,
+    not from the possibly lagging epoch (see :meth:`set_deadline`)."""
 
     def __init__(self, engine: wasmtime.Engine):
         self._engine = engine
         self._cond = threading.Condition()
         self._active = 0
+        self._running = False
+        self._base = 0.0
+        self._done = 0
         self._thread = threading.Thread(target=self._loop, name="ktx-sandbox-epoch", daemon=True)
         self._thread.start()
 
@@ -77,21 +83,29 @@ class Ticker:
         while True:
             with self._cond:
                 while self._active == 0:
+                    self._running = False
                     self._cond.wait()
-            # Epochs follow real time: after a stall (a loaded machine) the ticker catches up,
-            # and it never runs ahead, so a deadline is never early.
-            base = time.monotonic()
-            done = 0
-            while self._active > 0:
-                time.sleep(TICK_SECONDS)
-                due = int((time.monotonic() - base) / TICK_SECONDS)
-                while done < due:
+                if not self._running:
+                    self._running = True
+                    self._base = time.monotonic()
+                    self._done = 0
+            time.sleep(TICK_SECONDS)
+            with self._cond:
+                # Catch up after a stall; never run ahead, so a deadline is never early.
+                due = int((time.monotonic() - self._base) / TICK_SECONDS)
+                while self._done < due:
                     self._engine.increment_epoch()
-                    done += 1
+                    self._done += 1
 
-    def deadline_ticks(self, seconds: float) -> int:
-        """Epoch ticks from now that are at least ``seconds`` of real time away."""
-        return math.ceil(seconds / TICK_SECONDS) + 1
+    def set_deadline(self, store: wasmtime.Store, seconds: float) -> None:
+        """Trap ``store``'s guest once at least ``seconds`` of real time have passed."""
+        with self._cond:
+            lag = 0
+            if self._running:
+                due = int((time.monotonic() - self._base) / TICK_SECONDS)
+                lag = max(0, due - self._done)
+            # The current tick is partly over: one more so the deadline is never early.
+            store.set_epoch_deadline(lag + math.ceil(seconds / TICK_SECONDS) + 1)
 
     def __enter__(self) -> Ticker:
         with self._cond:

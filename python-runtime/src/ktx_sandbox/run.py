@@ -41,7 +41,9 @@ def _ktx_run():
         raise
     except BaseException as e:
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
-        sys.excepthook(type(e), e, tb if not isinstance(e, SyntaxError) else None)
+        tb = None if isinstance(e, SyntaxError) else tb
+        import traceback  # prints source lines from linecache (the C hook reads files)
+        traceback.print_exception(type(e), e.with_traceback(tb), tb)
         sys.exit(1)
 _ktx_run()
 """
@@ -97,7 +99,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
     deadline = time.monotonic() + spec.timeout_ms / 1000.0
     state = hostcalls.HostState(budget, deadline, spec.deterministic)
     with ticker, memory.instantiating(budget), hostcalls.serving(state):
-        store.set_epoch_deadline(ticker.deadline_ticks(spec.timeout_ms / 1000.0))
+        ticker.set_deadline(store, spec.timeout_ms / 1000.0)
         try:
             instance = linker.instantiate(store, loaded.module)
             start = instance.exports(store)["_start"]
@@ -117,8 +119,9 @@ def run(spec: RunSpec) -> dict[str, Any]:
         fuel_used: int | None = fuel_budget - store.get_fuel()
     except wasmtime.WasmtimeError:
         fuel_used = None
-    # Free the store (and with it the guest memory) now, not at the next GC.
-    del store, wasi
+    # Free the store (and with it the guest memory) now: exception tracebacks from the host
+    # calls can keep the Python object alive in a cycle until the next GC.
+    store.close()
 
     if state.timed_out or trap == wasmtime.TrapCode.INTERRUPT:
         status = "timeout"
