@@ -295,3 +295,25 @@ def test_without_wasmtime_the_feature_is_required(sandbox, monkeypatch):
             "connectionId": None,
             "suggestions": [],
         }
+
+
+def test_concurrent_runs_are_classified_independently(sandbox):
+    import threading
+
+    sandbox.run("pass")
+    results: dict[str, list] = {"sleep": [], "print": []}
+
+    def sleeper():
+        results["sleep"].append(sandbox.run("import time\ntime.sleep(1e9)", timeoutMs=1000))
+
+    def printer():
+        for _ in range(4):
+            results["print"].append(sandbox.run("print(1+1)"))
+
+    threads = [threading.Thread(target=sleeper), threading.Thread(target=printer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [r["status"] for r in results["sleep"]] == ["timeout"]
+    assert [(r["status"], r["stdout"]) for r in results["print"]] == [("ok", "2\n")] * 4

@@ -2,8 +2,10 @@
 
 wasmtime's epochs and fuel do not interrupt a guest blocked in a host call, so
 ``poll_oneoff`` (what ``time.sleep``, ``select`` and ``clock_nanosleep`` become) is replaced:
-it sleeps at most until the run's wall-clock deadline, then marks the run timed out and raises
-:class:`DeadlineReached` (the run classifies from the mark, never from a message). The guest
+it sleeps at most until the run's wall-clock deadline, then marks the run timed out and sets
+the store's epoch deadline to "now", so the guest traps with ``INTERRUPT`` at its next epoch
+check (a function entry or loop back-edge). No Python exception crosses wasm: wasmtime-py
+hands those back through one process-wide slot, which concurrent runs would mix up. The guest
 has no other blocking host call: stdin is in memory, there are no preopens and no sockets.
 
 ``clock_time_get`` is replaced too, so the clock ``poll_oneoff`` compares absolute deadlines
@@ -44,10 +46,6 @@ _EVENT_SIZE = 32
 #: The virtual clock of deterministic runs starts at 2000-01-01T00:00:00Z.
 _DETERMINISTIC_EPOCH_NS = 946_684_800 * 1_000_000_000
 _DETERMINISTIC_SEED = b"ktx-sandbox-deterministic-v1"
-
-
-class DeadlineReached(Exception):
-    """Raised out of a host call when the run's wall-clock deadline passes during it."""
 
 
 class OutputSink:
@@ -148,8 +146,9 @@ class HostState:
         del self._random_pool[:n]
         return out
 
-    def sleep(self, ns: int) -> None:
-        """Sleep ``ns`` (real time, also in deterministic runs), ending at the deadline."""
+    def sleep(self, ns: int) -> bool:
+        """Sleep ``ns`` (real time, also in deterministic runs), ending at the deadline;
+        False (and the run marked timed out) when the deadline ended it."""
         if self.deterministic:
             self.virtual_ns += ns
         remaining = self.deadline - time.monotonic()
@@ -157,11 +156,11 @@ class HostState:
         if want < remaining:
             if want > 0:
                 time.sleep(want)
-            return
+            return True
         if remaining > 0:
             time.sleep(remaining)
         self.timed_out = True
-        raise DeadlineReached()
+        return False
 
 
 _state = threading.local()
@@ -213,7 +212,9 @@ def random_get(buf: int, length: int) -> int:
     return _ERRNO_SUCCESS
 
 
-def poll_oneoff(in_ptr: int, out_ptr: int, nsubs: int, nevents_ptr: int) -> int:
+def poll_oneoff(
+    caller: wasmtime.Caller, in_ptr: int, out_ptr: int, nsubs: int, nevents: int
+) -> int:
     st = current()
     try:
         mem = _mem(st)
@@ -240,14 +241,16 @@ def poll_oneoff(in_ptr: int, out_ptr: int, nsubs: int, nevents_ptr: int) -> int:
         events = ready
         if not events and clocks:
             wait = min(rel for rel, _ in clocks)
-            st.sleep(wait)
+            if not st.sleep(wait):
+                # Trap at the guest's next epoch check (the typed INTERRUPT of a timeout).
+                ffi.wasmtime_context_set_epoch_deadline(caller._context(), 0)
             events = [
                 struct.pack("<QHBxxxxxQHxxxxxx", ud, _ERRNO_SUCCESS, _EVENT_CLOCK, 0, 0)
                 for rel, ud in clocks
                 if rel <= wait
             ]
         mem.write(out_ptr, b"".join(events))
-        mem.write(nevents_ptr, struct.pack("<I", len(events)))
+        mem.write(nevents, struct.pack("<I", len(events)))
     except IndexError:
         return _ERRNO_FAULT
     return _ERRNO_SUCCESS
@@ -257,7 +260,9 @@ def define(linker: wasmtime.Linker) -> None:
     """Shadow the WASI calls above in ``linker`` (which already has ``define_wasi``)."""
     i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
     linker.allow_shadowing = True
-    linker.define_func(WASI, "poll_oneoff", wasmtime.FuncType([i32] * 4, [i32]), poll_oneoff)
+    linker.define_func(
+        WASI, "poll_oneoff", wasmtime.FuncType([i32] * 4, [i32]), poll_oneoff, access_caller=True
+    )
     linker.define_func(
         WASI, "clock_time_get", wasmtime.FuncType([i32, i64, i32], [i32]), clock_time_get
     )

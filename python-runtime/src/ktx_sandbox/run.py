@@ -1,7 +1,7 @@
 """One ``sandbox.run``: a fresh ``Store`` per run, limits applied, the outcome classified.
 
 Classification comes from typed facts only, in this order: the wall-clock deadline passed
-(an epoch ``INTERRUPT`` trap, or the mark ``hostcalls`` sets when a sleep reached it) ->
+(an epoch ``INTERRUPT`` trap; ``hostcalls`` also marks a sleep the deadline ended) ->
 ``timeout``; an ``OUT_OF_FUEL`` trap -> ``out_of_fuel``; a grow the memory creator refused and
 a guest that then failed -> ``memory_limit``; ``proc_exit(n)`` -> ``ok`` / ``exit``; any other
 trap -> ``error``. No message text is read.
@@ -70,6 +70,27 @@ def guest_argv(spec: RunSpec) -> list[str]:
     return ["python", "-c", _BOOT, spec.filename, spec.code, *spec.argv]
 
 
+def classify(
+    timed_out: bool,
+    trap: wasmtime.TrapCode | None,
+    exit_code: int | None,
+    failed: bool,
+    grow_refused: bool,
+) -> str:
+    """The run's ``status`` from typed facts (the order is the module doc's)."""
+    if timed_out or trap == wasmtime.TrapCode.INTERRUPT:
+        return "timeout"
+    if trap == wasmtime.TrapCode.OUT_OF_FUEL:
+        return "out_of_fuel"
+    if grow_refused and (exit_code != 0 or trap is not None or failed):
+        return "memory_limit"
+    if exit_code == 0:
+        return "ok"
+    if exit_code is not None:
+        return "exit"
+    return "error"
+
+
 def run(spec: RunSpec) -> dict[str, Any]:
     """Run ``spec`` and return the ``sandbox.run`` result (raises cache.BundleMismatch)."""
     b = spec.bundle
@@ -110,8 +131,6 @@ def run(spec: RunSpec) -> dict[str, Any]:
             exit_code = exc.code
         except wasmtime.Trap as exc:
             trap = exc.trap_code
-        except hostcalls.DeadlineReached:
-            pass  # state.timed_out says it
         except wasmtime.WasmtimeError:
             failed = True
     wall_ms = (time.perf_counter() - started) * 1000.0
@@ -123,18 +142,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
     # calls can keep the Python object alive in a cycle until the next GC.
     store.close()
 
-    if state.timed_out or trap == wasmtime.TrapCode.INTERRUPT:
-        status = "timeout"
-    elif trap == wasmtime.TrapCode.OUT_OF_FUEL:
-        status = "out_of_fuel"
-    elif budget.refused and (exit_code != 0 or trap is not None or failed):
-        status = "memory_limit"
-    elif exit_code == 0:
-        status = "ok"
-    elif exit_code is not None:
-        status = "exit"
-    else:
-        status = "error"
+    status = classify(state.timed_out, trap, exit_code, failed, bool(budget.refused))
     code = exit_code if status in ("ok", "exit") else EXIT_CODES[status]
     return {
         "status": status,
