@@ -112,7 +112,10 @@ def _new_memory(env, ty, minimum, maximum, reserved, guard, ret):  # type: ignor
     if minimum > cap:
         budget.refused.append(minimum)
         return _error(b"the module's initial memory exceeds the sandbox memory limit")
-    mem = _Memory(budget, minimum, cap)
+    try:
+        mem = _Memory(budget, minimum, cap)
+    except (OSError, ValueError, OverflowError):  # the host could not map the limit
+        return _error(b"the host cannot map the sandbox memory")
     with _lock:
         _next_id += 1
         key = _next_id
