@@ -152,7 +152,7 @@ fn without_the_runtime_and_no_input_the_refusal_names_the_sandbox_install() {
     // The shipped bundle was installed (with its signature checked) before the runtime was
     // looked at: the next run only needs the runtime.
     let installed = version_dir(tmp.path()).join("bundles/lang-python");
-    let v = the_only_version(&installed.parent().unwrap().to_path_buf());
+    let v = the_only_version(installed.parent().unwrap());
     ktx_bundle::verify_dir(&v, &ktx_bundle::Keyring::builtin()).unwrap();
     assert!(text(&out.stdout).is_empty());
 }
