@@ -73,7 +73,7 @@ pub struct BundleError {
 }
 
 impl BundleError {
-    fn new(kind: BundleErrorKind, file: &Path, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: BundleErrorKind, file: &Path, message: impl Into<String>) -> Self {
         let fix = match kind {
             BundleErrorKind::Io | BundleErrorKind::Conflict => {
                 "Check the path and its permissions, then retry."
@@ -89,6 +89,12 @@ impl BundleError {
             message: message.into(),
             fix: fix.into(),
         }
+    }
+
+    /// The same error with another fix.
+    pub(crate) fn with_fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = fix.into();
+        self
     }
 
     fn io(file: &Path, what: &str, e: &io::Error) -> Self {
