@@ -1049,6 +1049,7 @@ mod tests {
             quick,
             json: false,
             keep: false,
+            sandbox_only: false,
         };
         let p = Plan::from_args(&args(false)).unwrap();
         assert_eq!((p.runs, p.install_runs, p.calls), (20, 5, 1000));
