@@ -202,17 +202,14 @@ pub fn rows(
     Ok(())
 }
 
-/// The running daemon's RSS in KiB (Linux: `VmRSS` of its pid from `runtime status --json`).
+/// The running daemon's RSS in KiB (its pid from `runtime status --json`, its RSS from `ps`).
 fn daemon_rss_kib(ctx: &Ctx) -> Option<u64> {
     let mut st = ctx.ktx(&ctx.main_root);
     st.args(["runtime", "status", "--json"]);
     let out = run_ok(&mut st, None, SHORT).ok()?;
     let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
     let pid = v["daemon"]["pid"].as_u64()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
+    let mut ps = ctx.clean("ps");
+    ps.args(["-o", "rss=", "-p", &pid.to_string()]);
+    run_ok(&mut ps, None, SHORT).ok()?.stdout.trim().parse().ok()
 }
