@@ -211,5 +211,10 @@ fn daemon_rss_kib(ctx: &Ctx) -> Option<u64> {
     let pid = v["daemon"]["pid"].as_u64()?;
     let mut ps = ctx.clean("ps");
     ps.args(["-o", "rss=", "-p", &pid.to_string()]);
-    run_ok(&mut ps, None, SHORT).ok()?.stdout.trim().parse().ok()
+    run_ok(&mut ps, None, SHORT)
+        .ok()?
+        .stdout
+        .trim()
+        .parse()
+        .ok()
 }
