@@ -281,7 +281,6 @@ pub fn run(args: &Args) -> Result<()> {
     if !args.sandbox_only {
         general_rows(&ctx, plan, &mut rows, &mut notes)?;
     }
-    sandbox::rows(&ctx, plan, &mut rows, &mut sizes, &mut notes)?;
 
     let (bytes, files) = disk_usage(&ctx.version_dir)?;
     sizes.push(Size {
@@ -303,6 +302,9 @@ pub fn run(args: &Args) -> Result<()> {
         bytes,
         files: Some(files),
     });
+
+    // Last: installing the sandbox feature replaces the venv measured above.
+    sandbox::rows(&ctx, plan, &mut rows, &mut sizes, &mut notes)?;
 
     let report = Report {
         schema_version: 1,
