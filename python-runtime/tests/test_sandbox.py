@@ -205,6 +205,16 @@ def test_a_filename_shows_in_tracebacks_and_argv(sandbox):
     assert lines[-1] == "KeyError: 'k'"
 
 
+def test_a_file_runs_as_the_main_module(sandbox):
+    code = (
+        "from __future__ import annotations\nimport dataclasses, pickle, sys\n"
+        "@dataclasses.dataclass\nclass P:\n    x: int\n"
+        "print(pickle.loads(pickle.dumps(P(3))), __name__, sys.modules['__main__'].__file__)\n"
+    )
+    r = sandbox.call("sandbox.run", code=code, filename="main.py")["result"]
+    assert r["stdout"] == "P(x=3) __main__ main.py\n", r
+
+
 def test_a_syntax_error_names_the_file(sandbox):
     r = sandbox.call("sandbox.run", code="x = (\n", filename="bad.py")["result"]
     assert r["exitCode"] == 1
