@@ -51,9 +51,9 @@ def _plain_config():  # wasmtime's default memories (reservation + guard pages),
     return cfg
 
 
-def _compare(wasm: str, runs: int, variants: dict, code: str) -> dict:
-    """Median wall time of ``code`` per engine variant (name -> (config, creator memory?)),
-    interleaved so a change in the machine's load hits every variant alike."""
+def _compare(wasm: str, runs: int, variants: dict, codes: dict) -> dict:
+    """Median wall time of each of ``codes`` (label -> source) per engine variant (name ->
+    (config, fuel?)), interleaved so a change in the machine's load hits every variant alike."""
     import wasmtime
 
     from ktx_sandbox import hostcalls, memory
@@ -65,9 +65,11 @@ def _compare(wasm: str, runs: int, variants: dict, code: str) -> dict:
         linker.define_wasi()
         hostcalls.define(linker)
         setups[name] = (eng, wasmtime.Module.from_file(eng, wasm), linker, fuel)
-    walls: dict[str, list[float]] = {name: [] for name in setups}
+    walls: dict[tuple[str, str], list[float]] = {}
     for _ in range(runs):
-        for name, (eng, module, linker, fuel) in setups.items():
+        for (label, code), (name, (eng, module, linker, fuel)) in (
+            (c, v) for c in codes.items() for v in setups.items()
+        ):
             wasi = wasmtime.WasiConfig()
             wasi.argv = ["python", "-c", code]
             hostcalls.attach_output(wasi, "stdout", hostcalls.OutputSink(1 << 20))
@@ -85,30 +87,32 @@ def _compare(wasm: str, runs: int, variants: dict, code: str) -> dict:
                     inst.exports(store)["_start"](store)
                 except wasmtime.ExitTrap:
                     pass
-            walls[name].append((time.perf_counter() - t) * 1000)
+            walls.setdefault((label, name), []).append((time.perf_counter() - t) * 1000)
             store.close()
-    return {name: round(statistics.median(w), 1) for name, w in walls.items()} | {"runs": runs}
+    out: dict = {"runs": runs}
+    for (label, name), w in walls.items():
+        out.setdefault(label, {})[name] = round(statistics.median(w), 1)
+    return out
 
 
 def _fuel_cost(wasm: str, runs: int) -> dict:
     """consume_fuel on vs off, everything else as the sandbox's engine."""
     off = engine._config()
     off.consume_fuel = False
-    out = _compare(
-        wasm, runs, {"fuelOn": (engine._config(), True), "fuelOff": (off, False)}, CPU_BOUND
-    )
-    out["overheadPct"] = round((out["fuelOn"] / out["fuelOff"] - 1) * 100, 1)
+    variants = {"fuelOn": (engine._config(), True), "fuelOff": (off, False)}
+    out = _compare(wasm, runs, variants, {"cpuBound": CPU_BOUND})
+    r = out["cpuBound"]
+    r["overheadPct"] = round((r["fuelOn"] / r["fuelOff"] - 1) * 100, 1)
     return out
 
 
 def _bounds_cost(wasm: str, runs: int) -> dict:
     """The sandbox's memories (creator, explicit bounds checks) vs wasmtime's default ones."""
     variants = {"creator": (engine._config(), True), "plain": (_plain_config(), True)}
-    out = {}
-    for label, code in (("print", "print(1+1)"), ("cpuBound", CPU_BOUND)):
-        r = _compare(wasm, runs, variants, code)
+    out = _compare(wasm, runs, variants, {"print": "print(1+1)", "cpuBound": CPU_BOUND})
+    for label in ("print", "cpuBound"):
+        r = out[label]
         r["overheadPct"] = round((r["creator"] / r["plain"] - 1) * 100, 1)
-        out[label] = r
     return out
 
 
