@@ -205,6 +205,16 @@ def test_a_filename_shows_in_tracebacks_and_argv(sandbox):
     assert lines[-1] == "KeyError: 'k'"
 
 
+def test_a_file_runs_as_the_main_module(sandbox):
+    code = (
+        "from __future__ import annotations\nimport dataclasses, pickle, sys\n"
+        "@dataclasses.dataclass\nclass P:\n    x: int\n"
+        "print(pickle.loads(pickle.dumps(P(3))), __name__, sys.modules['__main__'].__file__)\n"
+    )
+    r = sandbox.call("sandbox.run", code=code, filename="main.py")["result"]
+    assert r["stdout"] == "P(x=3) __main__ main.py\n", r
+
+
 def test_a_syntax_error_names_the_file(sandbox):
     r = sandbox.call("sandbox.run", code="x = (\n", filename="bad.py")["result"]
     assert r["exitCode"] == 1
@@ -317,3 +327,36 @@ def test_concurrent_runs_are_classified_independently(sandbox):
         t.join(timeout=120)
     assert [r["status"] for r in results["sleep"]] == ["timeout"]
     assert [(r["status"], r["stdout"]) for r in results["print"]] == [("ok", "2\n")] * 4
+
+
+# -- traps that are none of the limits: status "error" (tiny modules, compiled in milliseconds) --
+
+TRAPS = {
+    "unreachable": '(module (func (export "_start") unreachable))',
+    "stack-overflow": '(module (func $f (export "_start") call $f))',
+}
+
+
+def _wat_sandbox(sandbox, tmp_path, wat: str) -> dict:
+    import hashlib
+
+    import wasmtime
+
+    wasm = tmp_path / "m.wasm"
+    wasm.write_bytes(wasmtime.wat2wasm(wat))
+    sha = hashlib.sha256(wasm.read_bytes()).hexdigest()
+    return {"wasm": str(wasm), "wasmSha256": sha, "cacheDir": str(tmp_path / "cache")}
+
+
+@pytest.mark.parametrize("wat", TRAPS.values(), ids=TRAPS.keys())
+def test_a_trap_is_error_127(sandbox, tmp_path, wat):
+    r = sandbox.run("", **_wat_sandbox(sandbox, tmp_path, wat))
+    assert (r["status"], r["exitCode"]) == ("error", 127), r
+
+
+def test_an_initial_memory_over_the_limit_is_memory_limit(sandbox, tmp_path):
+    wat = '(module (memory (export "memory") 1000) (func (export "_start")))'  # 62.5 MiB
+    fields = _wat_sandbox(sandbox, tmp_path, wat)
+    r = sandbox.run("", memoryBytes=32 * 1024 * 1024, **fields)
+    assert (r["status"], r["exitCode"]) == ("memory_limit", 126), r
+    assert sandbox.run("", **fields)["status"] == "ok"  # fits in the 128 MiB default

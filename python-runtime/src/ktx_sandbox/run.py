@@ -34,9 +34,13 @@ def _ktx_run():
     sys.argv[0] = f
     import linecache
     linecache.cache[f] = (len(c), None, c.splitlines(True), f)
-    g = {"__name__": "__main__", "__file__": f, "__builtins__": __builtins__}
+    import types
+    main = types.ModuleType("__main__")
+    main.__file__ = f
+    main.__builtins__ = __builtins__
+    sys.modules["__main__"] = main  # pickle, dataclasses... look the module up here
     try:
-        exec(compile(c, f, "exec"), g)
+        exec(compile(c, f, "exec"), main.__dict__)
     except SystemExit:
         raise
     except BaseException as e:
