@@ -137,10 +137,13 @@ pub fn rows(
         lws_ms.push(ms);
         lws_rss = lws_rss.max(rss);
     }
+    // No daemon runs yet: these are one-shot processes.
     let mut oneshot = Vec::new();
     for _ in 0..plan.runs {
         oneshot.push(run_ok(&mut ktx_python(ctx, false), None, SHORT)?.ms());
     }
+    // Before the daemon starts: a running daemon would serve this call too.
+    let oneshot_rss = child_rss(ctx, &ktx_python(ctx, false))?;
     let mut start = ctx.ktx(&ctx.main_root);
     start.args(["runtime", "start", "--no-input", "--feature", "sandbox"]);
     run_ok(&mut start, None, SHORT)?;
@@ -150,7 +153,6 @@ pub fn rows(
         daemon.push(run_ok(&mut ktx_python(ctx, true), None, SHORT)?.ms());
     }
     let daemon_rss = daemon_rss_kib(ctx);
-    let oneshot_rss = child_rss(ctx, &ktx_python(ctx, false))?;
     let mut stop = ctx.ktx(&ctx.main_root);
     stop.args(["runtime", "stop"]);
     run_ok(&mut stop, None, SHORT)?;
