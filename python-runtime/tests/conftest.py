@@ -65,3 +65,14 @@ def warehouses(tmp_path_factory, pg_server, mariadb_server):
     return servers.demo_project(
         tmp_path_factory.mktemp("warehouses") / "demo", pg_server, mariadb_server
     )
+
+
+# -- the Python sandbox (tests/sandbox_support.py) ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    """The real python.wasm with a session-wide compiled-module cache."""
+    import sandbox_support
+
+    return sandbox_support.find_sandbox(tmp_path_factory.mktemp("sandbox"))

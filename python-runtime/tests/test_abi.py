@@ -96,6 +96,7 @@ def test_info_reports_version_python_and_features():
         "postgres",
         "duckdb",
         "mysql",
+        "sandbox",
     }
 
 

@@ -228,6 +228,10 @@ def test_the_rust_fixtures_are_real_responses(
         expect_ok = name != "semantic_query_unknown_measure"
         assert response["ok"] is expect_ok, (name, response)
     assert responses["semantic_validate_errors"]["result"]["errors"], "the broken project must fail"
+    _check_fixtures(responses)
+
+
+def _check_fixtures(responses: dict[str, dict[str, Any]]) -> None:
     if os.environ.get("KTX_UPDATE_OP_FIXTURES") == "1":
         FIXTURES.mkdir(parents=True, exist_ok=True)
         for name, response in responses.items():
@@ -241,6 +245,42 @@ def test_the_rust_fixtures_are_real_responses(
             f"{name}: the op's response changed shape; rerun with KTX_UPDATE_OP_FIXTURES=1 "
             "and make the Rust types in ktx_runtime::ops match"
         )
+
+
+def _placeholder_paths(response: Any, sandbox) -> Any:
+    """The response with this machine's paths replaced (the fixture files are committed)."""
+    text = json.dumps(response)
+    text = text.replace(sandbox.cache_dir, "/home/user/.ktx/runtime/0.1.0/sandbox-cache")
+    text = text.replace(sandbox.wasm, "/home/user/.ktx/bundles/lang-python/0.1.0/python.wasm")
+    return json.loads(text)
+
+
+def test_the_sandbox_fixtures_are_real_responses(sandbox, tmp_path: Path) -> None:
+    def call(op: str, **fields: Any) -> dict[str, Any]:
+        return _placeholder_paths(sandbox.call(op, **fields), sandbox)
+
+    run = {"filename": "<string>", "timeoutMs": 10_000, "deterministic": True}
+    sandbox.run("pass")  # compiled and cached: the status says cached
+    responses = {
+        "sandbox_status": call("sandbox.status"),
+        "sandbox_run_ok": call("sandbox.run", code="print(1+1)", **run),
+        "sandbox_run_exit": call("sandbox.run", code="raise ValueError('boom')", **run),
+        "sandbox_run_timeout": call(
+            "sandbox.run", code="while True: pass", **{**run, "timeoutMs": 200}
+        ),
+        "sandbox_run_invalid_payload": call("sandbox.run", code="1", timeoutMs=0),
+        "sandbox_run_bundle_mismatch": call(
+            "sandbox.run", code="1", wasmSha256="a" * 64, cacheDir=str(tmp_path)
+        ),
+    }
+    assert responses["sandbox_run_ok"]["result"]["stdout"] == "2\n"
+    assert responses["sandbox_run_exit"]["result"]["status"] == "exit"
+    assert responses["sandbox_run_timeout"]["result"]["status"] == "timeout"
+    assert responses["sandbox_run_invalid_payload"]["error"]["code"] == "invalid_payload"
+    err = responses["sandbox_run_bundle_mismatch"]["error"]
+    assert err["code"] == "sandbox_bundle_mismatch"
+    err["details"]["wasm"] = "/home/user/.ktx/bundles/lang-python/0.1.0/python.wasm"
+    _check_fixtures(responses)
 
 
 # -- the ABI version ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ mod package;
 mod parse;
 mod runtime;
 mod wine;
+mod sandbox;
 
 use crate::dist_manifest::DistManifest;
 use crate::npm_sandbox::NpmSandbox;
@@ -113,6 +114,7 @@ pub fn steps() -> Vec<Step> {
         step("8b <prefix>/bin/ktx --version",                   install::global_version),
         step("8c npm exec --yes --package=<tgz> (empty dir)",   install::npm_exec_package),
         step("9  ktx demo + a printed query --execute",         demo::demo),
+        step("11 python -c print(1+1) --yes: 2 (shipped bundle)", sandbox::python_one_plus_one),
         opt_in("10a runtime install --feature local-embeddings", embeddings::install),
         opt_in("10b runtime start --feature local-embeddings",  embeddings::start),
         opt_in("10c embed --json: 384 floats, similarity",      embeddings::embed),
@@ -467,6 +469,7 @@ mod tests {
             dist: dist.clone(),
             native: vec![("linux-x64".into(), native)],
             epoch: None,
+            bundles: None,
         })
         .unwrap();
         let mut ctx = ctx(&dist);

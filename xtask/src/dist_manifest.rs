@@ -8,10 +8,12 @@
 //!     "bytes": 1, "sha256": "<hex>", "integrity": "sha512-<base64>"},
 //!    {"kind": "wheel", "name": "kaelio-ktx", "path": "python/kaelio_ktx-0.1.0rc0-py3-none-any.whl", ...}],
 //!  "native": [
-//!    {"target": "linux-x64", "path": "native/linux-x64/ktx", "bytes": 1, "sha256": "<hex>"}, ...]}
+//!    {"target": "linux-x64", "path": "native/linux-x64/ktx", "bytes": 1, "sha256": "<hex>"}, ...],
+//!  "bundles": [
+//!    {"path": "bundles/lang-python/0.1.0/python.wasm", "bytes": 1, "sha256": "<hex>"}, ...]}
 //! ```
-//! An artifact's `path` is relative to the dist directory, a native binary's to the package
-//! root inside the tarball; both `/`-separated.
+//! An artifact's `path` is relative to the dist directory, a native binary's and a bundle
+//! file's to the package root inside the tarball; all `/`-separated.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -33,6 +35,22 @@ pub struct DistManifest {
     /// written before multi-platform packing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub native: Vec<NativeBinary>,
+    /// Every file of the signed bundles inside the npm tarball (`bundles/<name>/<version>/...`),
+    /// sorted by path (absent when none is shipped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundles: Vec<BundleFile>,
+}
+
+/// One file of a signed bundle packed into the npm tarball.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleFile {
+    /// Path inside the package (without `package/`), e.g.
+    /// `bundles/lang-python/0.1.0/python.wasm`.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Lower-case hex SHA-256.
+    pub sha256: String,
 }
 
 /// One native `ktx` binary packed into the npm tarball.

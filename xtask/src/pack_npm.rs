@@ -2,7 +2,7 @@
 //! (`dist/npm/<scope>-<name>-<version>.tgz`) with its `.sha256`, the wheel in `dist/python/`,
 //! and `dist/manifest.json`. Nothing reaches dist/ unless every artifact could be built.
 
-use crate::dist_manifest::{Artifact, DistManifest, NativeBinary};
+use crate::dist_manifest::{Artifact, BundleFile, DistManifest, NativeBinary};
 use crate::npm_tarball::{self, Entry};
 use crate::ordered_json::Object;
 use crate::wheel::{self, BuiltWheel};
@@ -24,6 +24,10 @@ pub struct Args {
     /// Pack this project root instead of this checkout (tests pack edited copies; needs --native).
     #[arg(long, value_name = "DIR", hide = true, requires = "native")]
     pub root: Option<PathBuf>,
+    /// Ship the signed bundles in this dir (`<name>/<version>/`; default `<dist>/bundles`,
+    /// where `lang-python` is built with `cargo xtask bundle lang-python` when missing).
+    #[arg(long, value_name = "DIR")]
+    pub bundles: Option<PathBuf>,
 }
 
 /// What goes into a pack.
@@ -37,6 +41,9 @@ pub struct PackInputs {
     pub native: Vec<(String, PathBuf)>,
     /// SOURCE_DATE_EPOCH for the wheel.
     pub epoch: Option<u64>,
+    /// A dir of signed bundles (`<name>/<version>/`) to ship as `package/bundles/...`, each
+    /// verified first; `None` ships none.
+    pub bundles: Option<PathBuf>,
 }
 
 /// What a pack wrote.
@@ -67,16 +74,22 @@ pub fn run(args: &Args) -> Result<()> {
             })
             .collect::<Result<Vec<_>>>()?
     };
+    let dist = args
+        .dist
+        .as_ref()
+        .map(|d| cwd.join(d))
+        .unwrap_or_else(|| root.join("dist"));
+    let bundles = match &args.bundles {
+        Some(b) => cwd.join(b),
+        None => ensure_shipped_bundles(&root, &dist)?,
+    };
     let started = std::time::Instant::now();
     let packed = pack(&PackInputs {
         root: root.clone(),
-        dist: args
-            .dist
-            .as_ref()
-            .map(|d| cwd.join(d))
-            .unwrap_or_else(|| root.join("dist")),
+        dist,
         native,
         epoch: wheel::source_date_epoch_from_env()?,
+        bundles: Some(bundles),
     })?;
     print_packed(&packed);
     println!(
@@ -84,6 +97,64 @@ pub fn run(args: &Args) -> Result<()> {
         started.elapsed()
     );
     Ok(())
+}
+
+/// `<dist>/bundles`, with `lang-python` built there (`cargo xtask bundle lang-python`, signed
+/// with `KTX_BUNDLE_SIGNING_KEY`, else the development key) when it is missing.
+pub fn ensure_shipped_bundles(root: &Path, dist: &Path) -> Result<PathBuf> {
+    let bundles = dist.join("bundles");
+    let dir = bundles
+        .join(crate::bundle::LANG_PYTHON)
+        .join(crate::bundle::LANG_PYTHON_VERSION);
+    if !dir.join(ktx_bundle::MANIFEST_FILE).is_file() {
+        let cache = crate::workspace::target_dir(root).join("bundle-cache");
+        let (key, key_id, development) = crate::bundle::signing_key()?;
+        if development {
+            eprintln!("note: building the shipped bundle with the DEVELOPMENT key {key_id}");
+        }
+        crate::bundle::build_lang_python(root, &bundles, &cache, &key)?;
+    }
+    Ok(bundles)
+}
+
+/// The entries of every bundle under `dir` (`bundles/<name>/<version>/<file>`), each bundle
+/// verified with the keys compiled into ktx first, and their checksums for dist/manifest.json.
+fn bundle_entries(dir: &Path) -> Result<(Vec<Entry>, Vec<BundleFile>)> {
+    let found = ktx_bundle::find_bundles(dir).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    if found.is_empty() {
+        // A release ships lang-python (`ensure_shipped_bundles`); an empty dir is a pack
+        // without bundles (release-readiness's tests, which cannot sign with the release key).
+        eprintln!(
+            "note: no bundle in {}: the package ships none",
+            dir.display()
+        );
+    }
+    let ring = ktx_bundle::Keyring::builtin();
+    let mut entries = Vec::new();
+    let mut files = Vec::new();
+    for b in found {
+        let v = ktx_bundle::verify_dir(&b.dir, &ring)
+            .map_err(|e| anyhow::anyhow!("{}\n  {}", e.message, e.fix))?;
+        let mut names: Vec<String> = v.manifest.files.iter().map(|f| f.path.clone()).collect();
+        names.push(ktx_bundle::MANIFEST_FILE.into());
+        names.push(ktx_bundle::SIGNATURE_FILE.into());
+        for name in names {
+            let data = crate::fsx::read(&b.dir.join(&name))?;
+            let path = format!("bundles/{}/{}/{name}", b.name, b.version);
+            files.push(BundleFile {
+                path: path.clone(),
+                bytes: data.len() as u64,
+                sha256: crate::fsx::sha256_hex(&data),
+            });
+            entries.push(Entry {
+                path,
+                data,
+                executable: false,
+            });
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((entries, files))
 }
 
 /// Prints what a pack wrote.
@@ -385,7 +456,15 @@ fn check_files_field(pj: &Object, path: &Path, entries: &[Entry]) -> Result<()> 
 pub fn pack(inputs: &PackInputs) -> Result<Packed> {
     let name = npm_package_name(&inputs.root)?;
     let wheel = wheel::build(&inputs.root, inputs.epoch)?;
-    let (entries, native) = entries(inputs, &name, &wheel)?;
+    let (mut entries, native) = entries(inputs, &name, &wheel)?;
+    let bundles = match &inputs.bundles {
+        Some(dir) => {
+            let (more, files) = bundle_entries(dir)?;
+            entries.extend(more);
+            files
+        }
+        None => Vec::new(),
+    };
     let tgz_bytes = npm_tarball::build(entries)?;
     let tgz_name = npm_tarball::tarball_name(&name, &wheel.versions.semver);
     let dist = &inputs.dist;
@@ -401,6 +480,7 @@ pub fn pack(inputs: &PackInputs) -> Result<Packed> {
             Artifact::new("wheel", &wheel.dist_name, &whl_rel, &wheel.bytes),
         ],
         native,
+        bundles,
     };
     let sha_line = format!("{}  {tgz_name}\n", crate::fsx::sha256_hex(&tgz_bytes));
     let mut files = wheel::asset_dir_files(&wheel, &dist.join("python"))?;

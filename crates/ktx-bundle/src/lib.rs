@@ -12,19 +12,22 @@
 //! - [`keys`]: key ids, the compiled-in public keys, signing-key parsing, signing.
 //! - [`verify`]: reading a bundle dir and verifying it (size before reading, sha256 while
 //!   streaming, then the signature) and the verified install into a runtime root.
+//! - [`registry`]: a bundle source over HTTP (`--registry http://...`), sizes from
+//!   `Content-Length` checked before reading.
 //! - [`hex`]: lowercase hex, the form of every hash and key in a bundle.
 
 pub mod build;
 pub mod hex;
 pub mod keys;
 pub mod manifest;
+pub mod registry;
 pub mod verify;
 
 pub use keys::{KeyInfo, Keyring};
 pub use manifest::{FileEntry, Manifest, Source};
 pub use verify::{
-    find_bundles, install, read_bundle, verify_dir, BundleError, BundleErrorKind, Found, Installed,
-    Verified,
+    find_bundles, install, install_from, read_bundle, read_from, verify_dir, BundleError,
+    BundleErrorKind, BundleSource, DirSource, Found, Installed, Verified,
 };
 
 /// The manifest's file name inside a bundle dir.

@@ -73,7 +73,7 @@ pub struct BundleError {
 }
 
 impl BundleError {
-    fn new(kind: BundleErrorKind, file: &Path, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: BundleErrorKind, file: &Path, message: impl Into<String>) -> Self {
         let fix = match kind {
             BundleErrorKind::Io | BundleErrorKind::Conflict => {
                 "Check the path and its permissions, then retry."
@@ -89,6 +89,12 @@ impl BundleError {
             message: message.into(),
             fix: fix.into(),
         }
+    }
+
+    /// The same error with another fix.
+    pub(crate) fn with_fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = fix.into();
+        self
     }
 
     fn io(file: &Path, what: &str, e: &io::Error) -> Self {
@@ -173,16 +179,7 @@ fn open_regular(path: &Path) -> Result<(File, u64), BundleError> {
 fn read_small(path: &Path, max: u64, exact: bool) -> Result<Vec<u8>, BundleError> {
     let (file, size) = open_regular(path)?;
     if size > max || (exact && size != max) {
-        let want = if exact {
-            format!("exactly {max}")
-        } else {
-            format!("at most {max}")
-        };
-        return Err(BundleError::new(
-            BundleErrorKind::Size,
-            path,
-            format!("{} is {size} bytes, expected {want}", path.display()),
-        ));
+        return Err(small_size_error(path, size, max, exact));
     }
     let mut bytes = Vec::with_capacity(size as usize);
     file.take(max + 1)
@@ -196,6 +193,51 @@ fn read_small(path: &Path, max: u64, exact: bool) -> Result<Vec<u8>, BundleError
         ));
     }
     Ok(bytes)
+}
+
+/// Where a bundle's files are read from: a directory ([`DirSource`]), or an HTTP registry
+/// (`crate::registry`). Every check stays in this module; a source only opens files and
+/// states their sizes.
+pub trait BundleSource {
+    /// Where the file `name` of the bundle is, for messages (a path or a URL).
+    fn location(&self, name: &str) -> PathBuf;
+    /// Reads the small file `name` (the manifest, the signature) whole after checking its
+    /// size is at most `max` (exactly `max` when `exact`).
+    fn read_small(&self, name: &str, max: u64, exact: bool) -> Result<Vec<u8>, BundleError>;
+    /// Opens the asset `name`: a reader of its bytes and the size the source states (checked
+    /// against the manifest before a byte is read).
+    fn open_asset(&self, name: &str) -> Result<(Box<dyn Read>, u64), BundleError>;
+}
+
+/// A bundle dir on disk: every file opened without following symlinks.
+#[derive(Debug, Clone)]
+pub struct DirSource(pub PathBuf);
+
+impl BundleSource for DirSource {
+    fn location(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn read_small(&self, name: &str, max: u64, exact: bool) -> Result<Vec<u8>, BundleError> {
+        read_small(&self.0.join(name), max, exact)
+    }
+    fn open_asset(&self, name: &str) -> Result<(Box<dyn Read>, u64), BundleError> {
+        let (file, size) = open_regular(&self.0.join(name))?;
+        Ok((Box::new(file), size))
+    }
+}
+
+/// A size-check error for a file whose size is wrong (`what`: at most / exactly `max`).
+pub(crate) fn small_size_error(path: &Path, size: u64, max: u64, exact: bool) -> BundleError {
+    let want = if exact {
+        format!("exactly {max}")
+    } else {
+        format!("at most {max}")
+    };
+    BundleError::new(
+        BundleErrorKind::Size,
+        path,
+        format!("{} is {size} bytes, expected {want}", path.display()),
+    )
 }
 
 /// Reads `dir/manifest.json` and `dir/manifest.sig` and checks the manifest's own rules. A
@@ -219,8 +261,14 @@ pub fn read_bundle(dir: &Path) -> Result<Bundle, BundleError> {
         Ok(_) => {}
         Err(e) => return Err(BundleError::io(dir, "read the bundle dir", &e)),
     }
-    let manifest_path = dir.join(MANIFEST_FILE);
-    let manifest_bytes = read_small(&manifest_path, MAX_MANIFEST_BYTES, false)?;
+    read_from(&DirSource(dir.to_path_buf()), dir)
+}
+
+/// Reads the manifest and the signature of the bundle at `location` from `source` and checks
+/// the manifest's own rules.
+pub fn read_from(source: &dyn BundleSource, location: &Path) -> Result<Bundle, BundleError> {
+    let manifest_path = source.location(MANIFEST_FILE);
+    let manifest_bytes = source.read_small(MANIFEST_FILE, MAX_MANIFEST_BYTES, false)?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
         BundleError::new(
             BundleErrorKind::Manifest,
@@ -242,12 +290,11 @@ pub fn read_bundle(dir: &Path) -> Result<Bundle, BundleError> {
             format!("{}: {problem}", manifest_path.display()),
         ));
     }
-    let sig_path = dir.join(SIGNATURE_FILE);
-    let sig = read_small(&sig_path, SIGNATURE_BYTES, true)?;
+    let sig = source.read_small(SIGNATURE_FILE, SIGNATURE_BYTES, true)?;
     let mut signature = [0u8; 64];
     signature.copy_from_slice(&sig);
     Ok(Bundle {
-        dir: dir.to_path_buf(),
+        dir: location.to_path_buf(),
         manifest,
         manifest_bytes,
         signature,
@@ -287,47 +334,25 @@ impl Bundle {
         Ok(())
     }
 
-    /// Verifies every asset and the signature; each asset's bytes are also written to the
-    /// sink `copy_to(path)` returns (`None`: only verify).
+    /// Verifies every asset and the signature; each asset is read from `source` and its
+    /// bytes are also written to the sink `copy_to(path)` returns (`None`: only verify).
     fn verify_with(
         &self,
         keyring: &Keyring,
+        source: &dyn BundleSource,
         mut copy_to: impl FnMut(&str) -> Result<Option<Box<dyn Write>>, BundleError>,
     ) -> Result<Verified, BundleError> {
-        let manifest_path = self.dir.join(MANIFEST_FILE);
-        let key = keyring.get(&self.manifest.key_id).ok_or_else(|| {
-            BundleError::new(
-                BundleErrorKind::UnknownKey,
-                &manifest_path,
-                format!(
-                    "{} is signed with key {:?}, which this ktx does not know (known: {})",
-                    manifest_path.display(),
-                    self.manifest.key_id,
-                    keyring
-                        .keys()
-                        .iter()
-                        .map(|k| k.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )
-        })?;
+        let key = self.key(keyring)?;
         for entry in &self.manifest.files {
-            let path = self.dir.join(&entry.path);
-            let (file, size) = open_regular(&path)?;
+            let path = source.location(&entry.path);
+            // The size the source states (a file's length, a Content-Length), before a byte
+            // is read.
+            let (reader, size) = source.open_asset(&entry.path)?;
             if size != entry.size {
-                return Err(BundleError::new(
-                    BundleErrorKind::Size,
-                    &path,
-                    format!(
-                        "{} is {size} bytes, the manifest says {}",
-                        path.display(),
-                        entry.size
-                    ),
-                ));
+                return Err(size_error(&path, size, entry.size));
             }
             let mut sink = copy_to(&entry.path)?;
-            let (read, digest) = hash_stream(file.take(entry.size + 1), sink.as_deref_mut())
+            let (read, digest) = hash_stream(reader.take(entry.size + 1), sink.as_deref_mut())
                 .map_err(|e| BundleError::io(&path, "read", &e))?;
             if read != entry.size {
                 return Err(BundleError::new(
@@ -352,19 +377,7 @@ impl Bundle {
                 ));
             }
         }
-        if !keys::signature_ok(key, &self.manifest_bytes, &self.signature) {
-            let sig_path = self.dir.join(SIGNATURE_FILE);
-            return Err(BundleError::new(
-                BundleErrorKind::BadSignature,
-                &sig_path,
-                format!(
-                    "{} is not a valid signature of {} by key {}",
-                    sig_path.display(),
-                    manifest_path.display(),
-                    key.id
-                ),
-            ));
-        }
+        self.check_signature(key)?;
         Ok(Verified {
             dir: self.dir.clone(),
             manifest: self.manifest.clone(),
@@ -375,8 +388,80 @@ impl Bundle {
 
     /// Verifies every asset (size, then streamed sha256) and then the signature.
     pub fn verify(&self, keyring: &Keyring) -> Result<Verified, BundleError> {
-        self.verify_with(keyring, |_| Ok(None))
+        self.verify_with(keyring, &DirSource(self.dir.clone()), |_| Ok(None))
     }
+
+    /// The check of a bundle that was fully verified when it was installed (its copy was
+    /// hashed while it was written into a private dir): the key, the signature over the
+    /// manifest, and each asset a regular file of the signed size. No asset is read, so it
+    /// costs the same for a 13 MB asset as for a small one; a consumer that needs the bytes
+    /// themselves checks them against the signed sha256 when it reads them.
+    pub fn verify_signed_sizes(&self, keyring: &Keyring) -> Result<Verified, BundleError> {
+        let key = self.key(keyring)?;
+        self.check_signature(key)?;
+        for entry in &self.manifest.files {
+            let path = self.dir.join(&entry.path);
+            let (_, size) = open_regular(&path)?;
+            if size != entry.size {
+                return Err(size_error(&path, size, entry.size));
+            }
+        }
+        Ok(Verified {
+            dir: self.dir.clone(),
+            manifest: self.manifest.clone(),
+            key_id: key.id.clone(),
+            development: key.development,
+        })
+    }
+
+    fn key<'k>(&self, keyring: &'k Keyring) -> Result<&'k crate::KeyInfo, BundleError> {
+        let manifest_path = self.dir.join(MANIFEST_FILE);
+        keyring.get(&self.manifest.key_id).ok_or_else(|| {
+            BundleError::new(
+                BundleErrorKind::UnknownKey,
+                &manifest_path,
+                format!(
+                    "{} is signed with key {:?}, which this ktx does not know (known: {})",
+                    manifest_path.display(),
+                    self.manifest.key_id,
+                    keyring
+                        .keys()
+                        .iter()
+                        .map(|k| k.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })
+    }
+
+    fn check_signature(&self, key: &crate::KeyInfo) -> Result<(), BundleError> {
+        if keys::signature_ok(key, &self.manifest_bytes, &self.signature) {
+            return Ok(());
+        }
+        let sig_path = self.dir.join(SIGNATURE_FILE);
+        Err(BundleError::new(
+            BundleErrorKind::BadSignature,
+            &sig_path,
+            format!(
+                "{} is not a valid signature of {} by key {}",
+                sig_path.display(),
+                self.dir.join(MANIFEST_FILE).display(),
+                key.id
+            ),
+        ))
+    }
+}
+
+fn size_error(path: &Path, size: u64, want: u64) -> BundleError {
+    BundleError::new(
+        BundleErrorKind::Size,
+        path,
+        format!(
+            "{} is {size} bytes, the manifest says {want}",
+            path.display()
+        ),
+    )
 }
 
 /// Reads `reader` to its end, hashing and copying to `sink`; returns the byte count and the
@@ -494,7 +579,18 @@ fn create_dir_private(dir: &Path) -> Result<(), BundleError> {
 /// An existing destination that verifies with the same signed manifest is kept
 /// (`already_installed`); anything else there is a [`BundleErrorKind::Conflict`].
 pub fn install(src: &Path, bundles: &Path, keyring: &Keyring) -> Result<Installed, BundleError> {
-    let bundle = read_bundle(src)?;
+    install_from(&DirSource(src.to_path_buf()), src, bundles, keyring)
+}
+
+/// [`install`] from any [`BundleSource`]; `location` is the bundle's `.../<name>/<version>`
+/// (a dir or a URL), which the manifest must name.
+pub fn install_from(
+    source: &dyn BundleSource,
+    location: &Path,
+    bundles: &Path,
+    keyring: &Keyring,
+) -> Result<Installed, BundleError> {
+    let bundle = read_from(source, location)?;
     bundle.check_location()?;
     let m = &bundle.manifest;
     let name_dir = bundles.join(&m.name);
@@ -508,7 +604,7 @@ pub fn install(src: &Path, bundles: &Path, keyring: &Keyring) -> Result<Installe
             Ok((existing, v)) if existing.manifest_bytes == bundle.manifest_bytes => {
                 // Still check the source: installing a broken source must fail even when a
                 // good copy is already in place.
-                bundle.verify(keyring)?;
+                bundle.verify_with(keyring, source, |_| Ok(None))?;
                 Ok(Installed {
                     verified: v,
                     already_installed: true,
@@ -548,7 +644,7 @@ pub fn install(src: &Path, bundles: &Path, keyring: &Keyring) -> Result<Installe
         fs::set_permissions(&tmp_path, fs::Permissions::from_mode(0o700))
             .map_err(|e| BundleError::io(&tmp_path, "set the mode of", &e))?;
     }
-    let mut verified = bundle.verify_with(keyring, |rel| {
+    let mut verified = bundle.verify_with(keyring, source, |rel| {
         let path = tmp_path.join(rel);
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create_new(true);

@@ -19,15 +19,18 @@
 //!
 //! The policy a command needs beyond that lives here too, so the binary only parses, calls
 //! and prints: typed op calls ([`ops`]), project discovery ([`project`]), the consent policy
-//! of the large `local-embeddings` feature ([`local_embeddings`]), and the doctor report with
-//! the daemon check ([`doctor`]).
+//! of the large `local-embeddings` feature ([`local_embeddings`]), the signed bundle a command
+//! uses and its locked install ([`bundles`]), `ktx python`'s limits and calls ([`sandbox`]),
+//! and the doctor report with the daemon and sandbox checks ([`doctor`]).
 
+pub mod bundles;
 pub mod daemon;
 pub mod features;
 pub mod local_embeddings;
 pub mod ops;
 pub mod project;
 mod reporter;
+pub mod sandbox;
 mod transport;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -255,10 +258,12 @@ pub const LOCAL_EMBEDDINGS_SIZE: &str =
      on Linux x86-64, where PyTorch from PyPI brings its CUDA libraries)";
 
 /// `ktx runtime doctor`'s report: the runtime's checks, then the daemon's
-/// ([`daemon::doctor_check`]). Read-only.
+/// ([`daemon::doctor_check`]) and the sandbox's ([`sandbox::doctor_check`]). Read-only, except
+/// that the sandbox check's `print(1+1)` compiles and caches the module when it is not cached.
 pub fn doctor(rt: &Runtime) -> ktx_runtime::doctor::DoctorReport {
     let mut report = rt.doctor();
     report.checks.push(daemon::doctor_check(rt));
+    report.checks.push(sandbox::doctor_check(rt));
     report
 }
 
@@ -324,6 +329,12 @@ fn prompt(
             "The local-embeddings feature adds sentence-transformers, PyTorch and the \
              all-MiniLM-L6-v2 model: {LOCAL_EMBEDDINGS_SIZE}.\n"
         ));
+    }
+    // The other sized features (drivers, the sandbox) say what they add; Enter still means yes.
+    for f in features {
+        if let (Some(size), false) = (feature_size(*f), *f == Feature::LocalEmbeddings) {
+            question.push_str(&format!("The {f} feature adds {size}.\n"));
+        }
     }
     question.push_str(if large {
         "Install it now? [y/N] "

@@ -340,7 +340,7 @@ pub fn driver_check_id(feature: Feature) -> Option<&'static str> {
         Feature::Postgres => Some("driver-postgres"),
         Feature::Duckdb => Some("driver-duckdb"),
         Feature::Mysql => Some("driver-mysql"),
-        Feature::Core | Feature::LocalEmbeddings => None,
+        Feature::Core | Feature::LocalEmbeddings | Feature::Sandbox => None,
     }
 }
 

@@ -1,5 +1,6 @@
-//! Runtime features: `core` (always installed), `local-embeddings`, and one per warehouse driver
-//! (`postgres`, `duckdb`, `mysql`). Every feature but `core` is an extra of the wheel.
+//! Runtime features: `core` (always installed), `local-embeddings`, one per warehouse driver
+//! (`postgres`, `duckdb`, `mysql`) and `sandbox` (wasmtime, the host of `ktx python`). Every
+//! feature but `core` is an extra of the wheel.
 
 use std::fmt;
 
@@ -16,22 +17,25 @@ pub enum Feature {
     Duckdb,
     /// The MySQL / MariaDB driver (the `mysql` extra: PyMySQL, pure Python).
     Mysql,
+    /// The WebAssembly sandbox of `ktx python` (the `sandbox` extra: wasmtime).
+    Sandbox,
 }
 
 impl Feature {
     /// Every feature, in canonical order.
-    pub const ALL: [Feature; 5] = [
+    pub const ALL: [Feature; 6] = [
         Feature::Core,
         Feature::LocalEmbeddings,
         Feature::Postgres,
         Feature::Duckdb,
         Feature::Mysql,
+        Feature::Sandbox,
     ];
 
     /// The warehouse driver features, in canonical order.
     pub const DRIVERS: [Feature; 3] = [Feature::Postgres, Feature::Duckdb, Feature::Mysql];
 
-    /// The stable name: `core`, `local-embeddings`, `postgres`, `duckdb` or `mysql`.
+    /// The stable name: `core`, `local-embeddings`, `postgres`, `duckdb`, `mysql` or `sandbox`.
     pub fn as_str(self) -> &'static str {
         match self {
             Feature::Core => "core",
@@ -39,6 +43,7 @@ impl Feature {
             Feature::Postgres => "postgres",
             Feature::Duckdb => "duckdb",
             Feature::Mysql => "mysql",
+            Feature::Sandbox => "sandbox",
         }
     }
 
@@ -73,7 +78,7 @@ impl Feature {
             ),
             Feature::Duckdb => ("DuckDB", &[("duckdb", "duckdb/__init__.py")]),
             Feature::Mysql => ("MySQL / MariaDB", &[("PyMySQL", "pymysql/__init__.py")]),
-            Feature::Core | Feature::LocalEmbeddings => return None,
+            Feature::Core | Feature::LocalEmbeddings | Feature::Sandbox => return None,
         };
         Some(DriverPackage { engine, parts })
     }
@@ -136,12 +141,14 @@ mod tests {
         }
         assert_eq!(Feature::Core.extra(), None);
         assert!(!Feature::LocalEmbeddings.is_driver());
+        assert!(!Feature::Sandbox.is_driver());
+        assert_eq!(Feature::Sandbox.extra(), Some("sandbox"));
         assert_eq!(
             normalize(&[Feature::Mysql, Feature::Duckdb, Feature::Postgres]),
             Feature::ALL
                 .iter()
                 .copied()
-                .filter(|f| *f != Feature::LocalEmbeddings)
+                .filter(|f| *f != Feature::LocalEmbeddings && *f != Feature::Sandbox)
                 .collect::<Vec<_>>()
         );
     }

@@ -11,6 +11,8 @@
 //!   wheels/<sha256>/<wheel file>  content-addressed copy of the bundled wheel
 //!   daemon/{state.json,token,daemon.log,lifecycle.lock}
 //!   bundles/<name>/<version>/     installed signed bundles (`ktx bundle install`, crate ktx-bundle)
+//!   bundles.lock                  cross-process lock around bundle installs
+//!   sandbox-cache/                compiled WebAssembly modules of `ktx python` (written by the host)
 //! <root>/tools/uv/<uv-version>/uv bootstrapped uv binaries
 //! ```
 //!
@@ -94,6 +96,21 @@ impl Layout {
     /// `<root>/<version>/wheels/`.
     pub fn wheels_dir(&self) -> PathBuf {
         self.version_dir().join("wheels")
+    }
+
+    /// Installed signed bundles: `<version dir>/bundles/<name>/<version>/`.
+    pub fn bundles_dir(&self) -> PathBuf {
+        self.version_dir().join("bundles")
+    }
+
+    /// The lock every bundle install takes (`ktx bundle install`, the first `ktx python`).
+    pub fn bundles_lock_path(&self) -> PathBuf {
+        self.version_dir().join("bundles.lock")
+    }
+
+    /// The compiled-module cache of the Python sandbox (`ktx python`).
+    pub fn sandbox_cache_dir(&self) -> PathBuf {
+        self.version_dir().join("sandbox-cache")
     }
 
     /// `<root>/<version>/daemon/`.

@@ -18,6 +18,10 @@ pub const INSTALLING: &str = "Installing KTX Python runtime";
 /// What the line of a finished install begins with, before the version dir (see [`ready`]).
 pub const RUNTIME_READY: &str = "KTX Python runtime ready:";
 
+/// The stderr line of `ktx python` before the first run compiles the sandbox's module (the
+/// host's `sandbox.status` said it is not cached).
+pub const SANDBOX_COMPILING: &str = "Compiling the Python sandbox (first use)...";
+
 /// `Installing KTX Python runtime (core) with uv...`: `features` and `installer` as displayed.
 pub fn installing(features: &str, installer: &str) -> String {
     format!("{INSTALLING} ({features}) with {installer}...")

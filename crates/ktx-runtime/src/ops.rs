@@ -371,3 +371,165 @@ pub struct FeatureDetail {
     /// Why not, when not.
     pub error: Option<String>,
 }
+
+// ---------------------------------------------------------------- sandbox.*
+
+/// `sandbox.status` (feature `sandbox`): whether the compiled module is cached. Cheap: it
+/// compiles nothing, so ktx calls it first to say when the first run will compile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxStatus {
+    /// The absolute path of `python.wasm` in a verified `lang-python` bundle.
+    pub wasm: PathBuf,
+    /// Its sha256 (lowercase hex) as the signed manifest states it.
+    pub wasm_sha256: String,
+    /// The compiled-module cache (`<root>/<semver>/sandbox-cache`, created 0700 by ktx).
+    pub cache_dir: PathBuf,
+}
+
+impl Op for SandboxStatus {
+    const NAME: &'static str = "sandbox.status";
+    type Result = SandboxStatusResult;
+}
+
+/// `sandbox.status`'s result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxStatusResult {
+    /// The wasmtime version of the host, e.g. `50.0.1`.
+    pub wasmtime_version: String,
+    /// Whether a compiled module for this wasm and engine is in the cache.
+    pub cached: bool,
+    /// Where that compiled module is (or will be).
+    pub cache_path: String,
+    /// What the cache is keyed on (hex): the wasm's sha256, the wasmtime version, the engine
+    /// settings.
+    pub engine_key: String,
+    /// Keys this version does not know.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `sandbox.run` (feature `sandbox`): run Python source in a fresh WASI instance with no
+/// preopened dirs, no network, no environment from the host, and hard limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxRun {
+    /// The absolute path of `python.wasm` (as in [`SandboxStatus`]).
+    pub wasm: PathBuf,
+    /// Its sha256 from the signed manifest: the host re-checks the file when it compiles, and
+    /// keys the cache on it.
+    pub wasm_sha256: String,
+    /// The compiled-module cache dir.
+    pub cache_dir: PathBuf,
+    /// The Python source.
+    pub code: String,
+    /// Shown in tracebacks: `<string>` for `-c`, else the script's name.
+    pub filename: String,
+    /// The guest's `sys.argv[1:]`.
+    pub argv: Vec<String>,
+    /// The guest's stdin, base64 (standard alphabet, padded); `None`: an empty stdin.
+    pub stdin: Option<String>,
+    /// Wall-clock limit in milliseconds (> 0).
+    pub timeout_ms: u64,
+    /// Linear-memory limit in bytes (at least [`SandboxRun::MIN_MEMORY_BYTES`]).
+    pub memory_bytes: u64,
+    /// Fuel budget (wasm instructions, roughly); `None`: not metered.
+    pub fuel: Option<u64>,
+    /// Bytes kept per stream; beyond it the stream is cut and flagged.
+    pub max_output_bytes: u64,
+    /// A fixed random source and clocks: the same code gives the same fuel and output.
+    pub deterministic: bool,
+}
+
+impl SandboxRun {
+    /// The smallest memory limit the op accepts (16 MiB; CPython needs more than that anyway).
+    pub const MIN_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
+}
+
+impl Op for SandboxRun {
+    const NAME: &'static str = "sandbox.run";
+    type Result = SandboxRunResult;
+}
+
+/// How a sandboxed run ended (`status` of [`SandboxRunResult`]), classified by the host from
+/// typed traps and flags, never from message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxStatusKind {
+    /// The guest exited 0.
+    Ok,
+    /// The guest exited non-zero (an uncaught exception is 1, `sys.exit(n)` is n).
+    Exit,
+    /// The wall-clock limit stopped it.
+    Timeout,
+    /// The fuel budget ran out.
+    OutOfFuel,
+    /// A memory grow refused by the limit made the guest fail.
+    MemoryLimit,
+    /// Any other trap (stack overflow in wasm, unreachable).
+    Error,
+}
+
+impl SandboxStatusKind {
+    /// The stable name (`ok`, `exit`, `timeout`, `out_of_fuel`, `memory_limit`, `error`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxStatusKind::Ok => "ok",
+            SandboxStatusKind::Exit => "exit",
+            SandboxStatusKind::Timeout => "timeout",
+            SandboxStatusKind::OutOfFuel => "out_of_fuel",
+            SandboxStatusKind::MemoryLimit => "memory_limit",
+            SandboxStatusKind::Error => "error",
+        }
+    }
+}
+
+/// `sandbox.run`'s result (a run that ran is `ok: true` at the ABI level, whatever the guest
+/// did).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxRunResult {
+    /// How it ended.
+    pub status: SandboxStatusKind,
+    /// The guest's exit code (see [`SandboxRunResult::cli_exit_code`] for the CLI's).
+    pub exit_code: i64,
+    /// What the guest wrote on stdout (UTF-8, invalid bytes replaced), at most the limit.
+    pub stdout: String,
+    /// The same for stderr.
+    pub stderr: String,
+    /// Whether stdout was cut at `maxOutputBytes`.
+    pub stdout_truncated: bool,
+    /// Whether stderr was cut at `maxOutputBytes`.
+    pub stderr_truncated: bool,
+    /// Wall-clock time of the run, in milliseconds.
+    pub wall_ms: f64,
+    /// Fuel consumed, when metered (`fuel` set, or `deterministic`).
+    pub fuel: Option<u64>,
+    /// Whether this call compiled the module (a cache miss).
+    pub compiled: bool,
+    /// How long that compile took, in milliseconds.
+    pub compile_ms: Option<f64>,
+    /// Keys this version does not know.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl SandboxRunResult {
+    /// The exit code of `ktx python`: the guest's for `ok` and `exit` (clamped to 0-255, a
+    /// non-zero code never becomes 0), 124 for `timeout`, 125 `out_of_fuel`, 126
+    /// `memory_limit`, 127 `error` (documented in docs/json-output.md).
+    pub fn cli_exit_code(&self) -> u8 {
+        match self.status {
+            SandboxStatusKind::Ok | SandboxStatusKind::Exit => match self.exit_code {
+                0 => 0,
+                c if (1..=255).contains(&c) => c as u8,
+                _ => 1,
+            },
+            SandboxStatusKind::Timeout => 124,
+            SandboxStatusKind::OutOfFuel => 125,
+            SandboxStatusKind::MemoryLimit => 126,
+            SandboxStatusKind::Error => 127,
+        }
+    }
+}

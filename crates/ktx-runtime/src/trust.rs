@@ -31,10 +31,17 @@ pub const DIR_MODE: u32 = 0o700;
 pub const DOCTOR_CHECK_ID: &str = "runtime-root-permissions";
 
 /// The subdirectories of a version dir that [`check_layout`] verifies when they exist.
-const VERSION_SUBDIRS: [&str; 4] = ["venvs", "daemon", "logs", "wheels"];
+const VERSION_SUBDIRS: [&str; 6] = [
+    "venvs",
+    "daemon",
+    "logs",
+    "wheels",
+    "bundles",
+    "sandbox-cache",
+];
 
 /// Verifies the root (and every ancestor up to `/`), this version's dir and its
-/// `venvs/`, `daemon/`, `logs/` and `wheels/`; missing ones are fine. Reads only: a handful of `lstat` calls.
+/// `venvs/`, `daemon/`, `logs/`, `wheels/`, `bundles/` and `sandbox-cache/`; missing ones are fine. Reads only: a handful of `lstat` calls.
 pub fn check_layout(layout: &Layout) -> Result<TrustedBase, Untrusted> {
     let base = TrustedBase::verify(layout.root())?;
     let version = Path::new(layout.version());

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use ktx_runtime::abi::{parse_response, Reply};
 use ktx_runtime::ops::{
-    decode, suggestions, DemoScaffold, EmbeddingCompute, Op, RuntimeInfo, RuntimePing,
-    SemanticQuery, SemanticValidate,
+    decode, suggestions, DemoScaffold, EmbeddingCompute, Op, RuntimeInfo, RuntimePing, SandboxRun,
+    SandboxStatus, SandboxStatusKind, SemanticQuery, SemanticValidate,
 };
 
 fn fixture(name: &str) -> Reply {
@@ -169,4 +169,94 @@ fn op_errors_carry_suggestions_as_data() {
     );
     assert!(suggestions(&json!({})).is_empty());
     assert!(suggestions(&json!({"suggestions": "x"})).is_empty());
+}
+
+#[test]
+fn sandbox_results_round_trip_and_map_to_the_documented_exit_codes() {
+    let st = round_trip::<SandboxStatus>("sandbox_status");
+    assert!(st.cached);
+    assert!(st.cache_path.ends_with(".cwasm"), "{}", st.cache_path);
+    assert_eq!(st.engine_key.len(), 64);
+
+    let ok = round_trip::<SandboxRun>("sandbox_run_ok");
+    assert_eq!(ok.status, SandboxStatusKind::Ok);
+    assert_eq!((ok.stdout.as_str(), ok.cli_exit_code()), ("2\n", 0));
+    assert!(!ok.compiled && ok.compile_ms.is_none());
+
+    let exit = round_trip::<SandboxRun>("sandbox_run_exit");
+    assert_eq!(exit.status, SandboxStatusKind::Exit);
+    assert_eq!(exit.cli_exit_code(), 1);
+    assert!(exit.stderr.contains("ValueError: boom"), "{}", exit.stderr);
+
+    let timeout = round_trip::<SandboxRun>("sandbox_run_timeout");
+    assert_eq!(timeout.status, SandboxStatusKind::Timeout);
+    assert_eq!(timeout.cli_exit_code(), 124);
+    assert!(timeout.fuel.is_some());
+
+    // Every status, and guest codes outside 1-255, map to the table in docs/json-output.md.
+    let mut r = ok.clone();
+    for (status, exit_code, want) in [
+        (SandboxStatusKind::Exit, 3, 3),
+        (SandboxStatusKind::Exit, 256, 1),
+        (SandboxStatusKind::Exit, -1, 1),
+        (SandboxStatusKind::OutOfFuel, 0, 125),
+        (SandboxStatusKind::MemoryLimit, 1, 126),
+        (SandboxStatusKind::Error, 1, 127),
+    ] {
+        r.status = status;
+        r.exit_code = exit_code;
+        assert_eq!(r.cli_exit_code(), want, "{status:?} {exit_code}");
+        assert_eq!(
+            serde_json::to_value(status).unwrap(),
+            json!(status.as_str())
+        );
+    }
+    let err = decode::<SandboxRun>(json!({"status": "exploded"})).unwrap_err();
+    assert!(err.contains("unknown variant `exploded`"), "{err}");
+
+    let Reply::Err { code, details, .. } = fixture("sandbox_run_invalid_payload") else {
+        panic!("expected an error");
+    };
+    assert_eq!(code, "invalid_payload");
+    assert!(suggestions(&details).is_empty());
+    let Reply::Err { code, details, .. } = fixture("sandbox_run_bundle_mismatch") else {
+        panic!("expected an error");
+    };
+    assert_eq!(code, "sandbox_bundle_mismatch");
+    assert_eq!(suggestions(&details), ["ktx bundle verify"]);
+}
+
+#[test]
+fn sandbox_requests_are_the_payloads_of_the_contract() {
+    let run = SandboxRun {
+        wasm: "/b/python.wasm".into(),
+        wasm_sha256: "ab".repeat(32),
+        cache_dir: "/r/sandbox-cache".into(),
+        code: "print(1+1)".into(),
+        filename: "<string>".into(),
+        argv: vec!["x".into()],
+        stdin: None,
+        timeout_ms: 10_000,
+        memory_bytes: 128 << 20,
+        fuel: None,
+        max_output_bytes: 1 << 20,
+        deterministic: false,
+    };
+    assert_eq!(
+        serde_json::to_value(&run).unwrap(),
+        json!({"wasm": "/b/python.wasm", "wasmSha256": "ab".repeat(32),
+               "cacheDir": "/r/sandbox-cache", "code": "print(1+1)", "filename": "<string>",
+               "argv": ["x"], "stdin": null, "timeoutMs": 10000, "memoryBytes": 134217728,
+               "fuel": null, "maxOutputBytes": 1048576, "deterministic": false})
+    );
+    let st = SandboxStatus {
+        wasm: run.wasm.clone(),
+        wasm_sha256: run.wasm_sha256.clone(),
+        cache_dir: run.cache_dir.clone(),
+    };
+    assert_eq!(
+        serde_json::to_value(&st).unwrap(),
+        json!({"wasm": "/b/python.wasm", "wasmSha256": "ab".repeat(32),
+               "cacheDir": "/r/sandbox-cache"})
+    );
 }

@@ -3,7 +3,7 @@
 //! (`<root>/<ktx-version>/bundles/<name>/<version>/`). Verification and install are
 //! `ktx_bundle`'s; this module finds the dirs, checks the runtime root is trusted, and prints.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -26,6 +26,7 @@ use crate::{CliError, GlobalArgs};
 ///   ktx bundle list
 ///   ktx bundle verify lang-python@0.1.0 --json
 ///   ktx bundle install lang-python@0.1.0 --registry ./bundles
+///   ktx bundle install lang-python@0.1.0 --registry http://mirror.internal/ktx-bundles
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -51,15 +52,18 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
-    /// Copy a bundle from a registry dir into the runtime root, verifying while copying
-    /// (nothing is installed unless every check passes).
+    /// Copy a bundle from a registry (a dir or an http:// URL) into the runtime root,
+    /// verifying while copying: each file's size (Content-Length over HTTP) before reading,
+    /// its sha256 while streaming, then the signature. Nothing is installed unless every check
+    /// passes.
     Install {
         /// The bundle to install.
         #[arg(value_name = "NAME@VERSION")]
         bundle: String,
-        /// A directory holding <name>/<version>/ bundle dirs.
-        #[arg(long, value_name = "DIR")]
-        registry: PathBuf,
+        /// A directory holding <name>/<version>/ bundle dirs, or an http:// URL serving the
+        /// same layout (URL/<name>/<version>/manifest.json, ...).
+        #[arg(long, value_name = "DIR|URL")]
+        registry: String,
         /// Print JSON: {schemaVersion, name, version, dir, keyId, development, alreadyInstalled}.
         #[arg(long)]
         json: bool,
@@ -112,15 +116,6 @@ fn parse_spec(spec: &str) -> Result<(String, String), CliError> {
     Ok((name.to_string(), version.to_string()))
 }
 
-/// `<root>/<ktx-version>/bundles`, after checking the runtime root (and the dirs that exist
-/// down to it) are trusted.
-fn installed_dir(layout: &Layout) -> Result<PathBuf, CliError> {
-    let dir = layout.version_dir().join("bundles");
-    ktx_runtime::trust::check(layout, &dir)
-        .map_err(|u| CliError::from(ktx_runtime::trust::error(layout, u)))?;
-    Ok(dir)
-}
-
 fn bundle_error(e: BundleError) -> CliError {
     CliError::failure(format!("{}\n  {}", e.message, e.fix))
 }
@@ -137,7 +132,7 @@ fn candidates() -> Result<Vec<Candidate>, CliError> {
         }
     }
     let layout = Layout::from_env()?;
-    let dir = installed_dir(&layout)?;
+    let dir = ktx_runner::bundles::installed_dir(&layout)?;
     for found in ktx_bundle::find_bundles(&dir).map_err(bundle_error)? {
         out.push(Candidate {
             location: Location::Installed,
@@ -342,23 +337,28 @@ fn verify(spec: Option<&str>, json: bool) -> Result<ExitCode, CliError> {
     })
 }
 
-fn install(spec: &str, registry: &Path, json: bool) -> Result<ExitCode, CliError> {
+fn install(spec: &str, registry: &str, json: bool) -> Result<ExitCode, CliError> {
     let (name, version) = parse_spec(spec)?;
-    let src = registry.join(&name).join(&version);
-    if std::fs::symlink_metadata(&src).is_err() {
-        return Err(CliError::failure(format!(
-            "the registry {} has no {name}@{version} (no directory {})",
-            registry.display(),
-            src.display()
-        )));
-    }
     let layout = Layout::from_env()?;
-    let bundles = installed_dir(&layout)?;
-    // The version dir (with its marker) and bundles/<name>/, each 0700 and verified.
-    ktx_runtime::trust::ensure_version_dir(&layout)?;
-    ktx_runtime::trust::ensure_dir(&layout, &bundles.join(&name))?;
-    let installed =
-        ktx_bundle::install(&src, &bundles, &Keyring::builtin()).map_err(bundle_error)?;
+    // Under bundles.lock, into a private temporary dir, renamed into place after every check.
+    let installed = if ktx_bundle::registry::is_url(registry) {
+        let source = ktx_bundle::registry::HttpSource::new(registry, &name, &version)
+            .map_err(bundle_error)?;
+        let at = source.bundle_location();
+        ktx_runner::bundles::install_locked(&layout, &source, &at, &name)?
+    } else {
+        let registry = Path::new(registry);
+        let src = registry.join(&name).join(&version);
+        if std::fs::symlink_metadata(&src).is_err() {
+            return Err(CliError::failure(format!(
+                "the registry {} has no {name}@{version} (no directory {})",
+                registry.display(),
+                src.display()
+            )));
+        }
+        let source = ktx_bundle::DirSource(src.clone());
+        ktx_runner::bundles::install_locked(&layout, &source, &src, &name)?
+    };
     let v = &installed.verified;
     if json {
         #[derive(Serialize)]

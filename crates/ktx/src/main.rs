@@ -23,6 +23,7 @@ mod daemon_cmd;
 mod demo_cmd;
 mod embed_cmd;
 mod output;
+mod python_cmd;
 mod runtime;
 mod script_cmd;
 mod sl_cmd;
@@ -89,6 +90,7 @@ enum Command {
     Demo(demo_cmd::Args),
     Bundle(bundle_cmd::Args),
     Script(script_cmd::Args),
+    Python(python_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -141,6 +143,7 @@ fn main() -> ExitCode {
         Some(Command::Demo(args)) => demo_cmd::run(args, &cli.global),
         Some(Command::Bundle(args)) => bundle_cmd::run(args, &cli.global),
         Some(Command::Script(args)) => script_cmd::run(args, &cli.global),
+        Some(Command::Python(args)) => python_cmd::run(args, &cli.global),
     };
     finish(result)
 }

@@ -38,6 +38,8 @@ enum FeatureArg {
     Duckdb,
     /// The MySQL / MariaDB driver (PyMySQL).
     Mysql,
+    /// The WebAssembly sandbox of `ktx python` (wasmtime).
+    Sandbox,
 }
 
 impl From<FeatureArg> for Feature {
@@ -48,6 +50,7 @@ impl From<FeatureArg> for Feature {
             FeatureArg::Postgres => Feature::Postgres,
             FeatureArg::Duckdb => Feature::Duckdb,
             FeatureArg::Mysql => Feature::Mysql,
+            FeatureArg::Sandbox => Feature::Sandbox,
         }
     }
 }

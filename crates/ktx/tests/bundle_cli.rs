@@ -300,3 +300,137 @@ fn an_untrusted_runtime_root_is_refused() {
     assert!(stderr_of(&out).contains("writable"), "{}", stderr_of(&out));
     assert!(!version_dir(&root).exists());
 }
+
+/// A real static file server (Python's `http.server`) on a free loopback port, serving `dir`;
+/// killed on drop.
+struct FileServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl FileServer {
+    fn serve(dir: &Path) -> FileServer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs http.server");
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .split(" port ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no port in {line:?}"))
+            .to_string();
+        FileServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn install_from_an_http_registry_checks_sizes_hashes_and_the_signature() {
+    let t = tempfile::tempdir().unwrap();
+    let (root, pkg, reg) = (
+        t.path().join("root"),
+        t.path().join("pkg"),
+        t.path().join("reg"),
+    );
+    let good = make_bundle(&reg, "0.3.0", &dev_signing_key(), DEV_KEY_ID);
+    let truncated = make_bundle(&reg, "0.4.0", &dev_signing_key(), DEV_KEY_ID);
+    fs::write(truncated.join("python.wasm"), b"\0asm").unwrap();
+    let bad_sig = make_bundle(&reg, "0.5.0", &dev_signing_key(), DEV_KEY_ID);
+    let mut sig = fs::read(bad_sig.join("manifest.sig")).unwrap();
+    sig[3] ^= 1;
+    fs::write(bad_sig.join("manifest.sig"), sig).unwrap();
+    let server = FileServer::serve(&reg);
+    let install = |spec: &str, registry: &str| {
+        ktx(&root, &pkg)
+            .args(["bundle", "install", spec, "--registry", registry, "--json"])
+            .output()
+            .unwrap()
+    };
+
+    let out = install("lang-python@0.3.0", &format!("{}/", server.url));
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let v = json_of(&out);
+    let dest = version_dir(&root).join("bundles/lang-python/0.3.0");
+    assert_eq!(v["dir"], dest.display().to_string());
+    assert_eq!(v["alreadyInstalled"], false);
+    for f in ["manifest.json", "manifest.sig", "python.wasm"] {
+        assert_eq!(
+            fs::read(good.join(f)).unwrap(),
+            fs::read(dest.join(f)).unwrap()
+        );
+    }
+    ktx_bundle::verify_dir(&dest, &ktx_bundle::Keyring::builtin()).unwrap();
+
+    let lang = version_dir(&root).join("bundles/lang-python");
+    for (spec, want) in [
+        (
+            "lang-python@0.4.0",
+            format!(
+                "{}/lang-python/0.4.0/python.wasm is 4 bytes, the manifest says",
+                server.url
+            ),
+        ),
+        (
+            "lang-python@0.5.0",
+            format!(
+                "{}/lang-python/0.5.0/manifest.sig is not a valid signature",
+                server.url
+            ),
+        ),
+        (
+            "lang-python@0.9.0",
+            format!(
+                "cannot fetch {}/lang-python/0.9.0/manifest.json: the registry answered HTTP 404",
+                server.url
+            ),
+        ),
+    ] {
+        let out = install(spec, &server.url);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{spec}: {err}");
+        assert!(err.contains(&want), "{spec}: {err}");
+        assert!(out.stdout.is_empty(), "{spec}");
+        let left: Vec<_> = fs::read_dir(&lang)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            ["0.3.0"],
+            "{spec}: nothing else installed, no temp dir left"
+        );
+    }
+
+    let out = install("lang-python@0.3.0", "https://example.invalid/bundles");
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no TLS support yet"), "{err}");
+    assert!(err.contains("--registry DIR"), "{err}");
+}

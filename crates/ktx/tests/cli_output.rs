@@ -401,6 +401,7 @@ fn json_documents_have_a_schema_version_and_one_shape_in_every_state() {
         "managed-runtime",
         "local-embeddings",
         "daemon",
+        "sandbox",
     ] {
         assert!(ids.contains(&id), "{id} not in {ids:?}");
     }

@@ -177,7 +177,7 @@ fn driver_features_install_add_up_and_show_in_status_and_doctor() {
     let status = text(&out.stdout);
     assert!(
         status.contains(
-            "\n  features:     core, duckdb, mysql; not installed: local-embeddings, postgres (`ktx runtime install --feature NAME`)\n"
+            "\n  features:     core, duckdb, mysql; not installed: local-embeddings, postgres, sandbox (`ktx runtime install --feature NAME`)\n"
         ),
         "{status}"
     );

@@ -24,6 +24,8 @@ OPS: dict[str, str] = {
     "semantic.validate": "semantic_layer.ops:validate",
     "demo.scaffold": "semantic_layer.ops:scaffold",
     "embedding.compute": "ktx_daemon.ops.embedding:compute",
+    "sandbox.status": "ktx_sandbox.ops:status",
+    "sandbox.run": "ktx_sandbox.ops:run",
 }
 
 _resolved: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}

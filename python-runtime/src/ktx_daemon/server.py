@@ -81,7 +81,7 @@ SHUTDOWN_DRAIN_SECONDS = 4.0
 ACCESS_LOG = os.environ.get("KTX_DAEMON_ACCESS_LOG", "") not in ("", "0")
 
 #: Features this daemon knows how to serve.
-KNOWN_FEATURES = ("core", "local-embeddings", "postgres", "duckdb", "mysql")
+KNOWN_FEATURES = ("core", "local-embeddings", "postgres", "duckdb", "mysql", "sandbox")
 
 #: feature -> warmer, either a callable or a lazily imported ``"module:function"`` string.
 WARMERS: dict[str, Callable[[], Any] | str] = {

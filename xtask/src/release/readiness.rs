@@ -4,7 +4,7 @@
 //!
 //! Checks (ids are stable, tests and RELEASING.md name them):
 //! `policy`, `versions`, `dist-tag`, `git-tag`, `artifacts-manifest`, `native-binary`,
-//! `tarball-rebuild`, `repository-url`, `policy-mode`, `bundle-signature`.
+//! `tarball-rebuild`, `tarball-size`, `repository-url`, `policy-mode`, `bundle-signature`.
 
 use super::policy::{self, Policy, ReleaseMode};
 use crate::dist_manifest::DistManifest;
@@ -269,6 +269,7 @@ pub fn evaluate(inputs: &Inputs) -> Report {
         check_artifacts_manifest(inputs, &facts),
         check_native_binary(inputs, &facts),
         check_tarball_rebuild(inputs, &facts),
+        check_tarball_size(&facts),
         check_repository_url(&facts),
         check_policy_mode(&facts),
         check_bundle_signature(&inputs.dist),
@@ -834,6 +835,49 @@ fn check_native_binary(inputs: &Inputs, f: &Facts) -> Check {
     }
 }
 
+/// The signed bundles the tarball ships (`bundles/...`), written under `tmp/bundles` for a
+/// rebuild (they are built from a downloaded wheel, not from sources); `None` when it ships
+/// none.
+fn shipped_bundles(tar: &BTreeMap<String, TarEntry>, tmp: &Path) -> Result<Option<PathBuf>> {
+    let mut any = false;
+    for (rel, file) in tar.iter().filter(|(k, _)| k.starts_with("bundles/")) {
+        if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            bail!("the tarball has an unsafe path package/{rel}");
+        }
+        let path = tmp.join(rel);
+        crate::fsx::create_dir_all(path.parent().unwrap_or(tmp))?;
+        std::fs::write(&path, &file.data)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        any = true;
+    }
+    Ok(any.then(|| tmp.join("bundles")))
+}
+
+/// The largest npm tarball a release may be: five platforms' binaries, the wheel and the
+/// `lang-python` bundle (issue 16's budget).
+pub const MAX_TARBALL_BYTES: u64 = 16_000_000;
+
+/// `tarball-size`: the npm tarball is at most [`MAX_TARBALL_BYTES`].
+fn check_tarball_size(f: &Facts) -> Check {
+    const ID: &str = "tarball-size";
+    match &f.tgz {
+        Ok(bytes) if bytes.len() as u64 <= MAX_TARBALL_BYTES => check(
+            ID,
+            Status::Pass,
+            format!("{} bytes (budget {MAX_TARBALL_BYTES})", bytes.len()),
+        ),
+        Ok(bytes) => check(
+            ID,
+            Status::Fail,
+            format!(
+                "{} bytes, over the budget of {MAX_TARBALL_BYTES}: ship fewer or smaller files",
+                bytes.len()
+            ),
+        ),
+        Err(e) => check(ID, Status::Fail, err_text(e)),
+    }
+}
+
 fn check_tarball_rebuild(inputs: &Inputs, f: &Facts) -> Check {
     let id = "tarball-rebuild";
     let result = (|| -> Result<String> {
@@ -862,6 +906,7 @@ fn check_tarball_rebuild(inputs: &Inputs, f: &Facts) -> Check {
             dist: tmp.path().join("dist"),
             native,
             epoch: crate::wheel::source_date_epoch_from_env()?,
+            bundles: shipped_bundles(tar, tmp.path())?,
         })
         .context("the rebuild failed")?;
         let rebuilt = crate::fsx::read(&packed.tgz)?;

@@ -17,6 +17,8 @@ FEATURE_MODULES: dict[str, tuple[str, ...]] = {
     "postgres": ("psycopg",),
     "duckdb": ("duckdb",),
     "mysql": ("pymysql",),
+    # The Python sandbox (wasmtime runs CPython for WASI; ktx_sandbox is the host).
+    "sandbox": ("wasmtime", "ktx_sandbox"),
 }
 
 #: Features whose modules are too heavy to import just to report them (torch takes seconds):

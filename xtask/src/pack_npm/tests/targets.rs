@@ -24,6 +24,7 @@ fn pack_cli(tmp: &Path, name: &str, targets: &[&str]) -> Result<PathBuf> {
             .collect(),
         dist: Some(dist.clone()),
         root: None,
+        bundles: Some(super::small_bundle(&tmp.join(format!("{name}-src")))),
     };
     run(&args)?;
     let m = DistManifest::load(&dist)?;
@@ -138,6 +139,7 @@ fn native_flag_values_are_parsed_and_bad_ones_refused() {
                 native: native.clone(),
                 dist: Some(dist.clone()),
                 root: None,
+                bundles: Some(super::small_bundle(tmp.path())),
             })
             .unwrap_err()
         );
