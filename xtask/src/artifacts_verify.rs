@@ -1,5 +1,6 @@
-//! `cargo xtask artifacts-verify [--dist DIR] [--keep] [--local-embeddings]`: the black-box
-//! smoke of the packed npm tarball, and the gate before any release.
+//! `cargo xtask artifacts-verify [--dist DIR] [--target T] [--keep] [--local-embeddings]
+//! [--workspace-tests]`: the black-box smoke of the packed npm tarball, and the gate before any
+//! release.
 //!
 //! It builds dist/ (unless `--dist` names an existing one), re-verifies its checksums, then
 //! installs the tarball the ways users do into a throwaway sandbox (own HOME, npm cache, npm
@@ -8,6 +9,11 @@
 //! lazy runtime install, status, queries one-shot and through the daemon, doctor, prune,
 //! `--no-input`, `ktx demo`, and (opt-in) local embeddings. The numbers in the step names are
 //! the steps of issue 7.
+//!
+//! `--target` picks whose binary runs: the host's (default), or one this host emulates
+//! ([`target`]; `linux-arm64` under qemu-user, [`qemu`]), which adds steps that prove the
+//! emulation is real. Every packed binary passes its static checks ([`crate::binary_check`])
+//! whatever the target.
 //!
 //! The check is the table in [`steps`], run in order; the first failure stops the run, prints
 //! the command, its exit code and output tails, stops a daemon the run started, and exits
@@ -20,7 +26,9 @@ mod install;
 mod isolation;
 mod package;
 mod parse;
+mod qemu;
 mod runtime;
+pub mod target;
 
 use crate::dist_manifest::DistManifest;
 use crate::npm_sandbox::NpmSandbox;
@@ -45,12 +53,21 @@ pub struct Args {
     /// [env: KTX_RUN_LOCAL_EMBEDDINGS_SMOKE=1].
     #[arg(long)]
     pub local_embeddings: bool,
+    /// Run the smoke with this npm target's binary: `host` (default) or one this host emulates
+    /// (on linux-x64: `linux-arm64`, under qemu-user with an arm64 Python from Debian's
+    /// packages; needs root the first time). Without --dist, dist/ is built with that target.
+    #[arg(long, value_name = "NPM-TARGET", value_parser = target::parse)]
+    pub target: Option<target::Target>,
+    /// With an emulated --target: also run the ktx-base and ktx-runtime unit tests built for
+    /// it under the emulator (slow: minutes).
+    #[arg(long)]
+    pub workspace_tests: bool,
 }
 
 /// The environment variable that opts into the local-embeddings steps.
 pub const EMBEDDINGS_ENV: &str = "KTX_RUN_LOCAL_EMBEDDINGS_SMOKE";
 
-/// Bound for quick commands.
+/// Bound for quick commands (scaled under emulation, see [`exec::set_timeout_scale`]).
 const QUICK: Duration = Duration::from_secs(60);
 /// Bound for npm installs and the first, lazily installing, ktx command.
 const INSTALL: Duration = Duration::from_secs(600);
@@ -84,18 +101,28 @@ const fn opt_in(name: &'static str, run: fn(&mut Ctx) -> Result<()>) -> Step {
     }
 }
 
-/// The checks, in order (numbered as in issue 7).
+/// The checks for `runner`, in order (numbered as in issue 7; emulated targets add theirs).
 #[rustfmt::skip]
-pub fn steps() -> Vec<Step> {
-    vec![
-        step("0  checksums: dist, .sha256, package contents",   checksums),
+pub fn steps(runner: target::Runner) -> Vec<Step> {
+    let arm64 = runner == target::Runner::QemuArm64;
+    let only = |yes: bool, s: Step| if yes { vec![s] } else { vec![] };
+    [
+        vec![
+        step("0a checksums: dist, .sha256, package contents",  checksums),
+        step("0b native binaries: static checks, size budget", binaries),
         step("1a npm install <tgz> into a private project",     install::npm_install_local),
         step("1b npm exec --no -- ktx --version",               install::npm_exec_version),
         step("1c npm exec --no -- <missing bin> fails",         install::npm_exec_negative),
+        ],
+        only(arm64, step("1d launcher runs native/linux-arm64 under qemu", qemu::launcher_runs_arm64)),
+        vec![
         step("2  runtime status --json: missing",               runtime::status_missing),
         step("3  sl query --yes: lazy install + compile",       runtime::first_query),
         step("4a runtime status --json: ready [core]",          runtime::status_ready),
         step("4b sl query --execute: [[3]]",                    runtime::query_execute),
+        ],
+        only(arm64, step("4c runtime python, venv and uv are aarch64", qemu::runtime_is_arm64)),
+        vec![
         step("5a runtime doctor: PASS, exit 0",                 runtime::doctor),
         step("5b runtime start: started",                       runtime::daemon_start),
         step("5c runtime start: reused",                        runtime::daemon_reuse),
@@ -111,7 +138,11 @@ pub fn steps() -> Vec<Step> {
         opt_in("10b runtime start --feature local-embeddings",  embeddings::start),
         opt_in("10c embed --json: 384 floats, similarity",      embeddings::embed),
         opt_in("10d runtime stop: stopped",                     embeddings::stop),
+        ],
     ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// What the steps share.
@@ -125,6 +156,11 @@ pub struct Ctx {
     pub manifest: Option<DistManifest>,
     /// Whether the opt-in local-embeddings steps run.
     pub local_embeddings: bool,
+    /// Whether dist/ was built here from the host's own `cargo build` (its Linux binary is
+    /// then not held to the static-musl rule); a given `--dist` is checked as a release.
+    pub host_build: bool,
+    /// With `--target linux-arm64`: the emulated world every command runs in.
+    pub arm64: Option<qemu::Arm64>,
     /// The PATH every sandboxed command gets: the caller's, with uv hidden.
     path: OsString,
     /// The uv executables hidden from that PATH.
@@ -136,18 +172,37 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A fresh sandbox for `dist`, with its uv-free PATH.
+    /// A fresh sandbox for `dist`, with its uv-free PATH, for the host's binary.
+    #[cfg(test)]
     pub fn new(dist: PathBuf, local_embeddings: bool) -> Result<Ctx> {
+        Self::for_target(dist, local_embeddings, &target::Target::host()?)
+    }
+
+    /// [`Ctx::new`] for `target`: an emulated one also prepares its emulator (see [`qemu`]).
+    pub fn for_target(
+        dist: PathBuf,
+        local_embeddings: bool,
+        target: &target::Target,
+    ) -> Result<Ctx> {
         let sandbox = NpmSandbox::new()?;
         let caller_path = std::env::var_os("PATH").unwrap_or_default();
         let (path, hidden_uv) =
             isolation::path_without_uv(&caller_path, &sandbox.path().join("path-without-uv"))?;
         isolation::assert_no_uv(&path)?;
+        let arm64 = match target.runner {
+            target::Runner::Native => None,
+            target::Runner::QemuArm64 => Some(qemu::Arm64::prepare(
+                &crate::workspace::target_dir(&crate::project_root()),
+                sandbox.path(),
+            )?),
+        };
         let ctx = Ctx {
             daemon: None,
             dist,
             manifest: None,
             local_embeddings,
+            host_build: false,
+            arm64,
             path,
             hidden_uv,
             started: None,
@@ -197,6 +252,12 @@ impl Ctx {
         c.env("PATH", &self.path)
             .env("XDG_CACHE_HOME", self.sandbox.home().join(".cache"))
             .env("KTX_DAEMON_IDLE_TIMEOUT", DAEMON_IDLE_TIMEOUT_SECS);
+        if let Some(a) = &self.arm64 {
+            // Only fails on a PATH entry holding the separator, which `self.path` cannot have.
+            if let Err(e) = a.apply(&mut c, &self.path) {
+                eprintln!("warning: {e:#}");
+            }
+        }
         c
     }
     /// The installed `ktx` (`<project>/node_modules/.bin/ktx`, npm's launcher) with `args`, run
@@ -245,13 +306,35 @@ impl Ctx {
 pub fn run(args: &Args) -> Result<()> {
     let root = crate::project_root();
     let total = Instant::now();
+    let target = match &args.target {
+        Some(t) => t.clone(),
+        None => target::Target::host()?,
+    };
+    let emulated = target.runner != target::Runner::Native;
+    if args.workspace_tests && !emulated {
+        anyhow::bail!(
+            "--workspace-tests runs the unit tests of an emulated --target (the host's run with \
+             `cargo xtask test`)"
+        );
+    }
+    if emulated {
+        // Emulated programs run several times slower than native ones.
+        exec::set_timeout_scale(EMULATED_TIMEOUT_SCALE);
+    }
     let dist = match &args.dist {
         Some(d) => std::env::current_dir()
             .map(|c| c.join(d))
             .unwrap_or(d.clone()),
         None => {
             let t = Instant::now();
-            let (_, non_cargo) = crate::dist::build_dist(&root).context("step `dist` failed")?;
+            let spec = if emulated {
+                format!("host,{}", target.npm)
+            } else {
+                "host".to_string()
+            };
+            let targets = crate::dist::cross::parse_targets(&spec)?;
+            let (_, non_cargo) =
+                crate::dist::build_dist_for(&root, &targets).context("step `dist` failed")?;
             report(
                 "ok",
                 "dist (cargo build --release + wheel + tarball)",
@@ -263,8 +346,17 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let local_embeddings = args.local_embeddings
         || std::env::var(EMBEDDINGS_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
-    let mut ctx = Ctx::new(dist, local_embeddings)?;
+    let mut ctx = Ctx::for_target(dist, local_embeddings, &target)?;
+    ctx.host_build = args.dist.is_none();
     println!("sandbox: {}", ctx.sandbox.path().display());
+    if let Some(a) = &ctx.arm64 {
+        println!(
+            "target: {} under qemu-user (sysroot {}); node reports arch arm64 (preload {})",
+            target.npm,
+            a.sysroot.display(),
+            a.preload.display()
+        );
+    }
     match ctx.hidden_uv.as_slice() {
         [] => println!("uv: none on PATH; ktx must bootstrap its own"),
         hidden => println!(
@@ -276,7 +368,7 @@ pub fn run(args: &Args) -> Result<()> {
                 .join(", ")
         ),
     }
-    let result = run_steps(&mut ctx, &steps());
+    let result = run_steps(&mut ctx, &steps(target.runner));
     ctx.stop_leftover_daemon();
     if args.keep {
         println!("kept sandbox: {}", ctx.sandbox.keep().display());
@@ -284,12 +376,20 @@ pub fn run(args: &Args) -> Result<()> {
         println!("(re-run with --keep to inspect the sandbox: install logs, daemon log)");
     }
     result?;
+    if args.workspace_tests {
+        let took = qemu::workspace_tests(&root)?;
+        report("ok", &format!("{} unit tests under qemu", qemu::TRIPLE), took);
+    }
     println!(
-        "artifacts-verify: all checks passed in {:.2?}",
+        "artifacts-verify ({}): all checks passed in {:.2?}",
+        target.npm,
         total.elapsed()
     );
     Ok(())
 }
+
+/// How much longer commands may take under emulation.
+const EMULATED_TIMEOUT_SCALE: u32 = 5;
 
 fn report(outcome: &str, name: &str, took: Duration) {
     println!("{outcome:<5} {name:<50} {:>8.2}s", took.as_secs_f64());
@@ -344,6 +444,55 @@ fn checksums(ctx: &mut Ctx) -> Result<()> {
         &manifest,
     )?;
     ctx.manifest = Some(manifest);
+    Ok(())
+}
+
+/// Step 0b: every native binary in the tarball passes [`crate::binary_check`] for its target
+/// (a dist built here from the host's own `cargo build` is not held to the static-musl rule
+/// for its Linux binary), the target under test is packed, and the tarball is within
+/// [`crate::dist::TARBALL_BUDGET`].
+fn binaries(ctx: &mut Ctx) -> Result<()> {
+    let tgz = ctx.tgz()?;
+    let npm = ctx.manifest()?.artifact("npm")?;
+    crate::dist::check_budget(&tgz, npm.bytes)?;
+    let files = crate::npm_tarball::read_files(&crate::fsx::read(&tgz)?)
+        .with_context(|| format!("cannot read {}", tgz.display()))?;
+    let pj: Value = serde_json::from_slice(
+        &files
+            .get("package.json")
+            .context("package.json is missing from the tarball")?
+            .data,
+    )
+    .context("the tarball's package.json is not JSON")?;
+    let native = pj
+        .pointer("/ktx/native")
+        .and_then(Value::as_object)
+        .context("the tarball's package.json has no `ktx.native`")?;
+    let host = crate::pack_npm::host_npm_target()?;
+    for (target, meta) in native {
+        let path = meta.get("path").and_then(Value::as_str).unwrap_or_default();
+        let data = &files
+            .get(path)
+            .with_context(|| format!("package/{path} is missing from the tarball"))?
+            .data;
+        let linkage = if ctx.host_build && *target == host {
+            crate::binary_check::Linkage::HostBuild
+        } else {
+            crate::binary_check::Linkage::Static
+        };
+        let checked = crate::binary_check::check(target, data, linkage)
+            .with_context(|| format!("package/{path} inside {}", tgz.display()))?;
+        println!("      {target}: {}", checked.summary);
+    }
+    if ctx.arm64.is_some() {
+        anyhow::ensure!(
+            native.contains_key("linux-arm64"),
+            "{} packs no linux-arm64 binary (it has {:?}); build it with `cargo xtask dist \
+             --targets host,linux-arm64`",
+            tgz.display(),
+            native.keys().collect::<Vec<_>>()
+        );
+    }
     Ok(())
 }
 
@@ -404,7 +553,10 @@ mod tests {
 
     #[test]
     fn the_table_numbers_every_step_of_the_issue() {
-        let names: Vec<&str> = steps().iter().map(|s| s.name).collect();
+        let names: Vec<&str> = steps(target::Runner::Native)
+            .iter()
+            .map(|s| s.name)
+            .collect();
         for n in 0..=10 {
             assert!(
                 names.iter().any(|s| s
@@ -416,7 +568,7 @@ mod tests {
                 "no step {n} in {names:?}"
             );
         }
-        assert!(steps()
+        assert!(steps(target::Runner::Native)
             .iter()
             .filter(|s| s.opt_in)
             .all(|s| s.name.starts_with("10")));

@@ -6,6 +6,21 @@ use anyhow::Result;
 
 pub mod cross;
 
+/// The npm tarball's size budget with every release target packed (issue 14; the signed
+/// lang-python bundle raises it from 10 to 16 MB), in bytes (decimal megabytes).
+pub const TARBALL_BUDGET: u64 = 16_000_000;
+
+/// Fails when the tarball of `bytes` bytes exceeds [`TARBALL_BUDGET`].
+pub fn check_budget(tgz: &std::path::Path, bytes: u64) -> Result<()> {
+    anyhow::ensure!(
+        bytes <= TARBALL_BUDGET,
+        "{} is {bytes} bytes, over the {TARBALL_BUDGET}-byte budget: find what grew (`tar tzvf`) \
+         before raising it",
+        tgz.display()
+    );
+    Ok(())
+}
+
 /// Flags of `dist`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,22 +43,22 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Runs dist for `root` with the host's binary; returns what was packed and the non-cargo
-/// wall time.
-pub fn build_dist(
-    root: &std::path::Path,
-) -> Result<(crate::pack_npm::Packed, std::time::Duration)> {
-    build_dist_for(root, &cross::parse_targets("host")?)
-}
-
-/// Runs dist for `root` with a binary per target.
+/// Runs dist for `root` with a binary per target; each binary passes its static checks
+/// ([`crate::binary_check`]) before it is packed.
 pub fn build_dist_for(
     root: &std::path::Path,
     targets: &[cross::Target],
 ) -> Result<(crate::pack_npm::Packed, std::time::Duration)> {
     let mut native = Vec::new();
     for t in targets {
-        native.push((t.npm.clone(), cross::build(root, t)?));
+        let bin = cross::build(root, t)?;
+        let linkage = match t.triple {
+            Some(_) => crate::binary_check::Linkage::Static,
+            None => crate::binary_check::Linkage::HostBuild,
+        };
+        let checked = crate::binary_check::check_file(&t.npm, &bin, linkage)?;
+        println!("    {}: {}", t.npm, checked.summary);
+        native.push((t.npm.clone(), bin));
     }
     let started = std::time::Instant::now();
     let epoch = crate::wheel::source_date_epoch_from_env()?;
@@ -55,5 +70,7 @@ pub fn build_dist_for(
         native,
         epoch,
     })?;
+    let npm = packed.manifest.artifact("npm")?;
+    check_budget(&packed.tgz, npm.bytes)?;
     Ok((packed, started.elapsed()))
 }

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 mod artifacts_verify;
 mod bench;
+mod binary_check;
 mod build_wheel;
 mod bundle;
 mod dist;

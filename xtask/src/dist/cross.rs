@@ -135,7 +135,7 @@ pub fn ensure_tools(root: &Path) -> Result<PathBuf> {
 
 /// `rustup target add <triple>` unless rustup lists it installed (no rustup: cargo will say
 /// what is missing).
-fn ensure_rust_target(triple: &str) -> Result<()> {
+pub fn ensure_rust_target(triple: &str) -> Result<()> {
     let Ok(out) = std::process::Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
