@@ -378,7 +378,11 @@ pub fn run(args: &Args) -> Result<()> {
     result?;
     if args.workspace_tests {
         let took = qemu::workspace_tests(&root)?;
-        report("ok", &format!("{} unit tests under qemu", qemu::TRIPLE), took);
+        report(
+            "ok",
+            &format!("{} unit tests under qemu", qemu::TRIPLE),
+            took,
+        );
     }
     println!(
         "artifacts-verify ({}): all checks passed in {:.2?}",

@@ -105,7 +105,11 @@ fn elf(data: &[u8], arch: Architecture, linkage: Linkage) -> Result<String> {
         let path = interp
             .data(endian, data)
             .ok()
-            .map(|b| String::from_utf8_lossy(b).trim_end_matches('\0').to_string())
+            .map(|b| {
+                String::from_utf8_lossy(b)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
             .unwrap_or_default();
         bail!(
             "is dynamically linked (interpreter {path:?}); Linux binaries must be static musl \
@@ -124,7 +128,9 @@ fn elf(data: &[u8], arch: Architecture, linkage: Linkage) -> Result<String> {
         imports.len(),
         imports.first()
     );
-    Ok(format!("ELF {arch:?}, static (no interpreter, no undefined dynamic symbols)"))
+    Ok(format!(
+        "ELF {arch:?}, static (no interpreter, no undefined dynamic symbols)"
+    ))
 }
 
 fn pe(data: &[u8], arch: Architecture) -> Result<String> {

@@ -50,7 +50,14 @@ const ALL_ARCH: [&str; 6] = [
 ];
 /// arm64 packages in python3.11's dependency closure that running Python does not need (the
 /// package manager and what it pulls in).
-const SKIP: [&str; 6] = ["dpkg", "install-info", "tar", "perl", "perl-base", "debconf"];
+const SKIP: [&str; 6] = [
+    "dpkg",
+    "install-info",
+    "tar",
+    "perl",
+    "perl-base",
+    "debconf",
+];
 
 /// The arm64 world one smoke uses.
 #[derive(Debug, Clone)]
@@ -226,7 +233,8 @@ fn ensure_sysroot(dir: &Path) -> Result<PathBuf> {
     if stamp.is_file() {
         return Ok(sysroot);
     }
-    which(QEMU).with_context(|| format!("no {QEMU} on PATH: `apt-get install qemu-user-static`"))?;
+    which(QEMU)
+        .with_context(|| format!("no {QEMU} on PATH: `apt-get install qemu-user-static`"))?;
     let started = Instant::now();
     let pkgs = packages()?;
     let debs = dir.join("debs");
@@ -237,8 +245,9 @@ fn ensure_sysroot(dir: &Path) -> Result<PathBuf> {
     );
     let mut dl = Command::new("apt-get");
     dl.arg("download").args(&pkgs).current_dir(&debs);
-    crate::proc::run_ok(&mut dl, Duration::from_secs(900))
-        .context("apt-get download of the arm64 packages failed; check access to the Debian mirror")?;
+    crate::proc::run_ok(&mut dl, Duration::from_secs(900)).context(
+        "apt-get download of the arm64 packages failed; check access to the Debian mirror",
+    )?;
     let staging = dir.join(format!("arm64-sysroot.tmp-{}", std::process::id()));
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
@@ -327,7 +336,9 @@ pub fn launcher_runs_arm64(ctx: &mut Ctx) -> Result<()> {
     cmd.env("QEMU_STRACE", "1");
     let ran = cmd.succeeds(QUICK)?;
     ran.require(
-        ran.stdout().lines().any(|l| l == ctx.version_line().unwrap_or_default()),
+        ran.stdout()
+            .lines()
+            .any(|l| l == ctx.version_line().unwrap_or_default()),
         "expected the version line on stdout",
     )?;
     let emulated = ran
@@ -406,7 +417,8 @@ fn python_machine_in(ctx: &Ctx, python: &Path) -> Result<String> {
 /// under qemu (`CARGO_TARGET_<TRIPLE>_RUNNER`); returns the wall time.
 pub fn workspace_tests(root: &Path) -> Result<Duration> {
     ensure_binfmt()?;
-    which(QEMU).with_context(|| format!("no {QEMU} on PATH: `apt-get install qemu-user-static`"))?;
+    which(QEMU)
+        .with_context(|| format!("no {QEMU} on PATH: `apt-get install qemu-user-static`"))?;
     let bin = crate::dist::cross::ensure_tools(root)?;
     crate::dist::cross::ensure_rust_target(TRIPLE)?;
     let mut parts = vec![bin];
@@ -418,10 +430,20 @@ pub fn workspace_tests(root: &Path) -> Result<Duration> {
         "CARGO_TARGET_{}_RUNNER",
         TRIPLE.to_uppercase().replace('-', "_")
     );
-    println!("==> {TRIPLE}: cargo zigbuild test -p ktx-base -p ktx-runtime --lib ({runner}={QEMU})");
+    println!(
+        "==> {TRIPLE}: cargo zigbuild test -p ktx-base -p ktx-runtime --lib ({runner}={QEMU})"
+    );
     let status = Command::new(crate::cargo())
         .args([
-            "zigbuild", "test", "--target", TRIPLE, "-p", "ktx-base", "-p", "ktx-runtime", "--lib",
+            "zigbuild",
+            "test",
+            "--target",
+            TRIPLE,
+            "-p",
+            "ktx-base",
+            "-p",
+            "ktx-runtime",
+            "--lib",
         ])
         .current_dir(root)
         .env("PATH", std::env::join_paths(parts)?)

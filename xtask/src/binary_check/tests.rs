@@ -31,7 +31,10 @@ fn a_dynamically_linked_linux_binary_is_refused() {
     // This test executable is a glibc build: it has an interpreter.
     let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
     let e = err("linux-x64", &me);
-    assert!(e.contains("dynamically linked") && e.contains("musl"), "{e}");
+    assert!(
+        e.contains("dynamically linked") && e.contains("musl"),
+        "{e}"
+    );
     // A developer's host build is checked for its machine only.
     let ok = check("linux-x64", &me, Linkage::HostBuild).unwrap();
     assert!(ok.summary.contains("host build"), "{}", ok.summary);
@@ -76,7 +79,10 @@ fn the_cross_built_binaries_pass_and_a_mismatched_target_fails() {
         eprintln!("{target}: {}", ok.summary);
         // The same bytes under each other target are refused.
         for other in crate::dist::cross::ALL.iter().filter(|o| **o != target) {
-            assert!(check(other, &bin, Linkage::Static).is_err(), "{target} passed as {other}");
+            assert!(
+                check(other, &bin, Linkage::Static).is_err(),
+                "{target} passed as {other}"
+            );
         }
     }
 }
@@ -103,7 +109,9 @@ fn darwin_checks_refuse_a_wrong_cpu_a_new_minos_a_foreign_dylib_and_a_bad_signat
     let Some(arm) = cross_built("darwin-arm64") else {
         return;
     };
-    let summary = check("darwin-arm64", &arm, Linkage::Static).unwrap().summary;
+    let summary = check("darwin-arm64", &arm, Linkage::Static)
+        .unwrap()
+        .summary;
     assert!(
         summary.contains("minimum macOS 11.0") && summary.contains("signature valid"),
         "{summary}"
@@ -166,7 +174,11 @@ fn a_gui_subsystem_exe_is_refused() {
     // e_lfanew at 0x3c; the optional header's Subsystem is at +4 (PE\0\0) +20 (file header) +68.
     let nt = u32::from_le_bytes(b[0x3c..0x40].try_into().unwrap()) as usize;
     let at = nt + 4 + 20 + 68;
-    assert_eq!(u16::from_le_bytes([b[at], b[at + 1]]), 3, "console subsystem");
+    assert_eq!(
+        u16::from_le_bytes([b[at], b[at + 1]]),
+        3,
+        "console subsystem"
+    );
     b[at..at + 2].copy_from_slice(&2u16.to_le_bytes());
     let e = err("win32-x64", &b);
     assert!(e.contains("subsystem is 2"), "{e}");
