@@ -26,6 +26,7 @@ mod install;
 mod isolation;
 mod package;
 mod parse;
+pub mod published;
 mod qemu;
 mod runtime;
 pub mod target;
@@ -145,6 +146,26 @@ pub fn steps(runner: target::Runner) -> Vec<Step> {
     .collect()
 }
 
+/// A package taken from a registry (`published-smoke`) instead of dist/.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The package name.
+    pub name: String,
+    /// Its SemVer.
+    pub version: String,
+    /// The registry (`npm_config_registry`), else npm's default.
+    pub registry: Option<String>,
+    /// Run `ktx` as `npx --yes <name>@<version>` (nothing installed beforehand).
+    pub npx: bool,
+}
+
+impl Published {
+    /// `<name>@<version>`.
+    pub fn spec(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
 /// What the steps share.
 pub struct Ctx {
     /// Stops a daemon this run started if the run ends before a step stopped it. Declared
@@ -161,6 +182,8 @@ pub struct Ctx {
     pub host_build: bool,
     /// With `--target linux-arm64`: the emulated world every command runs in.
     pub arm64: Option<qemu::Arm64>,
+    /// Set by `published-smoke`: the package comes from a registry, not from dist/.
+    pub published: Option<Published>,
     /// The PATH every sandboxed command gets: the caller's, with uv hidden.
     path: OsString,
     /// The uv executables hidden from that PATH.
@@ -203,6 +226,7 @@ impl Ctx {
             local_embeddings,
             host_build: false,
             arm64,
+            published: None,
             path,
             hidden_uv,
             started: None,
@@ -222,9 +246,31 @@ impl Ctx {
     pub fn tgz(&self) -> Result<PathBuf> {
         Ok(self.dist.join(&self.manifest()?.artifact("npm")?.path))
     }
+    /// What `npm install` / `npm exec --package` get: the tarball's path, or `name@version`
+    /// from the registry (`published-smoke`).
+    pub fn package_arg(&self) -> Result<OsString> {
+        match &self.published {
+            Some(p) => Ok(p.spec().into()),
+            None => Ok(self.tgz()?.into_os_string()),
+        }
+    }
+    /// The package's name (`@kaelio/ktx`).
+    pub fn package_name(&self) -> Result<String> {
+        match &self.published {
+            Some(p) => Ok(p.name.clone()),
+            None => Ok(self.manifest()?.artifact("npm")?.name.clone()),
+        }
+    }
+    /// The SemVer under test.
+    pub fn version(&self) -> Result<String> {
+        match &self.published {
+            Some(p) => Ok(p.version.clone()),
+            None => Ok(self.manifest()?.version.clone()),
+        }
+    }
     /// `ktx <semver>`: what `ktx --version` must print.
     pub fn version_line(&self) -> Result<String> {
-        Ok(format!("ktx {}", self.manifest()?.version))
+        Ok(format!("ktx {}", self.version()?))
     }
     /// The isolated runtime root (KTX_RUNTIME_ROOT of every sandboxed command).
     pub fn runtime_root(&self) -> PathBuf {
@@ -232,7 +278,7 @@ impl Ctx {
     }
     /// This version's directory under the runtime root.
     pub fn version_dir(&self) -> Result<PathBuf> {
-        Ok(self.runtime_root().join(&self.manifest()?.version))
+        Ok(self.runtime_root().join(self.version()?))
     }
     /// The project with the SQLite warehouse (step 3); `ktx` commands run here.
     pub fn warehouse(&self) -> PathBuf {
@@ -249,6 +295,11 @@ impl Ctx {
         self.isolate(self.sandbox.npm(args))
     }
     fn isolate(&self, mut c: Command) -> Command {
+        if let Some(p) = &self.published {
+            if let Some(url) = &p.registry {
+                c.env("npm_config_registry", url);
+            }
+        }
         c.env("PATH", &self.path)
             .env("XDG_CACHE_HOME", self.sandbox.home().join(".cache"))
             .env("KTX_DAEMON_IDLE_TIMEOUT", DAEMON_IDLE_TIMEOUT_SECS);
@@ -261,9 +312,16 @@ impl Ctx {
         c
     }
     /// The installed `ktx` (`<project>/node_modules/.bin/ktx`, npm's launcher) with `args`, run
-    /// in the warehouse project.
+    /// in the warehouse project; with [`Published::npx`], `npx --yes <name>@<version>` instead.
     pub fn ktx(&self, args: &[&str]) -> Command {
-        let mut c = self.command(self.sandbox.project().join("node_modules/.bin/ktx"));
+        let mut c = match &self.published {
+            Some(p) if p.npx => {
+                let mut c = self.command("npx");
+                c.arg("--yes").arg(p.spec());
+                c
+            }
+            _ => self.command(self.sandbox.project().join("node_modules/.bin/ktx")),
+        };
         c.args(args).current_dir(self.warehouse());
         c
     }
