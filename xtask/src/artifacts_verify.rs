@@ -27,7 +27,7 @@ mod isolation;
 mod package;
 mod parse;
 pub mod published;
-mod qemu;
+pub mod qemu;
 mod runtime;
 pub mod target;
 

@@ -10,6 +10,7 @@
 //! by design). Figures only: no threshold here fails the command, and no bench runs in tests.
 //! The goals of the benchmark issue are evaluated and printed as met / MISSED.
 
+mod platforms;
 mod report;
 mod stats;
 mod timer;
@@ -47,6 +48,11 @@ pub struct Args {
     /// Keep the temp dir (runtime roots, packed tarball, demo project) and print its path.
     #[arg(long)]
     pub keep: bool,
+    /// Also the release platforms: each target's binary size (cross-built when missing), the
+    /// tarball with all five, and the launcher's `--version` vs `node -e 0` for linux-x64 and
+    /// for linux-arm64 under qemu-user.
+    #[arg(long)]
+    pub platforms: bool,
 }
 
 /// How many runs each kind of measurement gets.
@@ -277,6 +283,9 @@ pub fn run(args: &Args) -> Result<()> {
     notes.push("fastpath.ktx-overhead: everything ktx does around the Python process (argument parsing, the ready-runtime check, the daemon probe, spawning, JSON in and out) is the +ms against the same request piped to `python -I -m ktx_daemon call`".into());
     daemon_rows(&ctx, plan, &mut rows, &mut notes)?;
     launcher_rows(&ctx, plan, &mut rows, &mut notes)?;
+    if args.platforms {
+        platforms::rows(tmp.path(), plan, &mut rows, &mut sizes, &mut notes)?;
+    }
 
     let (bytes, files) = disk_usage(&ctx.version_dir)?;
     sizes.push(Size {
@@ -1033,6 +1042,7 @@ mod tests {
             quick,
             json: false,
             keep: false,
+            platforms: false,
         };
         let p = Plan::from_args(&args(false)).unwrap();
         assert_eq!((p.runs, p.install_runs, p.calls), (20, 5, 1000));

@@ -125,7 +125,7 @@ fn root_hint() -> &'static str {
 }
 
 /// binfmt_misc mounted and `qemu-aarch64` registered and enabled.
-fn ensure_binfmt() -> Result<()> {
+pub fn ensure_binfmt() -> Result<()> {
     let entry = Path::new(BINFMT_DIR).join("qemu-aarch64");
     if !entry.exists() {
         ensure!(
