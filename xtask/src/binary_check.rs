@@ -174,10 +174,10 @@ fn mach_o(data: &[u8], cpu: macho::CpuType, max_minos: (u32, u32), signed: bool)
         .context("unreadable Mach-O load commands")?;
     while let Some(cmd) = cmds.next().context("unreadable Mach-O load command")? {
         match cmd.variant().context("malformed Mach-O load command")? {
-            LoadCommandVariant::BuildVersion(bv, _) => {
-                if bv.platform.get(e) == macho::PLATFORM_MACOS {
-                    minos = Some(bv.minos.get(e).0);
-                }
+            LoadCommandVariant::BuildVersion(bv, _)
+                if bv.platform.get(e) == macho::PLATFORM_MACOS =>
+            {
+                minos = Some(bv.minos.get(e).0);
             }
             LoadCommandVariant::VersionMin(vm) if cmd.cmd() == macho::LC_VERSION_MIN_MACOSX => {
                 minos = Some(vm.version.get(e).0);

@@ -80,8 +80,7 @@ impl Arm64 {
         crate::fsx::create_dir_all(&shims)?;
         let python = sysroot.join("usr/bin").join(PYTHON);
         for name in ["python3", PYTHON] {
-            std::os::unix::fs::symlink(&python, shims.join(name))
-                .with_context(|| format!("cannot link {}/{name}", shims.display()))?;
+            symlink(&python, &shims.join(name))?;
         }
         let preload = sandbox.join("as-arm64.js");
         std::fs::write(
@@ -115,6 +114,18 @@ impl Arm64 {
         .env("KTX_DAEMON_START_TIMEOUT", "180");
         Ok(())
     }
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, link: &Path) -> Result<()> {
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("cannot link {} -> {}", link.display(), target.display()))
+}
+
+// `target::parse` offers qemu only on a linux-x64 host.
+#[cfg(not(unix))]
+fn symlink(_: &Path, _: &Path) -> Result<()> {
+    bail!("the qemu-user smoke runs on a Linux host only")
 }
 
 fn root_hint() -> &'static str {
