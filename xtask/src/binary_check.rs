@@ -5,7 +5,8 @@
 //!   symbols), so it runs on old glibc and on musl distributions alike.
 //! - macOS (`darwin-*`): 64-bit Mach-O of the right CPU; minimum macOS (`LC_BUILD_VERSION`, or
 //!   `LC_VERSION_MIN_MACOSX`) at most 11.0 on arm64 and 10.12 on x64; dylibs only
-//!   `/usr/lib/libSystem.B.dylib` (required) and `/usr/lib/libiconv.2.dylib`; on arm64 an
+//!   `/usr/lib/libSystem.B.dylib` (required), `/usr/lib/libiconv.2.dylib` and its
+//!   `/usr/lib/libcharset.1.dylib` ([`ALLOWED_DYLIBS`]); on arm64 an
 //!   `LC_CODE_SIGNATURE` whose code directory hashes match every page (macOS kills unsigned or
 //!   mis-signed arm64 code).
 //! - Windows (`win32-*`): PE32+ of the right machine, console subsystem.
@@ -18,8 +19,14 @@ use object::macho::{self, MachHeader64};
 use object::read::macho::{LoadCommandVariant, MachHeader};
 use object::{Architecture, BinaryFormat, Endianness, Object};
 
-/// The dylibs a darwin binary may link (libSystem is required).
-pub const ALLOWED_DYLIBS: [&str; 2] = ["/usr/lib/libSystem.B.dylib", "/usr/lib/libiconv.2.dylib"];
+/// The dylibs a darwin binary may link (libSystem is required). libiconv is Rust std's; the
+/// zig-linked x86_64 binary also names libcharset, which ships with libiconv in every macOS
+/// (Apple's libiconv project, in the dyld shared cache), so it is allowed with it.
+pub const ALLOWED_DYLIBS: [&str; 3] = [
+    "/usr/lib/libSystem.B.dylib",
+    "/usr/lib/libiconv.2.dylib",
+    "/usr/lib/libcharset.1.dylib",
+];
 
 /// What one binary was found to be (printed by dist and artifacts-verify).
 #[derive(Debug, Clone, PartialEq, Eq)]
