@@ -424,7 +424,7 @@ fn python_machine_in(ctx: &Ctx, python: &Path) -> Result<String> {
     Ok(ran.stdout().trim().to_string())
 }
 
-/// The ktx-base and ktx-runtime unit tests built for [`TRIPLE`] (cargo zigbuild) and run
+/// The ktx-base and ktx-runtime unit tests built for [`TRIPLE`] (cargo-zigbuild) and run
 /// under qemu (`CARGO_TARGET_<TRIPLE>_RUNNER`); returns the wall time.
 pub fn workspace_tests(root: &Path) -> Result<Duration> {
     ensure_binfmt()?;
@@ -432,6 +432,7 @@ pub fn workspace_tests(root: &Path) -> Result<Duration> {
         .with_context(|| format!("no {QEMU} on PATH: `apt-get install qemu-user-static`"))?;
     let bin = crate::dist::cross::ensure_tools(root)?;
     crate::dist::cross::ensure_rust_target(TRIPLE)?;
+    let zigbuild = bin.join(crate::workspace::exe_name("cargo-zigbuild"));
     let mut parts = vec![bin];
     if let Some(p) = std::env::var_os("PATH") {
         parts.extend(std::env::split_paths(&p));
@@ -442,11 +443,11 @@ pub fn workspace_tests(root: &Path) -> Result<Duration> {
         TRIPLE.to_uppercase().replace('-', "_")
     );
     println!(
-        "==> {TRIPLE}: cargo zigbuild test -p ktx-base -p ktx-runtime --lib ({runner}={QEMU})"
+        "==> {TRIPLE}: cargo-zigbuild test -p ktx-base -p ktx-runtime --lib ({runner}={QEMU})"
     );
-    let status = Command::new(crate::cargo())
+    // `cargo-zigbuild test`: the `cargo zigbuild` subcommand only builds.
+    let status = Command::new(&zigbuild)
         .args([
-            "zigbuild",
             "test",
             "--target",
             TRIPLE,
@@ -460,7 +461,7 @@ pub fn workspace_tests(root: &Path) -> Result<Duration> {
         .env("PATH", std::env::join_paths(parts)?)
         .env(&runner, QEMU)
         .status()
-        .context("cannot run cargo zigbuild test")?;
+        .with_context(|| format!("cannot run {}", zigbuild.display()))?;
     if !status.success() {
         bail!("the {TRIPLE} unit tests failed under qemu ({status}); their output is above");
     }
