@@ -109,7 +109,7 @@ pub fn steps(runner: target::Runner) -> Vec<Step> {
     let only = |yes: bool, s: Step| if yes { vec![s] } else { vec![] };
     [
         vec![
-        step("0a checksums: dist, .sha256, package contents",  checksums),
+        step("0  checksums: dist, .sha256, package contents",  checksums),
         step("0b native binaries: static checks, size budget", binaries),
         step("1a npm install <pkg> into a private project",     install::npm_install_local),
         step("1b npm exec --no -- ktx --version",               install::npm_exec_version),

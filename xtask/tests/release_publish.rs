@@ -418,7 +418,8 @@ fn published_smoke_passes_on_what_a_live_publish_put_in_the_registry() {
     assert!(out.status.success(), "published-smoke failed:\n{t}");
     for step in [
         "ok    P1 npx --yes <spec> --version",
-        "ok    P2 npx <spec> demo + a printed query: lazy install",
+        "ok    P2 npx <spec> sl query --yes: lazy install",
+        "ok    P3 npx <spec> demo + a printed query --execute",
         "ok    1a npm install <pkg> into a private project",
         "ok    3  sl query --yes: lazy install + compile",
         "ok    5d sl query --daemon --execute: via daemon",

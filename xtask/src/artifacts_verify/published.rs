@@ -3,16 +3,16 @@
 //! same [`Ctx`] and step functions; only where the package comes from differs).
 //!
 //! Two clean worlds (own HOME, npm cache, prefix and KTX_RUNTIME_ROOT each):
-//! 1. Nothing installed: `npm view` finds the version; `npx --yes <name>@V --version`; `npx
-//!    --yes <name>@V demo` and one printed query with `--execute --yes`, which installs the
-//!    runtime lazily.
+//! 1. Nothing installed: `npm view` finds the version; `npx --yes <name>@V --version`; a first
+//!    `sl query --yes` through npx, which installs the runtime lazily; `npx --yes <name>@V
+//!    demo` and one printed query with `--execute`.
 //! 2. Every artifacts-verify step after the checksums, installing `<name>@V` from the registry
 //!    instead of the tarball: the local install and `npm exec`, status, the lazy install on a
 //!    first query, daemon, doctor, prune, `--no-input`, the global install and `npm exec
 //!    --package`, the demo.
 
 use super::exec::RunExt;
-use super::{demo, run_steps, step, steps, Ctx, Published, QUICK};
+use super::{demo, run_steps, runtime, step, steps, Ctx, Published, QUICK};
 use anyhow::{Context, Result};
 use std::time::Instant;
 
