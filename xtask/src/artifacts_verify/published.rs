@@ -105,9 +105,10 @@ pub fn run(args: &Args) -> Result<()> {
         step("P0 npm view <spec> version: published", published),
         step("P1 npx --yes <spec> --version", npx_version),
         step(
-            "P2 npx <spec> demo + a printed query: lazy install",
-            demo::demo,
+            "P2 npx <spec> sl query --yes: lazy install",
+            runtime::first_query,
         ),
+        step("P3 npx <spec> demo + a printed query --execute", demo::demo),
     ];
     let r = run_steps(&mut npx, &first);
     npx.stop_leftover_daemon();
