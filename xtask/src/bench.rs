@@ -10,9 +10,10 @@
 //! by design). Figures only: no threshold here fails the command, and no bench runs in tests.
 //! The goals of the benchmark issue are evaluated and printed as met / MISSED.
 
+mod platforms;
 mod report;
-mod scripts;
 mod sandbox;
+mod scripts;
 mod stats;
 mod timer;
 mod worker;
@@ -50,6 +51,11 @@ pub struct Args {
     /// Keep the temp dir (runtime roots, packed tarball, demo project) and print its path.
     #[arg(long)]
     pub keep: bool,
+    /// Also the release platforms: each target's binary size (cross-built when missing), the
+    /// tarball with all five, and the launcher's `--version` vs `node -e 0` for linux-x64 and
+    /// for linux-arm64 under qemu-user.
+    #[arg(long)]
+    pub platforms: bool,
     /// Run only these sections (repeatable; default all): the build, the pack and the main
     /// runtime install always run.
     #[arg(long, value_enum, value_name = "SECTION")]
@@ -320,6 +326,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if wants(Section::Scripts) {
         scripts::scripts_rows(tmp.path(), plan, &mut rows, &mut notes)?;
+    }
+    if args.platforms {
+        platforms::rows(tmp.path(), plan, &mut rows, &mut sizes, &mut notes)?;
     }
 
     let (bytes, files) = disk_usage(&ctx.version_dir)?;
@@ -1083,6 +1092,7 @@ mod tests {
             json: false,
             keep: false,
             only: Vec::new(),
+            platforms: false,
         };
         let p = Plan::from_args(&args(false)).unwrap();
         assert_eq!((p.runs, p.install_runs, p.calls), (20, 5, 1000));

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 mod artifacts_verify;
 mod bench;
+mod binary_check;
 mod build_wheel;
 mod bundle;
 mod dist;
@@ -55,6 +56,8 @@ enum Cmd {
     Dist(dist::Args),
     /// Black-box check of the packed artifacts with real npm (builds dist/ first).
     ArtifactsVerify(artifacts_verify::Args),
+    /// After a publish: the artifacts-verify checks on the package installed from the registry.
+    PublishedSmoke(artifacts_verify::published::Args),
     /// Time installs, the fast path, one-shot and daemon calls and the launcher against their floors.
     Bench(bench::Args),
     /// All tests: cargo tests, pytest and ruff in a dev venv (.dev-venv) created on demand.
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Cmd::PackNpm(args) => pack_npm::run(args),
         Cmd::Dist(args) => dist::run(args),
         Cmd::ArtifactsVerify(args) => artifacts_verify::run(args),
+        Cmd::PublishedSmoke(args) => artifacts_verify::published::run(args),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Test(args) => test_cmd::run(args),
         Cmd::RefreshUvPins(args) => uv_pins::run(args),

@@ -387,6 +387,56 @@ fn an_unreachable_registry_fails_closed() {
     );
 }
 
+#[test]
+fn published_smoke_passes_on_what_a_live_publish_put_in_the_registry() {
+    let project = publishing_project();
+    let reg = Registry::start();
+    let npmrc = reg.npmrc();
+    let cache = tempfile::tempdir().unwrap();
+    let version = version();
+
+    // Before anything is published, the smoke fails at its first step, naming the version.
+    let smoke = |v: &str| {
+        let mut cmd = xtask();
+        cmd.args(["published-smoke", "--version", v, "--registry", &reg.url]);
+        run(&mut cmd)
+    };
+    let out = smoke(&version);
+    assert!(!out.status.success(), "nothing is published yet");
+    assert!(
+        text(&out).contains("step `P0 npm view <spec> version: published` failed"),
+        "{}",
+        text(&out)
+    );
+
+    let mut cmd = xtask();
+    cmd.args(["publish", "--live", "--registry", &reg.url])
+        .arg("--root")
+        .arg(project.path())
+        .env("CI", "true");
+    npm_env(&mut cmd, &npmrc, cache.path());
+    assert!(run(&mut cmd).status.success(), "live publish failed");
+
+    let out = smoke(&version);
+    let t = text(&out);
+    assert!(out.status.success(), "published-smoke failed:\n{t}");
+    for step in [
+        "ok    P1 npx --yes <spec> --version",
+        "ok    P2 npx <spec> sl query --yes: lazy install",
+        "ok    P3 npx <spec> demo + a printed query --execute",
+        "ok    1a npm install <pkg> into a private project",
+        "ok    3  sl query --yes: lazy install + compile",
+        "ok    5d sl query --daemon --execute: via daemon",
+        "ok    8a npm install -g <pkg> --prefix <tmp>",
+        "ok    9  ktx demo + a printed query --execute",
+    ] {
+        assert!(t.contains(step), "no `{step}` in:\n{t}");
+    }
+    assert!(t.contains(&format!(
+        "published-smoke (@kaelio/ktx@{version}): all checks passed"
+    )));
+}
+
 /// A project copy like `base` whose tarball has the same version but other bytes (a README
 /// line added), packed and self-consistent.
 fn different_build(base: &Path) -> tempfile::TempDir {

@@ -91,7 +91,11 @@ fn release_workflow_is_guarded() {
         }
     }
 
-    let build = runs(&wf["jobs"]["build"]);
+    // Building, packing and verifying happen in platforms.yml; publish needs all of it.
+    assert_eq!(
+        wf["jobs"]["platforms"]["uses"].as_str(),
+        Some("./.github/workflows/platforms.yml")
+    );
     let publish_job = &wf["jobs"]["publish"];
     assert!(
         publish_job["environment"]["name"]
@@ -99,19 +103,26 @@ fn release_workflow_is_guarded() {
             .is_some_and(|n| !n.is_empty()),
         "publish needs an environment"
     );
-    assert_eq!(publish_job["needs"].as_str(), Some("build"));
+    assert_eq!(publish_job["needs"].as_str(), Some("platforms"));
     let publish = runs(publish_job);
-
-    // dist -> artifacts-verify -> release-readiness in the build job, readiness again before publish.
-    let d = position(&build, "cargo xtask dist");
-    let a = position(&build, "cargo xtask artifacts-verify");
-    let r = position(&build, "cargo xtask release-readiness");
-    assert!(d < a && a < r);
     let pr = position(&publish, "cargo xtask release-readiness");
     let pp = position(&publish, "cargo xtask publish");
     assert!(pr < pp);
+    // It publishes the very tarball the verify jobs checked: the pack job's upload.
+    assert_eq!(
+        downloaded(publish_job),
+        ["release-dist"],
+        "publish must download the verified release-dist artifact"
+    );
 
-    // Every gate the policy requires runs before publishing.
+    // Every gate the policy requires runs in platforms.yml, before publishing.
+    let platforms = workflow("platforms.yml");
+    let gated: Vec<(String, String)> = platforms["jobs"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .flat_map(runs)
+        .collect();
     let policy: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("release-policy.json")).unwrap(),
     )
@@ -119,20 +130,25 @@ fn release_workflow_is_guarded() {
     for gate in policy["requiredBeforePublishing"].as_array().unwrap() {
         let cmd = format!("cargo xtask {}", gate.as_str().unwrap());
         assert!(
-            build.iter().any(|(r, _)| r.contains(&cmd)),
-            "the build job never runs `{cmd}`"
+            gated.iter().any(|(r, _)| r.contains(&cmd)),
+            "platforms.yml never runs `{cmd}`"
         );
     }
 
-    // Live only when asked; never --force.
-    let all: Vec<&(String, String)> = build.iter().chain(publish.iter()).collect();
+    // Live only when asked; never --force; the published-package smoke only after a live
+    // publish.
+    let live_cond =
+        |cond: &str| cond.contains("inputs.publish_live") && cond.contains("workflow_dispatch");
+    let all: Vec<&(String, String)> = gated.iter().chain(publish.iter()).collect();
     for (run, cond) in &all {
         assert!(!run.contains("--force"), "{run}");
-        if run.contains("--live") {
+        if run.contains("cargo xtask published-smoke") {
             assert!(
-                cond.contains("inputs.publish_live") && cond.contains("workflow_dispatch"),
+                live_cond(cond) && !cond.contains("!("),
                 "{run} runs when {cond:?}"
             );
+        } else if run.contains("--live") {
+            assert!(live_cond(cond), "{run} runs when {cond:?}");
         } else if run.contains("cargo xtask publish") {
             assert!(
                 cond.contains("!("),
@@ -141,6 +157,132 @@ fn release_workflow_is_guarded() {
         }
     }
     assert_eq!(all.iter().filter(|(r, _)| r.contains("--live")).count(), 1);
+    let smoke = position(&publish, "cargo xtask published-smoke");
+    assert!(position(&publish, "--live") < smoke);
+}
+
+/// The `name:` of every artifact a job downloads.
+fn downloaded(job: &Value) -> Vec<String> {
+    job["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/download-artifact@"))
+        })
+        .map(|s| s["with"]["name"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// npm target -> the native GitHub runner that builds it (macos-13, the last Intel image of
+/// its kind, is retired: macos-15-intel is GitHub's Intel macOS runner).
+const RUNNERS: [(&str, &str); 5] = [
+    ("linux-x64", "ubuntu-24.04"),
+    ("linux-arm64", "ubuntu-24.04-arm"),
+    ("darwin-arm64", "macos-14"),
+    ("darwin-x64", "macos-15-intel"),
+    ("win32-x64", "windows-latest"),
+];
+
+#[test]
+fn platforms_workflow_builds_each_target_natively_packs_once_and_verifies_everywhere() {
+    let wf = workflow("platforms.yml");
+    assert!(wf["on"].get("workflow_call").is_some());
+    assert_eq!(wf["permissions"]["contents"].as_str(), Some("read"));
+    let jobs = &wf["jobs"];
+
+    // build: one job per target on its own runner, uploading one binary each.
+    let build = &jobs["build"];
+    assert_eq!(build["runs-on"].as_str(), Some("${{ matrix.runner }}"));
+    let mut got: Vec<(String, String)> = build["strategy"]["matrix"]["include"]
+        .as_sequence()
+        .expect("build matrix include")
+        .iter()
+        .map(|e| {
+            (
+                e["target"].as_str().unwrap().to_string(),
+                e["runner"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, String)> = RUNNERS
+        .iter()
+        .map(|(t, r)| (t.to_string(), r.to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "the build matrix");
+    position(
+        &runs(build),
+        "cargo xtask dist --targets ${{ matrix.target }} --binaries-only",
+    );
+    let upload = |job: &Value| -> Vec<String> {
+        job["steps"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["uses"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+            })
+            .map(|s| s["with"]["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(upload(build), ["native-${{ matrix.target }}"]);
+
+    // pack: after every build, one tarball with all five binaries.
+    let pack = &jobs["pack"];
+    assert_eq!(pack["needs"].as_str(), Some("build"));
+    let pack_runs = runs(pack);
+    let p = position(&pack_runs, "cargo xtask pack-npm");
+    for (target, _) in RUNNERS {
+        assert!(
+            pack_runs[p]
+                .0
+                .contains(&format!("--native {target}=native/native-{target}/")),
+            "pack-npm does not pack {target}: {}",
+            pack_runs[p].0
+        );
+    }
+    assert!(p < position(&pack_runs, "cargo xtask release-readiness"));
+    assert_eq!(upload(pack), ["release-dist"]);
+
+    // verify: that tarball, on every runner the binaries were built on.
+    let verify = &jobs["verify"];
+    assert_eq!(verify["needs"].as_str(), Some("pack"));
+    let mut runners: Vec<&str> = verify["strategy"]["matrix"]["runner"]
+        .as_sequence()
+        .expect("verify matrix runner")
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    runners.sort();
+    let mut expected: Vec<&str> = RUNNERS.iter().map(|(_, r)| *r).collect();
+    expected.sort();
+    assert_eq!(runners, expected, "the verify matrix");
+    assert_eq!(downloaded(verify), ["release-dist"]);
+    position(&runs(verify), "cargo xtask artifacts-verify --dist dist");
+
+    // Windows runners run bash scripts only when told to.
+    for name in ["build", "verify"] {
+        assert_eq!(
+            jobs[name]["defaults"]["run"]["shell"].as_str(),
+            Some("bash"),
+            "{name}"
+        );
+    }
+
+    // Pull requests run the same workflow.
+    let ci = workflow("ci.yml");
+    let job = &ci["jobs"]["platforms"];
+    assert_eq!(
+        job["uses"].as_str(),
+        Some("./.github/workflows/platforms.yml")
+    );
+    assert!(job["if"].as_str().unwrap().contains("pull_request"));
 }
 
 #[test]
@@ -223,6 +365,7 @@ fn actionlint_accepts_the_workflows() {
         .arg("-no-color")
         .arg(dir.join("ci.yml"))
         .arg(dir.join("release.yml"))
+        .arg(dir.join("platforms.yml"))
         .current_dir(repo_root()));
     assert!(
         out.status.success(),

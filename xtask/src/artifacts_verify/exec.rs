@@ -7,7 +7,21 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 use std::fmt::Display;
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+/// Multiplies every [`RunExt`] timeout (1 natively; more under emulation).
+static TIMEOUT_SCALE: AtomicU32 = AtomicU32::new(1);
+
+/// Makes every later [`RunExt`] timeout `factor` times longer (an emulated target runs slower;
+/// the step bounds stay written for native speed).
+pub fn set_timeout_scale(factor: u32) {
+    TIMEOUT_SCALE.store(factor.max(1), Ordering::Relaxed);
+}
+
+fn scaled(timeout: Duration) -> Duration {
+    timeout * TIMEOUT_SCALE.load(Ordering::Relaxed)
+}
 
 /// A command that ran, with what it printed.
 #[derive(Debug)]
@@ -60,12 +74,12 @@ pub trait RunExt {
 
 impl RunExt for Command {
     fn succeeds(mut self, timeout: Duration) -> Result<Ran> {
-        let out = proc::run_ok(&mut self, timeout)?;
+        let out = proc::run_ok(&mut self, scaled(timeout))?;
         Ok(Ran { cmd: self, out })
     }
 
     fn fails(mut self, timeout: Duration) -> Result<Ran> {
-        let out = proc::run(&mut self, timeout)?;
+        let out = proc::run(&mut self, scaled(timeout))?;
         let ran = Ran { cmd: self, out };
         ran.require(!ran.out.status.success(), "command succeeded but must fail")?;
         Ok(ran)

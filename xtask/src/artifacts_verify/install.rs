@@ -1,5 +1,6 @@
 //! Steps 1 and 8: the ways users install and invoke the package (a project install with
-//! `npm exec`, a global install into a prefix, and `npm exec --package=<tgz>` with no project).
+//! `npm exec`, a global install into a prefix, and `npm exec --package=<tgz>` with no project),
+//! from the tarball or, for `published-smoke`, from the registry.
 
 use super::exec::RunExt;
 use super::{Ctx, INSTALL, QUICK};
@@ -21,7 +22,7 @@ fn expect_version(ctx: &Ctx, cmd: Command) -> Result<()> {
 pub fn npm_install_local(ctx: &mut Ctx) -> Result<()> {
     ctx.sandbox.init_project()?;
     let mut cmd = ctx.npm(&["install"]);
-    cmd.arg(ctx.tgz()?)
+    cmd.arg(ctx.package_arg()?)
         .args(["--ignore-scripts", "--no-audit", "--no-fund", "--cache"])
         .arg(ctx.sandbox.cache());
     let ran = cmd.succeeds(INSTALL)?;
@@ -44,7 +45,7 @@ pub fn npm_exec_negative(ctx: &mut Ctx) -> Result<()> {
 /// Step 8a: `npm install -g <tgz> --prefix <tmp>`.
 pub fn npm_install_global(ctx: &mut Ctx) -> Result<()> {
     let mut cmd = ctx.npm(&["install", "-g"]);
-    cmd.arg(ctx.tgz()?)
+    cmd.arg(ctx.package_arg()?)
         .arg("--prefix")
         .arg(ctx.sandbox.prefix())
         .args(["--ignore-scripts", "--no-audit", "--no-fund", "--cache"])
@@ -65,7 +66,7 @@ pub fn global_version(ctx: &mut Ctx) -> Result<()> {
 pub fn npm_exec_package(ctx: &mut Ctx) -> Result<()> {
     let empty = ctx.sandbox.path().join("empty-dir");
     crate::fsx::create_dir_all(&empty)?;
-    let package = format!("--package={}", ctx.tgz()?.display());
+    let package = format!("--package={}", ctx.package_arg()?.to_string_lossy());
     let mut cmd = ctx.npm(&["exec", "--yes", &package, "--", "ktx", "--version"]);
     cmd.current_dir(&empty);
     expect_version(ctx, cmd)?;

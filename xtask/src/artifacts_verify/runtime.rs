@@ -90,7 +90,7 @@ pub fn status_missing(ctx: &mut Ctx) -> Result<()> {
         .sandbox
         .project()
         .join("node_modules")
-        .join(&ctx.manifest()?.artifact("npm")?.name)
+        .join(ctx.package_name()?)
         .join("python");
     let got = str_at(&st, "/layout/assetDir");
     ran.require(
@@ -212,8 +212,8 @@ pub fn daemon_start(ctx: &mut Ctx) -> Result<()> {
     ran.require(!s.reused, format!("expected `{}`", parse::STARTED))?;
     ran.require(
         // Users see the SemVer (the PEP 440 spelling is only for Python).
-        s.features == ["core"] && s.version == ctx.manifest()?.version,
-        format!("expected version {} features core", ctx.manifest()?.version),
+        s.features == ["core"] && s.version == ctx.version()?,
+        format!("expected version {} features core", ctx.version()?),
     )?;
     ctx.started = Some(s);
     Ok(())
