@@ -186,7 +186,7 @@ mod sys {
 /// after the start-time check (the window is two syscalls wide).
 #[cfg(target_os = "macos")]
 mod sys {
-    use super::{is_same_process, ProcInfo, Signal};
+    use super::ProcInfo;
 
     pub(super) fn proc_info(pid: u32) -> Option<ProcInfo> {
         // SAFETY: proc_bsdinfo is plain old data; proc_pidinfo writes at most `size` bytes.
@@ -249,14 +249,7 @@ mod sys {
         parse_procargs2(&buf)
     }
 
-    pub(super) fn signal_if_same(pid: i32, start_time: &str, sig: Signal) -> bool {
-        if !is_same_process(pid as u32, start_time) {
-            return false;
-        }
-        let signo = super::unix::signo(sig);
-        super::unix::signal_group(pid, signo);
-        super::unix::kill(pid, signo)
-    }
+    pub(super) use super::unix::signal_by_pid_if_same as signal_if_same;
 
     /// The arguments in a `KERN_PROCARGS2` buffer, NUL-separated: `argc` (a native-endian
     /// `c_int`), the executable path, NUL padding, then `argc` NUL-terminated arguments (the
@@ -285,7 +278,7 @@ mod sys {
 /// by pid right after the start-time check.
 #[cfg(all(unix, not(any(target_os = "linux", target_os = "macos"))))]
 mod sys {
-    use super::{is_same_process, ProcInfo, Signal};
+    use super::ProcInfo;
     use std::process::{Command, Stdio};
 
     fn ps(pid: u32, format: &str) -> Option<Vec<u8>> {
@@ -313,14 +306,7 @@ mod sys {
         ps(pid, "command=")
     }
 
-    pub(super) fn signal_if_same(pid: i32, start_time: &str, sig: Signal) -> bool {
-        if !is_same_process(pid as u32, start_time) {
-            return false;
-        }
-        let signo = super::unix::signo(sig);
-        super::unix::signal_group(pid, signo);
-        super::unix::kill(pid, signo)
-    }
+    pub(super) use super::unix::signal_by_pid_if_same as signal_if_same;
 }
 
 #[cfg(unix)]
@@ -347,6 +333,18 @@ mod unix {
     pub(super) fn kill(pid: i32, signo: i32) -> bool {
         // SAFETY: plain syscall with integer arguments.
         unsafe { libc::kill(pid, signo) == 0 }
+    }
+
+    /// Without pidfds (macOS, the BSDs): the signal goes by pid right after the start-time
+    /// check, to the group first if `pid` leads one.
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn signal_by_pid_if_same(pid: i32, start_time: &str, sig: Signal) -> bool {
+        if !super::is_same_process(pid as u32, start_time) {
+            return false;
+        }
+        let signo = signo(sig);
+        signal_group(pid, signo);
+        kill(pid, signo)
     }
 }
 

@@ -134,30 +134,11 @@ def read_token(path: str) -> bytes:
 
 
 def write_state_atomically(path: str, state: dict[str, Any]) -> None:
-    """Write ``state`` as JSON to ``path`` via a 0600 tmp file in the same dir + ``os.replace``.
+    """Write ``state`` as JSON to ``path`` (a 0600 file, created 0700 dir) in one rename."""
+    from .atomic import atomic_write
 
-    The tmp file comes from :func:`tempfile.mkstemp`: ``O_EXCL`` under a random name, so nothing
-    planted at a predictable name (a symlink, say) is ever written through.
-    """
-    import tempfile  # only the daemon writes a state file: keep it off the one-shot import path
-
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    data = json.dumps(state, indent=2).encode("utf-8") + b"\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+    atomic_write(path, json.dumps(state, indent=2).encode("utf-8") + b"\n")
 
 
 def remove_state_if_mine(path: str, instance_id: str) -> bool:

@@ -16,8 +16,6 @@ correctness never depends on who won.
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import wasmtime
 
+from ktx_daemon.atomic import atomic_write
 from ktx_sandbox import engine as engine_mod
 
 SUFFIX = ".cwasm"
@@ -69,25 +68,6 @@ def read_valid(path: Path) -> bytes | None:
     if len(want) != 64 or hashlib.sha256(data).hexdigest() != want.lower():
         return None
     return data
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through an O_EXCL temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _store(path: Path, serialized: bytes) -> None:
