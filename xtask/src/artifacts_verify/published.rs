@@ -134,7 +134,10 @@ pub fn run(args: &Args) -> Result<()> {
         .filter(|s| !(args.without_bundle && s.name.starts_with(SANDBOX_STEP)))
         .collect();
     if args.without_bundle {
-        println!("skip  {SANDBOX_STEP} ktx python: --without-bundle (the package ships no bundle)");
+        println!(
+            "skip  {} ktx python: --without-bundle (the package ships no bundle)",
+            SANDBOX_STEP.trim_end()
+        );
     }
     let r = run_steps(&mut installed, &rest);
     installed.stop_leftover_daemon();
